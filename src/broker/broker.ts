@@ -1,0 +1,642 @@
+import { randomBytes } from 'node:crypto';
+import { uuidv7 } from 'uuidv7';
+import type { BrokerConfig } from '../config.js';
+import type { Clock } from '../domain/clock.js';
+import type { Logger } from '../log.js';
+import { backoffDelayMs, type RetryPolicy } from '../domain/backoff.js';
+import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
+import { JobState, isTerminal } from '../domain/job-state.js';
+import { openDatabase, closeDatabase, type Db } from '../store/database.js';
+import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow } from '../store/job-store.js';
+import { GroupCommit } from './group-commit.js';
+import { Dispatcher, type Claim } from './dispatcher.js';
+import { DeadlineTimer } from './deadline-timer.js';
+import { QueueRegistry, type QueueSettings } from './queue-registry.js';
+import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
+import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+
+/** A validated job from a producer (see grpc/enqueue-input.ts). */
+export interface EnqueueInput {
+  queue: string;
+  type: string;
+  /** JSON text. */
+  payload: string;
+  priority: number;
+  delayMs: number;
+  runAt: number | undefined;
+  maxAttempts: number | undefined;
+  retry: RetryPolicy | undefined;
+  leaseTimeoutMs: number | undefined;
+  metadata: Record<string, string> | undefined;
+  dedupKey: string | undefined;
+  groupKey: string | undefined;
+}
+
+export type EnqueueOutcome = { id: string; deduplicated: boolean; state: JobState } | { error: SluiceError };
+
+export interface AckInput {
+  jobId: string;
+  leaseId: string;
+  /** JSON text or null. */
+  result: string | null;
+}
+
+export interface NackInput {
+  jobId: string;
+  leaseId: string;
+  error: string;
+  nonRetryable: boolean;
+  retryAfterMs: number;
+}
+
+export interface ExtendInput {
+  jobId: string;
+  leaseId: string;
+  extendMs: number;
+  /** JSON text or null. */
+  progress: string | null;
+}
+
+export interface QueueInfo {
+  settings: QueueSettings;
+  counts: Record<JobState, number>;
+  consumers: number;
+}
+
+/**
+ * Broker lifecycle. Changed only through `setState`, which checks the transition.
+ * starting -> serving -> draining -> stopped
+ */
+export type BrokerState = 'starting' | 'serving' | 'draining' | 'stopped';
+const NEXT_STATES: Record<BrokerState, BrokerState[]> = {
+  starting: ['serving', 'stopped'],
+  serving: ['draining', 'stopped'],
+  draining: ['stopped'],
+  stopped: [],
+};
+
+/** Most timer-driven rows handled per flush, so one flush never blocks the loop for long. */
+const TIMER_BATCH = 1000;
+
+/**
+ * The broker core: owns the store, the group commit, the dispatcher, the timers and the
+ * Consume sessions. Transport-agnostic: the gRPC layer translates to and from it.
+ */
+export class Broker {
+  readonly db: Db;
+  readonly store: JobStore;
+  readonly queues: QueueRegistry;
+  readonly commits: GroupCommit;
+  readonly watchers = new JobWatchers();
+  private readonly dispatcher: Dispatcher;
+  private readonly sessions = new Map<string, ConsumeSession>();
+  /** jobId -> session holding its lease. */
+  private readonly leaseOwners = new Map<string, ConsumeSession>();
+  private readonly outboxes = new Set<ConsumeSession>();
+  private readonly scheduledTimer: DeadlineTimer;
+  private readonly leaseTimer: DeadlineTimer;
+  private readonly bootId = randomBytes(4).toString('hex');
+  private sessionCounter = 0;
+  private stateValue: BrokerState = 'starting';
+  private readonly stateListeners: ((state: BrokerState) => void)[] = [];
+  private leasesEmptyWaiters: (() => void)[] = [];
+  /** Watch events produced inside the current flush; sent only if it commits. */
+  private uncommittedChanges: JobChange[] = [];
+
+  constructor(
+    readonly config: BrokerConfig,
+    readonly clock: Clock,
+    readonly log: Logger,
+  ) {
+    this.db = openDatabase(config.dataFile, config.synchronous);
+    this.store = new JobStore(this.db);
+    this.queues = new QueueRegistry(this.store);
+    this.commits = new GroupCommit(this.db, clock, (error) => this.log.error({ err: error }, 'store commit failed'));
+    this.dispatcher = new Dispatcher(
+      this.store,
+      this.queues,
+      this.bootId,
+      () => this.commits.schedule(),
+      (claims) => this.onDelivered(claims),
+    );
+    this.commits.setHooks({
+      beforeCommit: (now) => {
+        const claims = this.dispatcher.claim(now);
+        const changes = this.uncommittedChanges;
+        this.uncommittedChanges = [];
+        return {
+          committed: () => {
+            claims.committed();
+            for (const change of changes) this.watchers.emit(change);
+          },
+          rolledBack: () => claims.rolledBack(),
+        };
+      },
+      afterFlush: () => this.flushOutboxes(),
+    });
+    this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
+    this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
+  }
+
+  get state(): BrokerState {
+    return this.stateValue;
+  }
+
+  onStateChange(listener: (state: BrokerState) => void): void {
+    this.stateListeners.push(listener);
+  }
+
+  private setState(next: BrokerState): void {
+    if (!NEXT_STATES[this.stateValue].includes(next)) {
+      throw new Error(`broker cannot go from ${this.stateValue} to ${next}`);
+    }
+    this.log.info({ from: this.stateValue, to: next }, 'broker state');
+    this.stateValue = next;
+    for (const listener of this.stateListeners) listener(next);
+  }
+
+  /** Recovers leases a crashed broker left behind and arms the timers. */
+  start(): void {
+    const now = this.clock.now();
+    const orphaned = this.store.activeLeases();
+    if (orphaned.length > 0) {
+      this.db.transaction(() => {
+        for (const { id, lease_id } of orphaned) {
+          this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+        }
+      })();
+      this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
+    }
+    this.scheduledTimer.armAt(this.store.nextRunAt());
+    this.leaseTimer.armAt(this.store.nextLeaseExpiry());
+    this.setState('serving');
+  }
+
+  private assertAccepting(): void {
+    if (this.stateValue !== 'serving') throw unavailable(`broker is ${this.stateValue}; retry against a running broker`);
+  }
+
+  // --- producers -------------------------------------------------------------------------
+
+  enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
+    this.assertAccepting();
+    return this.commits.run((now) => {
+      if (atomic) {
+        // A savepoint: any failure undoes this batch only, not the other ops in the flush.
+        return this.db.transaction(() => inputs.map((input) => this.insertJob(input, now)))();
+      }
+      return inputs.map((input): EnqueueOutcome => {
+        try {
+          return this.insertJob(input, now);
+        } catch (error) {
+          return { error: toSluiceError(error) };
+        }
+      });
+    });
+  }
+
+  private insertJob(input: EnqueueInput, now: number): { id: string; deduplicated: boolean; state: JobState } {
+    if (input.dedupKey) {
+      const existing = this.store.findUnfinishedByDedupKey(input.queue, input.dedupKey);
+      if (existing) return { id: existing.id, deduplicated: true, state: existing.state };
+    }
+    this.queues.ensure(input.queue, now);
+    const queue = this.queues.get(input.queue);
+    const runAt = input.runAt ?? now + input.delayMs;
+    const state = runAt > now ? JobState.Scheduled : JobState.Pending;
+    const id = uuidv7();
+    this.store.insert(
+      {
+        id,
+        queue: input.queue,
+        type: input.type,
+        payload: input.payload,
+        metadata: input.metadata ? JSON.stringify(input.metadata) : null,
+        priority: input.priority,
+        runAt,
+        maxAttempts: input.maxAttempts ?? queue?.maxAttempts ?? this.config.defaultMaxAttempts,
+        retry: input.retry ? JSON.stringify(input.retry) : null,
+        leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
+        dedupKey: input.dedupKey ?? null,
+        groupKey: input.groupKey ?? null,
+      },
+      state,
+      now,
+    );
+    // Hints and timers are safe to set before the commit: at worst they cause a wasted look.
+    if (state === JobState.Pending) this.dispatcher.markReady(input.queue, input.type);
+    else this.scheduledTimer.armAt(runAt);
+    if (!this.queues.has(input.queue)) queueMicrotask(() => this.queues.refresh(input.queue));
+    return { id, deduplicated: false, state };
+  }
+
+  getJob(id: string): JobRow {
+    const row = this.store.get(id);
+    if (!row) throw notFound(`job ${id} not found`);
+    return row;
+  }
+
+  async cancelJob(id: string, reason: string): Promise<JobRow> {
+    const outcome = await this.commits.run((now) => {
+      const before = this.store.stateAndLease(id);
+      if (!before) throw notFound(`job ${id} not found`);
+      if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null };
+      if (isTerminal(before.state)) throw failedPrecondition(`job ${id} is ${before.state} and cannot be cancelled`);
+      const result = this.store.cancel(id, reason || null, now);
+      if (!result.ok) throw failedPrecondition(`job ${id} changed while cancelling; try again`);
+      return { row: result.value, leaseId: before.lease_id };
+    });
+    if (outcome.leaseId) {
+      const session = this.leaseOwners.get(id);
+      if (session && session.leaseEnded(id, outcome.leaseId)) {
+        this.leaseOwners.delete(id);
+        session.revoked({ jobId: id, leaseId: outcome.leaseId, reason: 'cancelled' });
+        this.commits.schedule();
+      }
+    }
+    this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
+    this.log.debug({ jobId: id, queue: outcome.row.queue }, 'job cancelled');
+    return outcome.row;
+  }
+
+  watchJob(id: string, listener: JobListener): () => void {
+    return this.watchers.watch(id, listener);
+  }
+
+  // --- consume sessions ------------------------------------------------------------------
+
+  openSession(subscription: Subscription, peer: string, write: (out: Outgoing) => void): ConsumeSession {
+    this.assertAccepting();
+    if (this.sessions.size >= this.config.maxStreams) {
+      throw new SluiceError('RESOURCE_EXHAUSTED', `the broker already serves ${this.sessions.size} Consume streams (--max-streams)`);
+    }
+    const id = `${this.bootId}-s${++this.sessionCounter}`;
+    const session = new ConsumeSession(
+      id,
+      subscription,
+      peer,
+      this.config.maxCreditPerStream,
+      this.clock.now(),
+      write,
+      (s) => this.outboxes.add(s),
+    );
+    this.sessions.set(id, session);
+    this.dispatcher.addSession(session);
+    this.log.debug({ streamId: id, workerId: subscription.workerId, queues: subscription.queues }, 'consume stream opened');
+    return session;
+  }
+
+  grantCredit(session: ConsumeSession, n: number): void {
+    session.credit.grant(n);
+    if (n > 0) this.commits.schedule();
+  }
+
+  /**
+   * The stream is gone: its leases go back to pending at once (counting the attempt, so a
+   * job that kills its worker every time still ends up dead).
+   */
+  closeSession(session: ConsumeSession, reason: string): void {
+    if (session.closed) return;
+    session.closed = true;
+    this.sessions.delete(session.id);
+    this.dispatcher.removeSession(session);
+    this.outboxes.delete(session);
+    const leases = [...session.leases];
+    this.log.debug({ streamId: session.id, leases: leases.length, reason }, 'consume stream closed');
+    if (leases.length > 0) this.releaseLeases(session, leases, `worker stream closed: ${reason}`, true);
+  }
+
+  private releaseLeases(session: ConsumeSession, leases: [string, string][], reason: string, countsAsAttempt: boolean): void {
+    this.commits.submit({
+      work: (now) =>
+        leases.map(([jobId, leaseId]) => {
+          const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
+          if (released) {
+            if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
+            this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
+          }
+          return { jobId, leaseId };
+        }),
+      done: (error, results) => {
+        if (error || !results) return;
+        for (const { jobId, leaseId } of results) {
+          session.leaseEnded(jobId, leaseId);
+          if (this.leaseOwners.get(jobId) === session) this.leaseOwners.delete(jobId);
+        }
+        this.checkLeasesEmpty();
+      },
+    });
+  }
+
+  settle(session: ConsumeSession, acks: readonly AckInput[], nacks: readonly NackInput[], extends_: readonly ExtendInput[]): void {
+    this.commits.submit<SettleOutcome[]>({
+      work: (now) => {
+        const out: SettleOutcome[] = [];
+        for (const a of acks) out.push(this.ackOne(a, now));
+        for (const n of nacks) out.push(this.nackOne(n, now));
+        for (const e of extends_) out.push(this.extendOne(e, now));
+        return out;
+      },
+      done: (error, outcomes) => {
+        if (error || !outcomes) {
+          const message = `store commit failed: ${error?.message ?? 'unknown'}`;
+          const all = [
+            ...acks.map((a) => ({ kind: 'ack' as const, jobId: a.jobId, leaseId: a.leaseId })),
+            ...nacks.map((n) => ({ kind: 'nack' as const, jobId: n.jobId, leaseId: n.leaseId })),
+            ...extends_.map((e) => ({ kind: 'extend' as const, jobId: e.jobId, leaseId: e.leaseId })),
+          ];
+          for (const s of all) session.settled({ ...s, errorCode: 'UNAVAILABLE', message });
+          return;
+        }
+        for (const o of outcomes) {
+          if (!o.errorCode && o.kind !== 'extend') {
+            // The lease may belong to another stream of the same worker after a reconnect.
+            const owner = this.leaseOwners.get(o.jobId);
+            if (owner?.leaseEnded(o.jobId, o.leaseId)) this.leaseOwners.delete(o.jobId);
+          }
+          session.settled(o);
+        }
+        this.checkLeasesEmpty();
+      },
+    });
+  }
+
+  private ackOne(a: AckInput, now: number): SettleOutcome {
+    const r = this.store.complete(a.jobId, a.leaseId, a.result, now);
+    if (!r.ok) return staleLease('ack', a.jobId, a.leaseId, r.current);
+    this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: r.value.attempt, result: a.result, at: now });
+    return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
+  }
+
+  private nackOne(n: NackInput, now: number): SettleOutcome {
+    const ctx = this.store.failureContext(n.jobId, n.leaseId);
+    if (!ctx) return staleLease('nack', n.jobId, n.leaseId, this.store.stateAndLease(n.jobId));
+    const dies = n.nonRetryable || ctx.attempt >= ctx.max_attempts;
+    const policy = ctx.retry ? (JSON.parse(ctx.retry) as RetryPolicy) : this.queueRetryPolicy(ctx.queue);
+    const delay = n.retryAfterMs > 0 ? n.retryAfterMs : backoffDelayMs(policy, ctx.attempt);
+    const state = dies ? JobState.Dead : JobState.Scheduled;
+    const runAt = dies ? now : now + delay;
+    const message = n.error || '(no error message)';
+    const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
+    if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
+    if (!dies) this.scheduledTimer.armAt(runAt);
+    this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
+    return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
+  }
+
+  private extendOne(e: ExtendInput, now: number): SettleOutcome {
+    const r = this.store.extend(e.jobId, e.leaseId, e.extendMs, e.progress, now);
+    if (!r.ok) return staleLease('extend', e.jobId, e.leaseId, r.current);
+    if (e.progress !== null) this.recordChange({ jobId: e.jobId, state: JobState.Active, attempt: r.value.attempt, progress: e.progress, at: now });
+    return { kind: 'extend', jobId: e.jobId, leaseId: e.leaseId, state: JobState.Active, deadline: r.value.deadline };
+  }
+
+  /** Watch events are sent only after the commit that made them true. */
+  private recordChange(change: JobChange): void {
+    if (this.watchers.isWatched(change.jobId)) this.uncommittedChanges.push(change);
+  }
+
+  private queueRetryPolicy(queue: string): RetryPolicy {
+    return (
+      this.queues.get(queue)?.retry ?? {
+        initialMs: this.config.retryInitialMs,
+        multiplier: this.config.retryMultiplier,
+        maxMs: this.config.retryMaxMs,
+        jitter: this.config.retryJitter,
+      }
+    );
+  }
+
+  private onDelivered(claims: readonly Claim[]): void {
+    let earliest = Infinity;
+    for (const { session, job } of claims) {
+      this.leaseOwners.set(job.id, session);
+      if (job.lease_expires_at < earliest) earliest = job.lease_expires_at;
+      if (this.watchers.isWatched(job.id)) {
+        this.watchers.emit({ jobId: job.id, state: JobState.Active, attempt: job.attempt, at: this.clock.now() });
+      }
+    }
+    this.leaseTimer.armAt(earliest);
+  }
+
+  private flushOutboxes(): void {
+    if (this.outboxes.size === 0) return;
+    const sessions = [...this.outboxes];
+    this.outboxes.clear();
+    for (const s of sessions) s.flushOutbox();
+  }
+
+  // --- timers ----------------------------------------------------------------------------
+
+  private promoteDueJobs(): void {
+    this.commits.submit({
+      work: (now) => {
+        const promoted = this.store.promoteDue(now, TIMER_BATCH);
+        for (const { id, queue, type, attempt } of promoted) {
+          this.dispatcher.markReady(queue, type);
+          this.recordChange({ jobId: id, state: JobState.Pending, attempt, at: now });
+        }
+        return promoted.length === TIMER_BATCH ? now : this.store.nextRunAt();
+      },
+      done: (error, next) => {
+        if (error) return this.scheduledTimer.armAt(this.clock.now() + 1000);
+        this.scheduledTimer.armAt(next);
+      },
+    });
+  }
+
+  private expireLeases(): void {
+    this.commits.submit({
+      work: (now) => {
+        const expired = this.store.expiredLeases(now, TIMER_BATCH);
+        const results = expired.map(({ id, lease_id }) => {
+          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
+          if (released) {
+            if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
+            this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
+          }
+          return { id, leaseId: lease_id, released };
+        });
+        return { results, next: expired.length === TIMER_BATCH ? now : this.store.nextLeaseExpiry() };
+      },
+      done: (error, r) => {
+        if (error || !r) return this.leaseTimer.armAt(this.clock.now() + 1000);
+        for (const { id, leaseId, released } of r.results) {
+          const session = this.leaseOwners.get(id);
+          if (session?.leaseEnded(id, leaseId)) {
+            this.leaseOwners.delete(id);
+            session.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
+          }
+          if (released) this.log.debug({ jobId: id, queue: released.queue, state: released.state }, 'lease expired');
+        }
+        this.leaseTimer.armAt(r.next);
+        this.checkLeasesEmpty();
+      },
+    });
+  }
+
+  // --- admin -----------------------------------------------------------------------------
+
+  listQueues(): QueueInfo[] {
+    const counts = new Map<string, Record<JobState, number>>();
+    for (const { queue, state, n } of this.store.countsByQueueAndState()) {
+      let c = counts.get(queue);
+      if (!c) counts.set(queue, (c = emptyCounts()));
+      c[state] = n;
+    }
+    const names = new Set([...this.queues.names(), ...counts.keys()]);
+    return [...names].sort().map((name) => ({
+      settings: this.queues.get(name) ?? this.queues.refresh(name) ?? defaultSettings(name),
+      counts: counts.get(name) ?? emptyCounts(),
+      consumers: this.dispatcher.consumersOf(name),
+    }));
+  }
+
+  getQueue(name: string): QueueInfo {
+    const settings = this.queues.get(name);
+    if (!settings) throw notFound(`queue ${name} not found (queues exist once a job was enqueued to them)`);
+    const counts = emptyCounts();
+    for (const { state, n } of this.store.countsForQueue(name)) counts[state] = n;
+    return { settings, counts, consumers: this.dispatcher.consumersOf(name) };
+  }
+
+  async setPaused(name: string, paused: boolean): Promise<QueueInfo> {
+    await this.commits.run((now) => {
+      this.store.ensureQueue(name, now);
+      this.store.setQueuePaused(name, paused);
+    });
+    this.queues.refresh(name);
+    if (!paused) this.dispatcher.markReady(name);
+    this.log.info({ queue: name, paused }, paused ? 'queue paused' : 'queue resumed');
+    return this.getQueue(name);
+  }
+
+  async updateQueue(name: string, changes: { maxAttempts?: number; retry?: RetryPolicy; leaseTimeoutMs?: number }): Promise<QueueInfo> {
+    await this.commits.run((now) => {
+      this.store.ensureQueue(name, now);
+      this.store.updateQueueDefaults(name, {
+        maxAttempts: changes.maxAttempts ?? null,
+        retry: changes.retry ? JSON.stringify(changes.retry) : null,
+        leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
+      });
+    });
+    this.queues.refresh(name);
+    return this.getQueue(name);
+  }
+
+  listJobs(filter: JobFilter, limit: number, beforeSeq?: number): JobRow[] {
+    return this.store.list(filter, limit, beforeSeq);
+  }
+
+  async replayDeadLetters(selection: DeadLetterSelection): Promise<number> {
+    this.assertDeadLetterSelection(selection);
+    const replayed = await this.commits.run((now) => {
+      const rows = this.store.replayDead(selection, now);
+      for (const { queue, type } of rows) this.dispatcher.markReady(queue, type);
+      return rows;
+    });
+    this.log.info({ count: replayed.length, selection }, 'dead letters replayed');
+    return replayed.length;
+  }
+
+  async purgeDeadLetters(selection: DeadLetterSelection): Promise<number> {
+    this.assertDeadLetterSelection(selection);
+    const purged = await this.commits.run(() => this.store.purgeDead(selection));
+    this.log.info({ count: purged, selection }, 'dead letters purged');
+    return purged;
+  }
+
+  private assertDeadLetterSelection(selection: DeadLetterSelection & { all?: boolean }): void {
+    if (selection.ids?.length) {
+      for (const id of selection.ids) {
+        const job = this.store.stateAndLease(id);
+        if (!job) throw notFound(`job ${id} not found`);
+        if (job.state !== JobState.Dead) throw failedPrecondition(`job ${id} is ${job.state}, not dead`);
+      }
+    }
+  }
+
+  listSessions(): ConsumeSession[] {
+    return [...this.sessions.values()];
+  }
+
+  // --- shutdown --------------------------------------------------------------------------
+
+  private checkLeasesEmpty(): void {
+    if (this.leaseOwners.size > 0 || this.leasesEmptyWaiters.length === 0) return;
+    const waiters = this.leasesEmptyWaiters;
+    this.leasesEmptyWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Graceful phase: stop deliveries, tell workers to drain and accept their settles until
+   * every lease is settled or the grace period ends.
+   */
+  async drain(graceMs: number): Promise<void> {
+    if (this.stateValue !== 'serving') return;
+    this.setState('draining');
+    this.dispatcher.disable();
+    for (const s of this.sessions.values()) s.drain(graceMs);
+    this.commits.schedule();
+    if (this.leaseOwners.size > 0) {
+      this.log.info({ inFlight: this.leaseOwners.size, graceMs }, 'draining: waiting for in-flight jobs');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.leasesEmptyWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /**
+   * Forceful phase: give back the leases still held (without counting the attempt: the
+   * job did not fail, the broker left) and close the store.
+   */
+  async stop(): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    if (this.stateValue === 'serving') {
+      this.dispatcher.disable();
+      this.stateValue = 'draining';
+    }
+    const remaining = this.leaseOwners.size;
+    for (const session of [...this.sessions.values()]) {
+      const leases = [...session.leases];
+      session.closed = true;
+      this.sessions.delete(session.id);
+      if (leases.length > 0) this.releaseLeases(session, leases, 'broker shut down before the job was settled', false);
+    }
+    if (remaining > 0) this.log.warn({ jobs: remaining }, 'released unsettled leases at shutdown');
+    this.commits.flush();
+    this.scheduledTimer.stop();
+    this.leaseTimer.stop();
+    closeDatabase(this.db);
+    this.setState('stopped');
+  }
+}
+
+function staleLease(kind: SettleOutcome['kind'], jobId: string, leaseId: string, current: Pick<JobRow, 'state' | 'lease_id'> | undefined): SettleOutcome {
+  if (!current) return { kind, jobId, leaseId, errorCode: 'NOT_FOUND', message: `job ${jobId} not found` };
+  const why =
+    current.state === JobState.Active
+      ? 'the job was redelivered under a newer lease'
+      : `the job is ${current.state}${current.state === JobState.Cancelled ? '' : ' (lease expired, released or already settled)'}`;
+  return { kind, jobId, leaseId, errorCode: 'FAILED_PRECONDITION', message: `lease ${leaseId} is not current for job ${jobId}: ${why}`, state: current.state };
+}
+
+function toSluiceError(error: unknown): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const message = (error as Error).message ?? String(error);
+  if (/UNIQUE constraint failed: jobs\.queue, jobs\.dedup_key/.test(message)) return invalidArgument('dedup key conflict');
+  return new SluiceError('INTERNAL', message);
+}
+
+function emptyCounts(): Record<JobState, number> {
+  return { scheduled: 0, pending: 0, active: 0, completed: 0, dead: 0, cancelled: 0 };
+}
+
+function defaultSettings(name: string): QueueSettings {
+  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined };
+}

@@ -1,0 +1,124 @@
+import type { ClaimedJob } from '../store/job-store.js';
+import type { JobState } from '../domain/job-state.js';
+import type { ErrorCode } from '../domain/errors.js';
+import { StreamCredit } from './stream-credit.js';
+
+export type SettleKind = 'ack' | 'nack' | 'extend';
+
+/** The answer to one ack, nack or extend. */
+export interface SettleOutcome {
+  kind: SettleKind;
+  jobId: string;
+  leaseId: string;
+  /** undefined = OK */
+  errorCode?: ErrorCode;
+  message?: string;
+  state?: JobState;
+  deadline?: number;
+}
+
+export type RevokeReason = 'cancelled' | 'lease_expired';
+
+export interface RevokeNotice {
+  jobId: string;
+  leaseId: string;
+  reason: RevokeReason;
+}
+
+/** Everything queued for one outgoing stream message. */
+export interface Outgoing {
+  deliveries: ClaimedJob[];
+  settled: SettleOutcome[];
+  revoked: RevokeNotice[];
+  drainGraceMs?: number;
+}
+
+export interface Subscription {
+  queues: string[];
+  types: string[];
+  workerId: string;
+  labels: Record<string, string>;
+  rawJsonPayloads: boolean;
+}
+
+/**
+ * One Consume stream: its subscription, credit and the leases it holds. Outgoing items are
+ * collected in an outbox and written as one message per flush, so under load one message
+ * carries many deliveries and settle confirmations.
+ */
+export class ConsumeSession {
+  readonly credit: StreamCredit;
+  /** jobId -> leaseId for every job leased to this stream. */
+  readonly leases = new Map<string, string>();
+  readonly connectedAt: number;
+  lastSeenAt: number;
+  draining = false;
+  closed = false;
+  private outbox: Outgoing = { deliveries: [], settled: [], revoked: [] };
+  private outboxEmpty = true;
+
+  constructor(
+    readonly id: string,
+    readonly subscription: Subscription,
+    readonly peer: string,
+    maxCredit: number,
+    now: number,
+    private readonly write: (out: Outgoing) => void,
+    private readonly onOutboxUsed: (session: ConsumeSession) => void,
+  ) {
+    this.credit = new StreamCredit(maxCredit);
+    this.connectedAt = now;
+    this.lastSeenAt = now;
+  }
+
+  /** True when the dispatcher may give this stream a job now. */
+  get wantsWork(): boolean {
+    return !this.closed && !this.draining && this.credit.available > 0;
+  }
+
+  deliver(job: ClaimedJob): void {
+    this.leases.set(job.id, job.lease_id);
+    this.outbox.deliveries.push(job);
+    this.touch();
+  }
+
+  /** A lease of this stream ended (settled, expired, cancelled, released). */
+  leaseEnded(jobId: string, leaseId: string): boolean {
+    if (this.leases.get(jobId) !== leaseId) return false;
+    this.leases.delete(jobId);
+    this.credit.settled();
+    return true;
+  }
+
+  settled(outcome: SettleOutcome): void {
+    this.outbox.settled.push(outcome);
+    this.touch();
+  }
+
+  revoked(notice: RevokeNotice): void {
+    this.outbox.revoked.push(notice);
+    this.touch();
+  }
+
+  drain(graceMs: number): void {
+    this.draining = true;
+    this.outbox.drainGraceMs = graceMs;
+    this.touch();
+  }
+
+  /** Writes whatever the outbox holds as one message. */
+  flushOutbox(): void {
+    if (this.outboxEmpty) return;
+    const out = this.outbox;
+    this.outbox = { deliveries: [], settled: [], revoked: [] };
+    this.outboxEmpty = true;
+    if (!this.closed) this.write(out);
+  }
+
+  private touch(): void {
+    if (this.outboxEmpty) {
+      this.outboxEmpty = false;
+      this.onOutboxUsed(this);
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import type { Clock } from '../domain/clock.js';
+
+/** Node timers overflow past 2^31-1 ms; longer waits are re-armed on wake-up. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/**
+ * One timer for "the earliest deadline of many". Arming for a later time than the armed one
+ * is a no-op; arming earlier replaces it. The callback recomputes and re-arms.
+ */
+export class DeadlineTimer {
+  private handle: NodeJS.Timeout | undefined;
+  private armedAt: number | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly onFire: () => void,
+  ) {}
+
+  armAt(at: number | undefined): void {
+    if (at === undefined || this.stopped) return;
+    if (this.armedAt !== undefined && this.armedAt <= at) return;
+    if (this.handle) clearTimeout(this.handle);
+    this.armedAt = at;
+    const delay = Math.min(MAX_TIMEOUT_MS, Math.max(0, at - this.clock.now()));
+    this.handle = setTimeout(() => {
+      this.handle = undefined;
+      this.armedAt = undefined;
+      this.onFire();
+    }, delay);
+    this.handle.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.handle) clearTimeout(this.handle);
+    this.handle = undefined;
+    this.armedAt = undefined;
+  }
+}

@@ -1,0 +1,180 @@
+import type { ClaimedJob, JobStore, ReadyRef } from '../store/job-store.js';
+import type { AfterCommit } from './group-commit.js';
+import type { ConsumeSession } from './consume-session.js';
+import type { QueueRegistry } from './queue-registry.js';
+
+/** Most jobs claimed in one flush; more work triggers another flush right away. */
+const MAX_CLAIMS_PER_FLUSH = 1000;
+
+/** Streams with the same queues and types compete for the same jobs and share them fairly. */
+interface SubscriptionGroup {
+  key: string;
+  queues: string[];
+  types: string[];
+  sessions: ConsumeSession[];
+  /** Round-robin start, so no stream is always served first. */
+  cursor: number;
+  /** Queues that may hold ready jobs for this group. Cleared when a peek comes back short. */
+  maybeReady: Set<string>;
+}
+
+interface Claim {
+  session: ConsumeSession;
+  job: ClaimedJob;
+}
+
+/**
+ * Pushes ready jobs to streams with credit. It keeps no copy of the backlog: each flush
+ * peeks at most `credit` jobs per queue through the ready index and claims them in the
+ * same transaction as the flush's other writes, so memory stays flat with any backlog.
+ * It only runs when something changed (a job became ready, credit arrived), never on a
+ * polling loop.
+ */
+export class Dispatcher {
+  private readonly groups = new Map<string, SubscriptionGroup>();
+  private readonly groupsByQueue = new Map<string, Set<SubscriptionGroup>>();
+  private groupRotation = 0;
+  private leaseCounter = 0;
+  private enabled = true;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly queues: QueueRegistry,
+    private readonly bootId: string,
+    /** Called when a flush claimed as much as it may and more work may be waiting. */
+    private readonly requestFlush: () => void,
+    private readonly onDelivered: (claims: readonly Claim[]) => void,
+  ) {}
+
+  addSession(session: ConsumeSession): void {
+    const { queues, types } = session.subscription;
+    const key = `${[...queues].sort().join(',')}|${[...types].sort().join(',')}`;
+    let group = this.groups.get(key);
+    if (!group) {
+      group = { key, queues: [...new Set(queues)], types: [...new Set(types)], sessions: [], cursor: 0, maybeReady: new Set(queues) };
+      this.groups.set(key, group);
+      for (const q of group.queues) {
+        let set = this.groupsByQueue.get(q);
+        if (!set) this.groupsByQueue.set(q, (set = new Set()));
+        set.add(group);
+      }
+    }
+    group.sessions.push(session);
+    this.requestFlush();
+  }
+
+  removeSession(session: ConsumeSession): void {
+    for (const group of this.groups.values()) {
+      const i = group.sessions.indexOf(session);
+      if (i < 0) continue;
+      group.sessions.splice(i, 1);
+      if (group.sessions.length === 0) {
+        this.groups.delete(group.key);
+        for (const q of group.queues) this.groupsByQueue.get(q)?.delete(group);
+      }
+    }
+  }
+
+  /** A job of this queue (and type) may have become ready. `type` undefined = any type. */
+  markReady(queue: string, type?: string): void {
+    const groups = this.groupsByQueue.get(queue);
+    if (!groups) return;
+    for (const group of groups) {
+      if (type === undefined || group.types.length === 0 || group.types.includes(type)) {
+        if (!group.maybeReady.has(queue)) {
+          group.maybeReady.add(queue);
+        }
+        this.requestFlush();
+      }
+    }
+  }
+
+  /** Stops all further deliveries (shutdown). */
+  disable(): void {
+    this.enabled = false;
+  }
+
+  /** Number of streams subscribed to a queue. */
+  consumersOf(queue: string): number {
+    let n = 0;
+    for (const g of this.groupsByQueue.get(queue) ?? []) n += g.sessions.length;
+    return n;
+  }
+
+  /** Inside the flush transaction: lease ready jobs to streams with credit. */
+  claim(now: number): AfterCommit {
+    const claims: Claim[] = [];
+    if (this.enabled && this.groups.size > 0) {
+      const groups = [...this.groups.values()];
+      const start = this.groupRotation++ % groups.length;
+      let budget = MAX_CLAIMS_PER_FLUSH;
+      for (let i = 0; i < groups.length && budget > 0; i++) {
+        budget -= this.claimForGroup(groups[(start + i) % groups.length]!, now, budget, claims);
+      }
+      if (budget <= 0) this.requestFlush();
+    }
+    return {
+      committed: () => {
+        for (const { session, job } of claims) session.deliver(job);
+        if (claims.length > 0) this.onDelivered(claims);
+      },
+      rolledBack: () => {
+        for (const { session } of claims) session.credit.refund();
+        for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
+      },
+    };
+  }
+
+  private claimForGroup(group: SubscriptionGroup, now: number, budget: number, claims: Claim[]): number {
+    if (group.maybeReady.size === 0) return 0;
+    const ready = group.sessions.filter((s) => s.wantsWork);
+    if (ready.length === 0) return 0;
+    let credit = 0;
+    for (const s of ready) credit += s.credit.available;
+    const want = Math.min(credit, budget);
+
+    // Peek each queue's head, then merge by priority and age: FIFO inside a level holds
+    // across the group's queues because seq is global insertion order.
+    const refs: ReadyRef[] = [];
+    for (const queue of group.queues) {
+      if (!group.maybeReady.has(queue) || this.queues.isPaused(queue)) continue;
+      const head = this.store.peekReady(queue, want, group.types);
+      if (head.length < want) group.maybeReady.delete(queue);
+      for (const ref of head) refs.push(ref);
+    }
+    if (refs.length === 0) return 0;
+    if (group.queues.length > 1) refs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+
+    // Round-robin over streams with credit: nobody gets a second job while another stream
+    // with credit has not had its first.
+    let taken = 0;
+    let cursor = group.cursor % ready.length;
+    let idle = 0;
+    for (const ref of refs) {
+      if (taken >= want) break;
+      let session: ConsumeSession | undefined;
+      while (idle < ready.length) {
+        const candidate = ready[cursor]!;
+        cursor = (cursor + 1) % ready.length;
+        if (candidate.credit.available > 0) {
+          session = candidate;
+          idle = 0;
+          break;
+        }
+        idle++;
+      }
+      if (!session) break;
+      const leaseId = `${this.bootId}.${(++this.leaseCounter).toString(36)}`;
+      const job = this.store.claim(ref.seq, leaseId, session.subscription.workerId, now);
+      if (!job) continue;
+      session.credit.take();
+      claims.push({ session, job });
+      taken++;
+    }
+    group.cursor = cursor;
+    // More ready jobs than we took means the queue stays ready for the next flush.
+    return taken;
+  }
+}
+
+export type { Claim };

@@ -1,0 +1,108 @@
+import { invalidArgument } from './domain/errors.js';
+
+/** Every broker setting. Each one has a flag and a SLUICE_* environment variable (see SETTINGS). */
+export interface BrokerConfig {
+  dataFile: string;
+  grpcAddress: string;
+  /** "off" disables the HTTP listener. */
+  httpAddress: string;
+  synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  maxPayloadBytes: number;
+  maxBatchSize: number;
+  maxMetadataBytes: number;
+  maxCreditPerStream: number;
+  maxStreams: number;
+  defaultMaxAttempts: number;
+  defaultLeaseTimeoutMs: number;
+  retryInitialMs: number;
+  retryMultiplier: number;
+  retryMaxMs: number;
+  retryJitter: number;
+  shutdownGraceMs: number;
+}
+
+type Parser<T> = (raw: string) => T;
+
+interface Setting<K extends keyof BrokerConfig> {
+  key: K;
+  flag: string;
+  env: string;
+  description: string;
+  default: BrokerConfig[K];
+  parse: Parser<BrokerConfig[K]>;
+}
+
+const text: Parser<string> = (raw) => raw;
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
+  return (raw) => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`expected an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+}
+
+function decimal(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) throw invalidArgument(`expected a number in ${min}..${max}, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+}
+
+function oneOf<T extends string>(values: readonly T[], normalise: (s: string) => string = (s) => s): Parser<T> {
+  return (raw) => {
+    const v = normalise(raw) as T;
+    if (!values.includes(v)) throw invalidArgument(`expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    return v;
+  };
+}
+
+function setting<K extends keyof BrokerConfig>(s: Setting<K>): Setting<K> {
+  return s;
+}
+
+/** The single list of settings: drives flags, environment variables, --help and defaults. */
+export const SETTINGS = [
+  setting({ key: 'dataFile', flag: '--data-file <path>', env: 'SLUICE_DATA_FILE', description: 'SQLite database file', default: './sluice.db', parse: text }),
+  setting({ key: 'grpcAddress', flag: '--grpc-address <host:port>', env: 'SLUICE_GRPC_ADDRESS', description: 'gRPC listen address (port 0 picks a free port)', default: '127.0.0.1:50051', parse: text }),
+  setting({ key: 'httpAddress', flag: '--http-address <host:port>', env: 'SLUICE_HTTP_ADDRESS', description: 'HTTP listen address for /healthz, or "off"', default: '127.0.0.1:50052', parse: text }),
+  setting({ key: 'synchronous', flag: '--synchronous <mode>', env: 'SLUICE_SYNCHRONOUS', description: 'SQLite synchronous mode: FULL (fsync every commit, nothing acknowledged is lost), NORMAL (a power loss may drop the last commits), EXTRA, OFF', default: 'FULL', parse: oneOf(['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const, (s) => s.toUpperCase()) }),
+  setting({ key: 'logLevel', flag: '--log-level <level>', env: 'SLUICE_LOG_LEVEL', description: 'pino log level: fatal, error, warn, info, debug, trace, silent', default: 'info', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, (s) => s.toLowerCase()) }),
+  setting({ key: 'maxPayloadBytes', flag: '--max-payload-bytes <n>', env: 'SLUICE_MAX_PAYLOAD_BYTES', description: 'largest accepted payload (JSON text bytes)', default: 1024 * 1024, parse: integer(1, 64 * 1024 * 1024) }),
+  setting({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'SLUICE_MAX_BATCH_SIZE', description: 'most jobs in one EnqueueBatch', default: 1000, parse: integer(1, 100_000) }),
+  setting({ key: 'maxMetadataBytes', flag: '--max-metadata-bytes <n>', env: 'SLUICE_MAX_METADATA_BYTES', description: 'largest job metadata map (keys + values, bytes)', default: 16 * 1024, parse: integer(0) }),
+  setting({ key: 'maxCreditPerStream', flag: '--max-credit-per-stream <n>', env: 'SLUICE_MAX_CREDIT_PER_STREAM', description: 'most unused credit plus unsettled jobs one Consume stream may hold', default: 10_000, parse: integer(1, 1_000_000) }),
+  setting({ key: 'maxStreams', flag: '--max-streams <n>', env: 'SLUICE_MAX_STREAMS', description: 'most concurrent Consume streams', default: 1000, parse: integer(1) }),
+  setting({ key: 'defaultMaxAttempts', flag: '--default-max-attempts <n>', env: 'SLUICE_DEFAULT_MAX_ATTEMPTS', description: 'attempts before dead-lettering, for queues and jobs that set none', default: 25, parse: integer(1, 1_000_000) }),
+  setting({ key: 'defaultLeaseTimeoutMs', flag: '--default-lease-timeout-ms <ms>', env: 'SLUICE_DEFAULT_LEASE_TIMEOUT_MS', description: 'how long an attempt may run without a heartbeat, for queues and jobs that set none', default: 30_000, parse: integer(100, 2_147_483_647) }),
+  setting({ key: 'retryInitialMs', flag: '--retry-initial-ms <ms>', env: 'SLUICE_RETRY_INITIAL_MS', description: 'default backoff before the first retry', default: 1000, parse: integer(1, 2_147_483_647) }),
+  setting({ key: 'retryMultiplier', flag: '--retry-multiplier <x>', env: 'SLUICE_RETRY_MULTIPLIER', description: 'default backoff growth per attempt', default: 2, parse: decimal(1, 100) }),
+  setting({ key: 'retryMaxMs', flag: '--retry-max-ms <ms>', env: 'SLUICE_RETRY_MAX_MS', description: 'default cap on one backoff delay', default: 3_600_000, parse: integer(1, 2_147_483_647) }),
+  setting({ key: 'retryJitter', flag: '--retry-jitter <fraction>', env: 'SLUICE_RETRY_JITTER', description: 'default backoff jitter, 0..1 (0.2 = +/-20%)', default: 0.2, parse: decimal(0, 1) }),
+  setting({ key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'SLUICE_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, how long in-flight jobs may still be settled before their leases are released', default: 30_000, parse: integer(0, 3_600_000) }),
+] as const;
+
+export function defaultConfig(): BrokerConfig {
+  const config = {} as Record<string, unknown>;
+  for (const s of SETTINGS) config[s.key] = s.default;
+  return config as unknown as BrokerConfig;
+}
+
+/** Defaults, then environment, then explicit overrides (flags). */
+export function resolveConfig(overrides: Partial<BrokerConfig>, env: NodeJS.ProcessEnv = process.env): BrokerConfig {
+  const config = defaultConfig() as unknown as Record<string, unknown>;
+  for (const s of SETTINGS) {
+    const raw = env[s.env];
+    if (raw !== undefined && raw !== '') {
+      try {
+        config[s.key] = s.parse(raw);
+      } catch (err) {
+        throw invalidArgument(`${s.env}: ${(err as Error).message}`);
+      }
+    }
+  }
+  for (const [key, value] of Object.entries(overrides)) if (value !== undefined) config[key] = value;
+  return config as unknown as BrokerConfig;
+}

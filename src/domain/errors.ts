@@ -1,0 +1,29 @@
+/**
+ * Domain errors carry a stable code; the gRPC layer maps each code to a status in one place
+ * (grpc/status.ts). Anything that is not a SluiceError is a bug and becomes INTERNAL.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'FAILED_PRECONDITION'
+  | 'RESOURCE_EXHAUSTED'
+  | 'UNAVAILABLE'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'INTERNAL';
+
+export class SluiceError extends Error {
+  override readonly name = 'SluiceError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const invalidArgument = (message: string): SluiceError => new SluiceError('INVALID_ARGUMENT', message);
+export const notFound = (message: string): SluiceError => new SluiceError('NOT_FOUND', message);
+export const failedPrecondition = (message: string): SluiceError => new SluiceError('FAILED_PRECONDITION', message);
+export const unavailable = (message: string): SluiceError => new SluiceError('UNAVAILABLE', message);

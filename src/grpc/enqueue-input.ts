@@ -1,0 +1,83 @@
+import type { BrokerConfig } from '../config.js';
+import type { EnqueueInput } from '../broker/broker.js';
+import { invalidArgument } from '../domain/errors.js';
+import { priorityFromWire } from '../domain/priority.js';
+import { validateRetryPolicy } from '../domain/backoff.js';
+import { validateQueueName, validateTypeName } from '../domain/names.js';
+import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
+
+export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes'>;
+
+const MAX_KEY_LENGTH = 256;
+
+/** Validates one wire EnqueueRequest at the edge. Errors name the field and what to do. */
+export function parseEnqueueRequest(req: EnqueueRequest, limits: EnqueueLimits): EnqueueInput {
+  const queue = validateQueueName(req.queue);
+  const type = validateTypeName(req.type);
+  const payload = payloadText(req, limits.maxPayloadBytes);
+  if (req.delayMs > 0 && req.runAt) throw invalidArgument('set delay_ms or run_at, not both');
+  let runAt: number | undefined;
+  if (req.runAt) {
+    runAt = req.runAt.getTime();
+    if (!Number.isFinite(runAt)) throw invalidArgument('run_at is not a valid time');
+  }
+  const leaseTimeoutMs = req.leaseTimeoutMs;
+  if (leaseTimeoutMs !== 0 && leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50 (or 0 for the queue default), got ${leaseTimeoutMs}`);
+  if (req.maxAttempts > 1_000_000) throw invalidArgument(`max_attempts must be <= 1000000, got ${req.maxAttempts}`);
+  return {
+    queue,
+    type,
+    payload,
+    priority: priorityFromWire(req.priority),
+    delayMs: req.delayMs,
+    runAt,
+    maxAttempts: req.maxAttempts || undefined,
+    retry: req.retry
+      ? validateRetryPolicy({ initialMs: req.retry.initialMs, multiplier: req.retry.multiplier, maxMs: req.retry.maxMs, jitter: req.retry.jitter })
+      : undefined,
+    leaseTimeoutMs: leaseTimeoutMs || undefined,
+    metadata: metadata(req.metadata, limits.maxMetadataBytes),
+    dedupKey: key(req.dedupKey, 'dedup_key'),
+    groupKey: key(req.groupKey, 'group_key'),
+  };
+}
+
+function payloadText(req: EnqueueRequest, maxBytes: number): string {
+  const hasValue = req.payload !== undefined;
+  const hasJson = req.payloadJson.length > 0;
+  if (hasValue && hasJson) throw invalidArgument('set payload or payload_json, not both');
+  let text: string;
+  if (hasJson) {
+    if (req.payloadJson.length > maxBytes) throw tooLarge(req.payloadJson.length, maxBytes);
+    text = Buffer.from(req.payloadJson.buffer, req.payloadJson.byteOffset, req.payloadJson.byteLength).toString('utf8');
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      throw invalidArgument(`payload_json is not valid JSON: ${(error as Error).message}`);
+    }
+  } else {
+    text = JSON.stringify(hasValue ? req.payload : null);
+  }
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxBytes) throw tooLarge(bytes, maxBytes);
+  return text;
+}
+
+function tooLarge(bytes: number, maxBytes: number) {
+  return invalidArgument(`payload is ${bytes} bytes, over the limit of ${maxBytes} bytes (--max-payload-bytes); store large data elsewhere and enqueue a reference`);
+}
+
+function metadata(map: Record<string, string>, maxBytes: number): Record<string, string> | undefined {
+  const keys = Object.keys(map);
+  if (keys.length === 0) return undefined;
+  let bytes = 0;
+  for (const k of keys) bytes += Buffer.byteLength(k) + Buffer.byteLength(map[k]!);
+  if (bytes > maxBytes) throw invalidArgument(`metadata is ${bytes} bytes, over the limit of ${maxBytes} bytes (--max-metadata-bytes)`);
+  return map;
+}
+
+function key(value: string, field: string): string | undefined {
+  if (value === '') return undefined;
+  if (value.length > MAX_KEY_LENGTH) throw invalidArgument(`${field} must be at most ${MAX_KEY_LENGTH} characters`);
+  return value;
+}

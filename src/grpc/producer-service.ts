@@ -1,0 +1,151 @@
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { Broker, EnqueueOutcome } from '../broker/broker.js';
+import { invalidArgument } from '../domain/errors.js';
+import { isTerminal } from '../domain/job-state.js';
+import type { Logger } from '../log.js';
+import type {
+  CancelJobRequest,
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  EnqueueResponse,
+  GetJobRequest,
+  JobEvent,
+  ProducerServiceServer,
+  WatchJobRequest,
+} from '../../clients/typescript/src/gen/sluice/v1/producer.js';
+import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
+import { jobToWire, jsonValue, stateToWire } from './convert.js';
+import { parseEnqueueRequest } from './enqueue-input.js';
+import { grpcCode, toServiceError } from './status.js';
+
+export function producerService(broker: Broker, log: Logger): ProducerServiceServer {
+  const limits = broker.config;
+  const fail = <T>(callback: sendUnaryData<T>, error: unknown, context: Record<string, unknown>) =>
+    callback(toServiceError(error, log, context) as Parameters<sendUnaryData<T>>[0], null);
+
+  return {
+    enqueue(call: ServerUnaryCall<EnqueueRequest, EnqueueResponse>, callback: sendUnaryData<EnqueueResponse>) {
+      let input;
+      try {
+        input = parseEnqueueRequest(call.request, limits);
+      } catch (error) {
+        return fail(callback, error, { rpc: 'Enqueue', queue: call.request.queue });
+      }
+      broker.enqueue([input], true).then(
+        ([outcome]) => {
+          const ok = outcome as Exclude<EnqueueOutcome, { error: unknown }>;
+          callback(null, { id: ok.id, deduplicated: ok.deduplicated, state: stateToWire(ok.state) });
+        },
+        (error) => fail(callback, error, { rpc: 'Enqueue', queue: input.queue }),
+      );
+    },
+
+    enqueueBatch(call: ServerUnaryCall<EnqueueBatchRequest, EnqueueBatchResponse>, callback: sendUnaryData<EnqueueBatchResponse>) {
+      const { jobs, atomic } = call.request;
+      try {
+        if (jobs.length === 0) throw invalidArgument('jobs is empty');
+        if (jobs.length > limits.maxBatchSize) throw invalidArgument(`batch has ${jobs.length} jobs, over the limit of ${limits.maxBatchSize} (--max-batch-size)`);
+      } catch (error) {
+        return fail(callback, error, { rpc: 'EnqueueBatch' });
+      }
+      // Validate every item first: an atomic batch fails as a whole, a non-atomic one item by item.
+      const parsed = jobs.map((req, index) => {
+        try {
+          return { input: parseEnqueueRequest(req, limits) };
+        } catch (error) {
+          return { error: error as Error, index };
+        }
+      });
+      const firstBad = parsed.find((p) => p.error);
+      if (atomic && firstBad) {
+        const error = invalidArgument(`jobs[${firstBad.index}]: ${firstBad.error!.message}`);
+        return fail(callback, error, { rpc: 'EnqueueBatch' });
+      }
+      const valid = parsed.filter((p) => p.input).map((p) => p.input!);
+      broker.enqueue(valid, atomic).then(
+        (outcomes) => {
+          let next = 0;
+          const results = parsed.map((p) => {
+            if (p.error) {
+              const e = toServiceError(p.error, log, { rpc: 'EnqueueBatch' });
+              return { id: '', deduplicated: false, state: 0, error: { code: e.code ?? 2, message: e.details ?? '' } };
+            }
+            const outcome = outcomes[next++]!;
+            if ('error' in outcome) {
+              return { id: '', deduplicated: false, state: 0, error: { code: grpcCode(outcome.error.code), message: outcome.error.message } };
+            }
+            return { id: outcome.id, deduplicated: outcome.deduplicated, state: stateToWire(outcome.state), error: undefined };
+          });
+          callback(null, { results });
+        },
+        (error) => fail(callback, error, { rpc: 'EnqueueBatch' }),
+      );
+    },
+
+    getJob(call: ServerUnaryCall<GetJobRequest, Job>, callback: sendUnaryData<Job>) {
+      try {
+        if (!call.request.id) throw invalidArgument('id is required');
+        callback(null, jobToWire(broker.getJob(call.request.id)));
+      } catch (error) {
+        fail(callback, error, { rpc: 'GetJob', jobId: call.request.id });
+      }
+    },
+
+    cancelJob(call: ServerUnaryCall<CancelJobRequest, Job>, callback: sendUnaryData<Job>) {
+      const { id, reason } = call.request;
+      if (!id) return fail(callback, invalidArgument('id is required'), { rpc: 'CancelJob' });
+      broker.cancelJob(id, reason).then(
+        (row) => callback(null, jobToWire(row)),
+        (error) => fail(callback, error, { rpc: 'CancelJob', jobId: id }),
+      );
+    },
+
+    watchJob(call: ServerWritableStream<WatchJobRequest, JobEvent>) {
+      const { id } = call.request;
+      let unwatch: (() => void) | undefined;
+      const stop = () => {
+        unwatch?.();
+        unwatch = undefined;
+      };
+      call.on('cancelled', stop);
+      call.on('close', stop);
+      try {
+        if (!id) throw invalidArgument('id is required');
+        // Watch first, then read: no change can slip between the two (both synchronous).
+        unwatch = broker.watchJob(id, (change) => {
+          call.write({
+            jobId: change.jobId,
+            state: stateToWire(change.state),
+            attempt: change.attempt,
+            progress: jsonValue(change.progress ?? null),
+            result: jsonValue(change.result ?? null),
+            error: change.error ?? '',
+            at: new Date(change.at),
+          });
+          if (isTerminal(change.state)) {
+            stop();
+            call.end();
+          }
+        });
+        const row = broker.getJob(id);
+        call.write({
+          jobId: row.id,
+          state: stateToWire(row.state),
+          attempt: row.attempt,
+          progress: jsonValue(row.progress),
+          result: jsonValue(row.result),
+          error: row.last_error ?? '',
+          at: new Date(row.updated_at),
+        });
+        if (isTerminal(row.state)) {
+          stop();
+          call.end();
+        }
+      } catch (error) {
+        stop();
+        call.emit('error', toServiceError(error, log, { rpc: 'WatchJob', jobId: id }));
+      }
+    },
+  };
+}

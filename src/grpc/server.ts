@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import type { Broker } from '../broker/broker.js';
+import type { Logger } from '../log.js';
+import { ProducerServiceService } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
+import { WorkerServiceService } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
+import { AdminServiceService } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import { producerService } from './producer-service.js';
+import { workerService } from './worker-service.js';
+import { adminService } from './admin-service.js';
+
+export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService'] as const;
+
+/** proto/ sits at the repository (or image) root, above both src/ and dist/src/. */
+export function findProtoDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'proto', 'sluice', 'v1', 'producer.proto'))) return join(dir, 'proto');
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find the proto/ directory next to the broker');
+}
+
+export interface GrpcServer {
+  server: Server;
+  port: number;
+  setServing(serving: boolean): void;
+}
+
+export async function startGrpcServer(broker: Broker, address: string, log: Logger): Promise<GrpcServer> {
+  const server = new Server({
+    // Room for a full batch of payloads; single payloads are limited by --max-payload-bytes.
+    'grpc.max_receive_message_length': Math.max(64 * 1024 * 1024, broker.config.maxPayloadBytes * 2),
+    // Detect dead worker connections in seconds, and let idle streams live behind proxies.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  server.addService(ProducerServiceService, producerService(broker, log));
+  server.addService(WorkerServiceService, workerService(broker, log));
+  server.addService(AdminServiceService, adminService(broker, log));
+
+  const statuses = (status: ServingStatus) => Object.fromEntries(['', ...SERVICE_NAMES].map((name) => [name, status]));
+  const health = new HealthImplementation(statuses('SERVING'));
+  health.addToServer(server);
+
+  // Reflection describes our services and the standard ones, so grpcurl needs no .proto file.
+  const protoDir = findProtoDir();
+  const definitions = loadSync(
+    ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', healthProtoPath],
+    { includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true },
+  );
+  new ReflectionService(definitions).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+  });
+  log.info({ address, port }, 'gRPC listening');
+  return {
+    server,
+    port,
+    setServing(serving) {
+      const status: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+      for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, status);
+    },
+  };
+}

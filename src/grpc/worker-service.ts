@@ -1,0 +1,147 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { AckInput, Broker, ExtendInput, NackInput } from '../broker/broker.js';
+import type { ConsumeSession, Outgoing, SettleOutcome, Subscription } from '../broker/consume-session.js';
+import { invalidArgument } from '../domain/errors.js';
+import { validateQueueName, validateTypeName } from '../domain/names.js';
+import type { Logger } from '../log.js';
+import {
+  Revoke_Reason,
+  SettleResult_Kind,
+  type ConsumeRequest,
+  type ConsumeResponse,
+  type Subscribe,
+  type WorkerServiceServer,
+} from '../../clients/typescript/src/gen/sluice/v1/worker.js';
+import { deliveryToWire, stateToWire } from './convert.js';
+import { grpcCode, toServiceError } from './status.js';
+
+const KIND: Record<SettleOutcome['kind'], SettleResult_Kind> = {
+  ack: SettleResult_Kind.KIND_ACK,
+  nack: SettleResult_Kind.KIND_NACK,
+  extend: SettleResult_Kind.KIND_EXTEND,
+};
+
+const MAX_SUBSCRIBED_QUEUES = 100;
+const MAX_ERROR_MESSAGE = 16 * 1024;
+
+/**
+ * One Consume stream = one ConsumeSession. The session is registered when `subscribe`
+ * arrives and always closed when the stream ends, however it ends, which hands its leases
+ * back for redelivery. Protocol violations end the stream with a status.
+ */
+export function workerService(broker: Broker, log: Logger): WorkerServiceServer {
+  return {
+    consume(call: ServerDuplexStream<ConsumeRequest, ConsumeResponse>) {
+      let session: ConsumeSession | undefined;
+      let finished = false;
+      const peer = call.getPeer();
+
+      const close = (reason: string) => {
+        if (session) broker.closeSession(session, reason);
+      };
+      const abort = (error: unknown) => {
+        if (finished) return;
+        finished = true;
+        const status = toServiceError(error, log, { rpc: 'Consume', peer, streamId: session?.id });
+        close(`protocol error: ${status.details}`);
+        call.emit('error', status);
+      };
+
+      call.on('data', (req: ConsumeRequest) => {
+        if (finished) return;
+        try {
+          if (!session) {
+            if (!req.subscribe) throw invalidArgument('the first Consume message must carry subscribe (queues to consume)');
+            const subscription = parseSubscribe(req.subscribe, peer);
+            const raw = subscription.rawJsonPayloads;
+            session = broker.openSession(subscription, peer, (out) => call.write(toResponse(out, raw)));
+            call.write({ subscribed: { streamId: session.id, maxCredit: session.credit.max }, deliveries: [], settled: [], revoked: [], drain: undefined });
+          } else if (req.subscribe) {
+            throw invalidArgument('subscribe may only be sent once, in the first message of the stream');
+          }
+          session.lastSeenAt = broker.clock.now();
+          const s = session;
+          const acks: AckInput[] = [];
+          const nacks: NackInput[] = [];
+          const extends_: ExtendInput[] = [];
+          const rejected = (kind: SettleOutcome['kind'], jobId: string, leaseId: string): boolean => {
+            if (jobId && leaseId) return false;
+            s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: 'job_id and lease_id are required' });
+            return true;
+          };
+          for (const a of req.acks) {
+            if (rejected('ack', a.jobId, a.leaseId)) continue;
+            acks.push({ jobId: a.jobId, leaseId: a.leaseId, result: a.result === undefined ? null : JSON.stringify(a.result) });
+          }
+          for (const n of req.nacks) {
+            if (rejected('nack', n.jobId, n.leaseId)) continue;
+            nacks.push({
+              jobId: n.jobId,
+              leaseId: n.leaseId,
+              error: n.error.slice(0, MAX_ERROR_MESSAGE),
+              nonRetryable: n.nonRetryable,
+              retryAfterMs: n.retryAfterMs,
+            });
+          }
+          for (const e of req.extends) {
+            if (rejected('extend', e.jobId, e.leaseId)) continue;
+            extends_.push({ jobId: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress: e.progress === undefined ? null : JSON.stringify(e.progress) });
+          }
+          if (acks.length + nacks.length + extends_.length > 0) broker.settle(session, acks, nacks, extends_);
+          else if (acks.length + nacks.length + extends_.length < req.acks.length + req.nacks.length + req.extends.length) broker.commits.schedule();
+          // Credit after settles: the freed slots are refilled in the same flush.
+          if (req.credit !== 0) broker.grantCredit(session, req.credit);
+        } catch (error) {
+          abort(error);
+        }
+      });
+      call.on('end', () => {
+        close('worker ended the stream');
+        if (!finished) {
+          finished = true;
+          call.end();
+        }
+      });
+      call.on('cancelled', () => {
+        finished = true;
+        close('stream cancelled');
+      });
+      call.on('error', () => close('stream error'));
+      call.on('close', () => close('stream closed'));
+    },
+  };
+}
+
+function parseSubscribe(sub: Subscribe, peer: string): Subscription {
+  if (sub.queues.length === 0) throw invalidArgument('subscribe.queues must name at least one queue');
+  if (sub.queues.length > MAX_SUBSCRIBED_QUEUES) throw invalidArgument(`subscribe.queues may name at most ${MAX_SUBSCRIBED_QUEUES} queues`);
+  const queues = sub.queues.map((q) => validateQueueName(q, 'subscribe.queues'));
+  const types = sub.types.map((t) => {
+    if (t === '') throw invalidArgument('subscribe.types must not contain an empty name');
+    return validateTypeName(t, 'subscribe.types');
+  });
+  if (sub.workerId.length > 256) throw invalidArgument('subscribe.worker_id must be at most 256 characters');
+  return { queues, types, workerId: sub.workerId || peer, labels: sub.labels, rawJsonPayloads: sub.rawJsonPayloads };
+}
+
+function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
+  return {
+    subscribed: undefined,
+    deliveries: out.deliveries.map((job) => deliveryToWire(job, rawJson)),
+    settled: out.settled.map((o) => ({
+      jobId: o.jobId,
+      leaseId: o.leaseId,
+      kind: KIND[o.kind],
+      code: o.errorCode ? grpcCode(o.errorCode) : 0,
+      message: o.message ?? '',
+      state: o.state ? stateToWire(o.state) : 0,
+      deadline: o.deadline === undefined ? undefined : new Date(o.deadline),
+    })),
+    revoked: out.revoked.map((r) => ({
+      jobId: r.jobId,
+      leaseId: r.leaseId,
+      reason: r.reason === 'cancelled' ? Revoke_Reason.REASON_CANCELLED : Revoke_Reason.REASON_LEASE_EXPIRED,
+    })),
+    drain: out.drainGraceMs === undefined ? undefined : { graceMs: out.drainGraceMs },
+  };
+}

@@ -1,0 +1,70 @@
+import type { BrokerConfig } from './config.js';
+import { Broker } from './broker/broker.js';
+import { systemClock, type Clock } from './domain/clock.js';
+import { createLogger, type Logger } from './log.js';
+import { startGrpcServer, type GrpcServer } from './grpc/server.js';
+import { startHttpServer, type HttpServer } from './http/http-server.js';
+
+export interface RunningSluice {
+  broker: Broker;
+  grpcPort: number;
+  /** undefined when HTTP is off. */
+  httpPort: number | undefined;
+  /** host:port that clients dial. */
+  address: string;
+  /**
+   * Two-phase, idempotent shutdown: drain (health NOT_SERVING, `drain` to workers, settles
+   * accepted until graceMs) then stop (release what is left, close the store). Calling
+   * `forceNow()` while draining skips the rest of the grace period.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+  forceNow(): void;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Starts a broker with its gRPC and HTTP listeners. */
+export async function startSluice(config: BrokerConfig, options: StartOptions = {}): Promise<RunningSluice> {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const broker = new Broker(config, options.clock ?? systemClock, log);
+  broker.start();
+  let grpc: GrpcServer;
+  let http: HttpServer | undefined;
+  try {
+    grpc = await startGrpcServer(broker, config.grpcAddress, log);
+    if (config.httpAddress !== 'off') http = await startHttpServer(broker, config.httpAddress, log);
+  } catch (error) {
+    await broker.stop();
+    throw error;
+  }
+  broker.onStateChange((state) => grpc.setServing(state === 'serving'));
+
+  let shuttingDown: Promise<void> | undefined;
+  let force: (() => void) | undefined;
+  const host = config.grpcAddress.slice(0, config.grpcAddress.lastIndexOf(':'));
+  return {
+    broker,
+    grpcPort: grpc.port,
+    httpPort: http?.port,
+    address: `${host === '0.0.0.0' || host === '' ? '127.0.0.1' : host}:${grpc.port}`,
+    forceNow: () => force?.(),
+    shutdown(graceMs = config.shutdownGraceMs) {
+      shuttingDown ??= (async () => {
+        const forced = new Promise<void>((resolve) => (force = resolve));
+        await Promise.race([broker.drain(graceMs), forced]);
+        await broker.stop();
+        grpc.server.forceShutdown();
+        if (http) {
+          const closed = new Promise<void>((resolve) => http!.server.close(() => resolve()));
+          http.server.closeAllConnections();
+          await closed;
+        }
+        log.info('broker stopped');
+      })();
+      return shuttingDown;
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import type { Db } from './database.js';
+
+/**
+ * Forward-only migrations; migration N brings user_version from N-1 to N. Never edit a
+ * released migration: add a new one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: jobs and queues.
+  `
+  CREATE TABLE jobs (
+    -- Insertion order: FIFO inside a priority level, and the keyset for listings.
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    queue            TEXT    NOT NULL,
+    type             TEXT    NOT NULL DEFAULT '',
+    state            TEXT    NOT NULL CHECK (state IN ('scheduled','pending','active','completed','dead','cancelled')),
+    priority         INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 4),
+    payload          TEXT    NOT NULL,
+    metadata         TEXT,
+    run_at           INTEGER NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    max_attempts     INTEGER NOT NULL CHECK (max_attempts >= 1),
+    retry            TEXT,
+    lease_timeout_ms INTEGER NOT NULL CHECK (lease_timeout_ms > 0),
+    lease_id         TEXT,
+    lease_expires_at INTEGER,
+    worker_id        TEXT,
+    progress         TEXT,
+    result           TEXT,
+    last_error       TEXT,
+    errors           TEXT,
+    dedup_key        TEXT,
+    group_key        TEXT,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    updated_at       INTEGER NOT NULL,
+    -- A lease exists exactly while the job is active.
+    CHECK ((state = 'active') = (lease_id IS NOT NULL)),
+    CHECK ((state = 'active') = (lease_expires_at IS NOT NULL))
+  );
+
+  -- Dispatch: next ready jobs of a queue, highest priority first, FIFO inside a level.
+  CREATE INDEX jobs_ready ON jobs (queue, priority DESC, seq) WHERE state = 'pending';
+  -- Timer: the next scheduled job to promote.
+  CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+  -- Timer: the next lease to expire.
+  CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'active';
+  -- Admin listings and counts by queue and state.
+  CREATE INDEX jobs_queue_state ON jobs (queue, state, seq);
+  -- Dedup: one unfinished job per (queue, dedup_key).
+  CREATE UNIQUE INDEX jobs_dedup ON jobs (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('scheduled','pending','active');
+
+  CREATE TABLE queues (
+    name             TEXT PRIMARY KEY,
+    paused           INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0,1)),
+    max_attempts     INTEGER CHECK (max_attempts >= 1),
+    retry            TEXT,
+    lease_timeout_ms INTEGER CHECK (lease_timeout_ms > 0),
+    created_at       INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`database schema version ${current} is newer than this broker (${MIGRATIONS.length}); upgrade sluice`);
+  }
+  for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version - 1]!);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}
