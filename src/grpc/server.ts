@@ -13,6 +13,7 @@ import { AdminServiceService } from '../../clients/typescript/src/gen/sluice/v1/
 import { producerService } from './producer-service.js';
 import { workerService } from './worker-service.js';
 import { adminService } from './admin-service.js';
+import { linkReflectionDescriptors } from './reflection-descriptors.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService'] as const;
 
@@ -54,9 +55,9 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   const protoDir = findProtoDir();
   const definitions = loadSync(
     ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', healthProtoPath],
-    { includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true },
+    { includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
   );
-  new ReflectionService(definitions).addToServer(server);
+  new ReflectionService(linkReflectionDescriptors(definitions)).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));

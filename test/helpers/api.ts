@@ -22,6 +22,12 @@ import {
 import {
   DeadLetterFilter,
   ListJobsRequest,
+  type ListQueuesRequest,
+  type ListQueuesResponse,
+  type PurgeDeadLettersRequest,
+  type PurgeDeadLettersResponse,
+  type ReplayDeadLettersRequest,
+  type ReplayDeadLettersResponse,
   UpdateQueueRequest,
   type ListJobsResponse,
   type ListWorkersResponse,
@@ -69,7 +75,7 @@ export class Api {
 
   listQueues(): Promise<Queue[]> {
     const a = this.clients.admin;
-    return unary(a.listQueues, a, {}).then((r) => r.queues);
+    return unary<ListQueuesRequest, ListQueuesResponse>(a.listQueues, a, {}).then((r) => r.queues);
   }
 
   getQueue(queue: string): Promise<Queue> {
@@ -104,12 +110,16 @@ export class Api {
 
   replayDeadLetters(filter: DeepPartial<DeadLetterFilter>): Promise<number> {
     const a = this.clients.admin;
-    return unary(a.replayDeadLetters, a, { filter: DeadLetterFilter.fromPartial(filter) }).then((r) => r.replayed);
+    return unary<ReplayDeadLettersRequest, ReplayDeadLettersResponse>(a.replayDeadLetters, a, {
+      filter: DeadLetterFilter.fromPartial(filter),
+    }).then((r) => r.replayed);
   }
 
   purgeDeadLetters(filter: DeepPartial<DeadLetterFilter>): Promise<number> {
     const a = this.clients.admin;
-    return unary(a.purgeDeadLetters, a, { filter: DeadLetterFilter.fromPartial(filter) }).then((r) => r.purged);
+    return unary<PurgeDeadLettersRequest, PurgeDeadLettersResponse>(a.purgeDeadLetters, a, {
+      filter: DeadLetterFilter.fromPartial(filter),
+    }).then((r) => r.purged);
   }
 
   listWorkers(): Promise<ListWorkersResponse> {
