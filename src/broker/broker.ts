@@ -178,7 +178,8 @@ export class Broker {
 
   // --- producers -------------------------------------------------------------------------
 
-  enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
+  // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
+  async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
     return this.commits.run((now) => {
       if (atomic) {
@@ -609,7 +610,7 @@ export class Broker {
       if (leases.length > 0) this.releaseLeases(session, leases, 'broker shut down before the job was settled', false);
     }
     if (remaining > 0) this.log.warn({ jobs: remaining }, 'released unsettled leases at shutdown');
-    this.commits.flush();
+    this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
     closeDatabase(this.db);

@@ -1,5 +1,6 @@
 import type { Db } from '../store/database.js';
 import type { Clock } from '../domain/clock.js';
+import { unavailable } from '../domain/errors.js';
 
 /** A unit of work run inside a shared transaction. `done` is called after the commit. */
 export interface WriteOp<T = unknown> {
@@ -32,6 +33,7 @@ export class GroupCommit {
   private scheduled = false;
   private flushing = false;
   private hooks: FlushHooks | undefined;
+  private closed = false;
   /** Commits so far and ops in them, for metrics and tests. */
   readonly stats = { commits: 0, ops: 0, failures: 0 };
 
@@ -46,8 +48,15 @@ export class GroupCommit {
   }
 
   submit<T>(op: WriteOp<T>): void {
+    if (this.closed) return op.done(unavailable('broker is stopped'), undefined);
     this.ops.push(op);
     this.schedule();
+  }
+
+  /** Runs what is queued, then refuses further work (the store is about to close). */
+  close(): void {
+    this.flush();
+    this.closed = true;
   }
 
   /** Promise form for RPC handlers. */
@@ -59,7 +68,7 @@ export class GroupCommit {
 
   /** Asks for a flush even without ops (e.g. credit arrived: the dispatcher should run). */
   schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.closed) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
   }
@@ -67,6 +76,7 @@ export class GroupCommit {
   /** Runs everything queued now. Reentrant calls (from a `done`) are deferred to the next tick. */
   flush(): void {
     this.scheduled = false;
+    if (this.closed) return;
     if (this.flushing) return this.schedule();
     this.flushing = true;
     const ops = this.ops;
