@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Build stage: native better-sqlite3 needs a compiler; the TypeScript build needs dev dependencies.
+FROM node:20-bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
+COPY tsconfig.json tsconfig.build.json ./
+COPY proto ./proto
+COPY src ./src
+COPY clients/typescript/src ./clients/typescript/src
+RUN npm run build && npm prune --omit=dev
+
+# Runtime stage: only the compiled broker, production dependencies and the .proto files
+# (reflection serves them to grpcurl).
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    SLUICE_DATA_FILE=/data/sluice.db \
+    SLUICE_GRPC_ADDRESS=0.0.0.0:50051 \
+    SLUICE_HTTP_ADDRESS=0.0.0.0:50052
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/proto ./proto
+COPY package.json ./
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 50051 50052
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:50052/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# SIGTERM from `docker stop` starts the graceful drain; give it --time longer than the grace period.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["serve"]
