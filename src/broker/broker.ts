@@ -49,6 +49,20 @@ export interface NackInput {
   retryAfterMs: number;
 }
 
+export interface ReleaseInput {
+  jobId: string;
+  leaseId: string;
+  reason: string;
+}
+
+/** Everything one Consume message settles. */
+export interface Settles {
+  acks: readonly AckInput[];
+  nacks: readonly NackInput[];
+  extends: readonly ExtendInput[];
+  releases: readonly ReleaseInput[];
+}
+
 export interface ExtendInput {
   jobId: string;
   leaseId: string;
@@ -329,13 +343,20 @@ export class Broker {
     });
   }
 
-  settle(session: ConsumeSession, acks: readonly AckInput[], nacks: readonly NackInput[], extends_: readonly ExtendInput[]): void {
+  /** The worker is closing: no more deliveries on this stream; settles still count. */
+  stopSession(session: ConsumeSession): void {
+    session.stop();
+    this.commits.schedule(); // the outbox (with `stopped`) is written after the next flush
+  }
+
+  settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
     this.commits.submit<SettleOutcome[]>({
       work: (now) => {
         const out: SettleOutcome[] = [];
         for (const a of acks) out.push(this.ackOne(a, now));
         for (const n of nacks) out.push(this.nackOne(n, now));
         for (const e of extends_) out.push(this.extendOne(e, now));
+        for (const r of releases) out.push(this.releaseOne(r, now));
         return out;
       },
       done: (error, outcomes) => {
@@ -345,6 +366,7 @@ export class Broker {
             ...acks.map((a) => ({ kind: 'ack' as const, jobId: a.jobId, leaseId: a.leaseId })),
             ...nacks.map((n) => ({ kind: 'nack' as const, jobId: n.jobId, leaseId: n.leaseId })),
             ...extends_.map((e) => ({ kind: 'extend' as const, jobId: e.jobId, leaseId: e.leaseId })),
+            ...releases.map((r) => ({ kind: 'release' as const, jobId: r.jobId, leaseId: r.leaseId })),
           ];
           for (const s of all) session.settled({ ...s, errorCode: 'UNAVAILABLE', message });
           return;
@@ -390,6 +412,16 @@ export class Broker {
     if (!r.ok) return staleLease('extend', e.jobId, e.leaseId, r.current);
     if (e.progress !== null) this.recordChange({ jobId: e.jobId, state: JobState.Active, attempt: r.value.attempt, progress: e.progress, at: now });
     return { kind: 'extend', jobId: e.jobId, leaseId: e.leaseId, state: JobState.Active, deadline: r.value.deadline };
+  }
+
+  /** A worker gives a job back unrun (or abandons it while closing): the attempt is refunded. */
+  private releaseOne(r: ReleaseInput, now: number): SettleOutcome {
+    const reason = r.reason || 'released by the worker';
+    const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
+    if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
+    this.dispatcher.markReady(released.queue, released.type);
+    this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
+    return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
   }
 
   /** Watch events are sent only after the commit that made them true. */

@@ -3,7 +3,7 @@ import type { JobState } from '../domain/job-state.js';
 import type { ErrorCode } from '../domain/errors.js';
 import { StreamCredit } from './stream-credit.js';
 
-export type SettleKind = 'ack' | 'nack' | 'extend';
+export type SettleKind = 'ack' | 'nack' | 'extend' | 'release';
 
 /** The answer to one ack, nack or extend. */
 export interface SettleOutcome {
@@ -31,6 +31,8 @@ export interface Outgoing {
   settled: SettleOutcome[];
   revoked: RevokeNotice[];
   drainGraceMs?: number;
+  /** Answers the worker's stop. */
+  stopped?: true;
 }
 
 export interface Subscription {
@@ -97,6 +99,14 @@ export class ConsumeSession {
 
   revoked(notice: RevokeNotice): void {
     this.outbox.revoked.push(notice);
+    this.touch();
+  }
+
+  /** The worker asked to stop: unused credit is dropped, so nothing more is delivered. */
+  stop(): void {
+    this.draining = true;
+    this.credit.dropUnused();
+    this.outbox.stopped = true;
     this.touch();
   }
 

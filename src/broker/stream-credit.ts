@@ -42,6 +42,11 @@ export class StreamCredit {
     return true;
   }
 
+  /** The worker stops taking work: forget credit not used yet. */
+  dropUnused(): void {
+    this.unused = 0;
+  }
+
   /** A delivery could not be made after all (commit failed): give its credit back. */
   refund(): void {
     this.inFlight--;

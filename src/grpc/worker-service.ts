@@ -1,5 +1,5 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { AckInput, Broker, ExtendInput, NackInput } from '../broker/broker.js';
+import type { AckInput, Broker, ExtendInput, NackInput, ReleaseInput } from '../broker/broker.js';
 import type { ConsumeSession, Outgoing, SettleOutcome, Subscription } from '../broker/consume-session.js';
 import { invalidArgument } from '../domain/errors.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
@@ -19,6 +19,7 @@ const KIND: Record<SettleOutcome['kind'], SettleResult_Kind> = {
   ack: SettleResult_Kind.KIND_ACK,
   nack: SettleResult_Kind.KIND_NACK,
   extend: SettleResult_Kind.KIND_EXTEND,
+  release: SettleResult_Kind.KIND_RELEASE,
 };
 
 const MAX_SUBSCRIBED_QUEUES = 100;
@@ -55,7 +56,7 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             const subscription = parseSubscribe(req.subscribe, peer);
             const raw = subscription.rawJsonPayloads;
             session = broker.openSession(subscription, peer, (out) => call.write(toResponse(out, raw)));
-            call.write({ subscribed: { streamId: session.id, maxCredit: session.credit.max }, deliveries: [], settled: [], revoked: [], drain: undefined });
+            call.write({ subscribed: { streamId: session.id, maxCredit: session.credit.max }, deliveries: [], settled: [], revoked: [], drain: undefined, stopped: undefined });
           } else if (req.subscribe) {
             throw invalidArgument('subscribe may only be sent once, in the first message of the stream');
           }
@@ -64,6 +65,7 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
           const acks: AckInput[] = [];
           const nacks: NackInput[] = [];
           const extends_: ExtendInput[] = [];
+          const releases: ReleaseInput[] = [];
           const rejected = (kind: SettleOutcome['kind'], jobId: string, leaseId: string): boolean => {
             if (jobId && leaseId) return false;
             s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: 'job_id and lease_id are required' });
@@ -87,8 +89,15 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             if (rejected('extend', e.jobId, e.leaseId)) continue;
             extends_.push({ jobId: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress: e.progress === undefined ? null : JSON.stringify(e.progress) });
           }
-          if (acks.length + nacks.length + extends_.length > 0) broker.settle(session, acks, nacks, extends_);
-          else if (acks.length + nacks.length + extends_.length < req.acks.length + req.nacks.length + req.extends.length) broker.commits.schedule();
+          for (const r of req.releases) {
+            if (rejected('release', r.jobId, r.leaseId)) continue;
+            releases.push({ jobId: r.jobId, leaseId: r.leaseId, reason: r.reason.slice(0, MAX_ERROR_MESSAGE) });
+          }
+          const accepted = acks.length + nacks.length + extends_.length + releases.length;
+          if (accepted > 0) broker.settle(session, { acks, nacks, extends: extends_, releases });
+          else if (accepted < req.acks.length + req.nacks.length + req.extends.length + req.releases.length) broker.commits.schedule();
+          // Stop before credit: a closing worker's late grant must not start new deliveries.
+          if (req.stop) broker.stopSession(session);
           // Credit after settles: the freed slots are refilled in the same flush.
           if (req.credit !== 0) broker.grantCredit(session, req.credit);
         } catch (error) {
@@ -143,5 +152,6 @@ function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
       reason: r.reason === 'cancelled' ? Revoke_Reason.REASON_CANCELLED : Revoke_Reason.REASON_LEASE_EXPIRED,
     })),
     drain: out.drainGraceMs === undefined ? undefined : { graceMs: out.drainGraceMs },
+    stopped: out.stopped ? {} : undefined,
   };
 }

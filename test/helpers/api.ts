@@ -49,6 +49,13 @@ export class Api {
     return unary(p.enqueueBatch, p, EnqueueBatchRequest.fromPartial({ jobs, atomic }));
   }
 
+  /** Enqueues `count` jobs in one atomic batch; returns their ids in order. */
+  async enqueueMany(queue: string, count: number): Promise<string[]> {
+    const jobs = Array.from({ length: count }, (_, i) => ({ queue, payload: { i } }));
+    const { results } = await this.enqueueBatch(jobs, true);
+    return results.map((r) => r.id);
+  }
+
   getJob(id: string): Promise<Job> {
     const p = this.clients.producer;
     return unary(p.getJob, p, { id });
@@ -154,6 +161,8 @@ export class TestConsumer {
   readonly revoked: Revoke[] = [];
   readonly drains: Drain[] = [];
   subscribed: Subscribed | undefined;
+  /** The broker confirmed this stream's stop. */
+  stopped = false;
   /** Resolves with the final status when the stream ends (OK or error). */
   readonly status: Promise<StatusObject>;
   ended = false;
@@ -181,6 +190,7 @@ export class TestConsumer {
       this.settled.push(...m.settled);
       this.revoked.push(...m.revoked);
       if (m.drain) this.drains.push(m.drain);
+      if (m.stopped) this.stopped = true;
       this.poke();
     });
     this.send({ subscribe: Subscribe.fromPartial(subscribe), credit });
@@ -204,6 +214,10 @@ export class TestConsumer {
 
   extend(d: Pick<Delivery, 'jobId' | 'leaseId'>, extendMs = 0, progress?: unknown): void {
     this.send({ extends: [{ jobId: d.jobId, leaseId: d.leaseId, extendMs, progress }] });
+  }
+
+  release(d: Pick<Delivery, 'jobId' | 'leaseId'>, reason = 'test release'): void {
+    this.send({ releases: [{ jobId: d.jobId, leaseId: d.leaseId, reason }] });
   }
 
   /** Resolves once `check` holds for what has arrived so far. */

@@ -45,6 +45,16 @@ export interface ConsumeRequest {
   nacks: Nack[];
   /** Heartbeats: keep leases alive and report progress. */
   extends: Extend[];
+  /**
+   * The worker is closing: drop its unused credit and deliver nothing more on this stream.
+   * Settles are still accepted. The broker answers with `stopped`.
+   */
+  stop: boolean;
+  /**
+   * Jobs given back without running them (or abandoned by a closing worker): they are
+   * ready again at once and the delivery does not count as an attempt.
+   */
+  releases: Release[];
 }
 
 /** What a stream wants to consume. */
@@ -90,6 +100,16 @@ export interface Nack {
   retryAfterMs: number;
 }
 
+/** Gives a leased job back to the queue. */
+export interface Release {
+  /** The job id. */
+  jobId: string;
+  /** The lease id from the delivery (fencing token). */
+  leaseId: string;
+  /** Why, for the logs (e.g. "worker closing"). */
+  reason: string;
+}
+
 /** Keeps a lease alive. */
 export interface Extend {
   /** The job id. */
@@ -115,7 +135,11 @@ export interface ConsumeResponse {
   /** Leases taken back by the broker (job cancelled, lease expired): stop working on them. */
   revoked: Revoke[];
   /** The broker is shutting down: finish or give back in-flight jobs; no more deliveries. */
-  drain: Drain | undefined;
+  drain:
+    | Drain
+    | undefined;
+  /** Answers the worker's `stop`: nothing more will be delivered on this stream. */
+  stopped: Stopped | undefined;
 }
 
 /** Confirms a subscription. */
@@ -201,6 +225,8 @@ export enum SettleResult_Kind {
   KIND_NACK = 2,
   /** KIND_EXTEND - An Extend. */
   KIND_EXTEND = 3,
+  /** KIND_RELEASE - A Release. */
+  KIND_RELEASE = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -218,6 +244,9 @@ export function settleResult_KindFromJSON(object: any): SettleResult_Kind {
     case 3:
     case "KIND_EXTEND":
       return SettleResult_Kind.KIND_EXTEND;
+    case 4:
+    case "KIND_RELEASE":
+      return SettleResult_Kind.KIND_RELEASE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -235,6 +264,8 @@ export function settleResult_KindToJSON(object: SettleResult_Kind): string {
       return "KIND_NACK";
     case SettleResult_Kind.KIND_EXTEND:
       return "KIND_EXTEND";
+    case SettleResult_Kind.KIND_RELEASE:
+      return "KIND_RELEASE";
     case SettleResult_Kind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -294,6 +325,10 @@ export function revoke_ReasonToJSON(object: Revoke_Reason): string {
   }
 }
 
+/** Confirms a worker's stop. */
+export interface Stopped {
+}
+
 /** Shutdown notice. */
 export interface Drain {
   /** How long the broker still accepts settles, in milliseconds. */
@@ -301,7 +336,7 @@ export interface Drain {
 }
 
 function createBaseConsumeRequest(): ConsumeRequest {
-  return { subscribe: undefined, credit: 0, acks: [], nacks: [], extends: [] };
+  return { subscribe: undefined, credit: 0, acks: [], nacks: [], extends: [], stop: false, releases: [] };
 }
 
 export const ConsumeRequest: MessageFns<ConsumeRequest> = {
@@ -320,6 +355,12 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     }
     for (const v of message.extends) {
       Extend.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.stop !== false) {
+      writer.uint32(48).bool(message.stop);
+    }
+    for (const v of message.releases) {
+      Release.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -377,6 +418,22 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
             message.extends.push(Extend.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.stop = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.releases.push(Release.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -396,6 +453,8 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
       acks: globalThis.Array.isArray(object?.acks) ? object.acks.map((e: any) => Ack.fromJSON(e)) : [],
       nacks: globalThis.Array.isArray(object?.nacks) ? object.nacks.map((e: any) => Nack.fromJSON(e)) : [],
       extends: globalThis.Array.isArray(object?.extends) ? object.extends.map((e: any) => Extend.fromJSON(e)) : [],
+      stop: isSet(object.stop) ? globalThis.Boolean(object.stop) : false,
+      releases: globalThis.Array.isArray(object?.releases) ? object.releases.map((e: any) => Release.fromJSON(e)) : [],
     };
   },
 
@@ -416,6 +475,12 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     if (message.extends?.length) {
       obj.extends = message.extends.map((e) => Extend.toJSON(e));
     }
+    if (message.stop !== false) {
+      obj.stop = message.stop;
+    }
+    if (message.releases?.length) {
+      obj.releases = message.releases.map((e) => Release.toJSON(e));
+    }
     return obj;
   },
 
@@ -431,6 +496,8 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     message.acks = object.acks?.map((e) => Ack.fromPartial(e)) || [];
     message.nacks = object.nacks?.map((e) => Nack.fromPartial(e)) || [];
     message.extends = object.extends?.map((e) => Extend.fromPartial(e)) || [];
+    message.stop = object.stop ?? false;
+    message.releases = object.releases?.map((e) => Release.fromPartial(e)) || [];
     return message;
   },
 };
@@ -949,6 +1016,115 @@ export const Nack: MessageFns<Nack> = {
   },
 };
 
+function createBaseRelease(): Release {
+  return { jobId: "", leaseId: "", reason: "" };
+}
+
+export const Release: MessageFns<Release> = {
+  encode(message: Release, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.leaseId !== "") {
+      writer.uint32(18).string(message.leaseId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Release {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelease();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaseId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Release {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      leaseId: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: Release): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.leaseId !== "") {
+      obj.leaseId = message.leaseId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Release>): Release {
+    return Release.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Release>): Release {
+    const message = createBaseRelease();
+    message.jobId = object.jobId ?? "";
+    message.leaseId = object.leaseId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 function createBaseExtend(): Extend {
   return { jobId: "", leaseId: "", extendMs: 0, progress: undefined };
 }
@@ -1079,7 +1255,7 @@ export const Extend: MessageFns<Extend> = {
 };
 
 function createBaseConsumeResponse(): ConsumeResponse {
-  return { subscribed: undefined, deliveries: [], settled: [], revoked: [], drain: undefined };
+  return { subscribed: undefined, deliveries: [], settled: [], revoked: [], drain: undefined, stopped: undefined };
 }
 
 export const ConsumeResponse: MessageFns<ConsumeResponse> = {
@@ -1098,6 +1274,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     }
     if (message.drain !== undefined) {
       Drain.encode(message.drain, writer.uint32(42).fork()).join();
+    }
+    if (message.stopped !== undefined) {
+      Stopped.encode(message.stopped, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1155,6 +1334,14 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
             message.drain = Drain.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stopped = Stopped.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1178,6 +1365,7 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
         : [],
       revoked: globalThis.Array.isArray(object?.revoked) ? object.revoked.map((e: any) => Revoke.fromJSON(e)) : [],
       drain: isSet(object.drain) ? Drain.fromJSON(object.drain) : undefined,
+      stopped: isSet(object.stopped) ? Stopped.fromJSON(object.stopped) : undefined,
     };
   },
 
@@ -1198,6 +1386,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     if (message.drain !== undefined) {
       obj.drain = Drain.toJSON(message.drain);
     }
+    if (message.stopped !== undefined) {
+      obj.stopped = Stopped.toJSON(message.stopped);
+    }
     return obj;
   },
 
@@ -1213,6 +1404,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     message.settled = object.settled?.map((e) => SettleResult.fromPartial(e)) || [];
     message.revoked = object.revoked?.map((e) => Revoke.fromPartial(e)) || [];
     message.drain = (object.drain !== undefined && object.drain !== null) ? Drain.fromPartial(object.drain) : undefined;
+    message.stopped = (object.stopped !== undefined && object.stopped !== null)
+      ? Stopped.fromPartial(object.stopped)
+      : undefined;
     return message;
   },
 };
@@ -2040,6 +2234,58 @@ export const Revoke: MessageFns<Revoke> = {
     message.jobId = object.jobId ?? "";
     message.leaseId = object.leaseId ?? "";
     message.reason = object.reason ?? 0;
+    return message;
+  },
+};
+
+function createBaseStopped(): Stopped {
+  return {};
+}
+
+export const Stopped: MessageFns<Stopped> = {
+  encode(_: Stopped, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Stopped {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopped();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Stopped {
+    return {};
+  },
+
+  toJSON(_: Stopped): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<Stopped>): Stopped {
+    return Stopped.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<Stopped>): Stopped {
+    const message = createBaseStopped();
     return message;
   },
 };
