@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelayMs, validateRetryPolicy, type RetryPolicy } from '../src/domain/backoff.js';
+import { backoffDelayMs, resolveRetryPolicy, validateRetryPolicy, type RetryPolicy } from '../src/domain/backoff.js';
 import { SluiceError } from '../src/domain/errors.js';
 
 const policy: RetryPolicy = { initialMs: 100, multiplier: 2, maxMs: 1000, jitter: 0.2 };
@@ -89,7 +89,18 @@ describe('backoffDelayMs', () => {
 
 describe('validateRetryPolicy', () => {
   it('accepts a sane policy and returns it', () => {
-    expect(validateRetryPolicy(policy)).toBe(policy);
+    expect(validateRetryPolicy(policy)).toEqual(policy);
+  });
+
+  it('keeps only the fields that are set, and undefined when none is', () => {
+    expect(validateRetryPolicy({ initialMs: 10, jitter: 0 })).toEqual({ initialMs: 10, jitter: 0 });
+    expect(validateRetryPolicy({})).toBeUndefined();
+  });
+
+  it('layers a job policy over a queue policy over the defaults, field by field', () => {
+    const defaults = { initialMs: 1000, multiplier: 2, maxMs: 60_000, jitter: 0.2 };
+    expect(resolveRetryPolicy(defaults, { multiplier: 3, jitter: 0.5 }, { jitter: 0 })).toEqual({ initialMs: 1000, multiplier: 3, maxMs: 60_000, jitter: 0 });
+    expect(resolveRetryPolicy(defaults, undefined, undefined)).toEqual(defaults);
   });
 
   it.each<[string, RetryPolicy, RegExp]>([

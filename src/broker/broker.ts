@@ -3,7 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import type { BrokerConfig } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Logger } from '../log.js';
-import { backoffDelayMs, type RetryPolicy } from '../domain/backoff.js';
+import { backoffDelayMs, resolveRetryPolicy, type PartialRetryPolicy, type RetryPolicy } from '../domain/backoff.js';
 import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
@@ -25,7 +25,7 @@ export interface EnqueueInput {
   delayMs: number;
   runAt: number | undefined;
   maxAttempts: number | undefined;
-  retry: RetryPolicy | undefined;
+  retry: PartialRetryPolicy | undefined;
   leaseTimeoutMs: number | undefined;
   metadata: Record<string, string> | undefined;
   dedupKey: string | undefined;
@@ -395,7 +395,7 @@ export class Broker {
     const ctx = this.store.failureContext(n.jobId, n.leaseId);
     if (!ctx) return staleLease('nack', n.jobId, n.leaseId, this.store.stateAndLease(n.jobId));
     const dies = n.nonRetryable || ctx.attempt >= ctx.max_attempts;
-    const policy = ctx.retry ? (JSON.parse(ctx.retry) as RetryPolicy) : this.queueRetryPolicy(ctx.queue);
+    const policy = this.retryPolicy(ctx.queue, ctx.retry ? (JSON.parse(ctx.retry) as PartialRetryPolicy) : undefined);
     const delay = n.retryAfterMs > 0 ? n.retryAfterMs : backoffDelayMs(policy, ctx.attempt);
     const state = dies ? JobState.Dead : JobState.Scheduled;
     const runAt = dies ? now : now + delay;
@@ -429,15 +429,15 @@ export class Broker {
     if (this.watchers.isWatched(change.jobId)) this.uncommittedChanges.push(change);
   }
 
-  private queueRetryPolicy(queue: string): RetryPolicy {
-    return (
-      this.queues.get(queue)?.retry ?? {
-        initialMs: this.config.retryInitialMs,
-        multiplier: this.config.retryMultiplier,
-        maxMs: this.config.retryMaxMs,
-        jitter: this.config.retryJitter,
-      }
-    );
+  /** The job's policy fields over the queue's over the broker's defaults. */
+  private retryPolicy(queue: string, job: PartialRetryPolicy | undefined): RetryPolicy {
+    const defaults = {
+      initialMs: this.config.retryInitialMs,
+      multiplier: this.config.retryMultiplier,
+      maxMs: this.config.retryMaxMs,
+      jitter: this.config.retryJitter,
+    };
+    return resolveRetryPolicy(defaults, this.queues.get(queue)?.retry, job);
   }
 
   private onDelivered(claims: readonly Claim[]): void {
@@ -544,12 +544,13 @@ export class Broker {
     return this.getQueue(name);
   }
 
-  async updateQueue(name: string, changes: { maxAttempts?: number; retry?: RetryPolicy; leaseTimeoutMs?: number }): Promise<QueueInfo> {
+  async updateQueue(name: string, changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number }): Promise<QueueInfo> {
     await this.commits.run((now) => {
       this.store.ensureQueue(name, now);
       this.store.updateQueueDefaults(name, {
         maxAttempts: changes.maxAttempts ?? null,
-        retry: changes.retry ? JSON.stringify(changes.retry) : null,
+        // Field by field: fields not set in the update keep their current value.
+        retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
       });
     });

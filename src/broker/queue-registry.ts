@@ -1,11 +1,11 @@
 import type { JobStore, QueueRow } from '../store/job-store.js';
-import type { RetryPolicy } from '../domain/backoff.js';
+import type { PartialRetryPolicy } from '../domain/backoff.js';
 
 export interface QueueSettings {
   name: string;
   paused: boolean;
   maxAttempts: number | undefined;
-  retry: RetryPolicy | undefined;
+  retry: PartialRetryPolicy | undefined;
   leaseTimeoutMs: number | undefined;
 }
 
@@ -56,7 +56,7 @@ function fromRow(row: QueueRow): QueueSettings {
     name: row.name,
     paused: row.paused === 1,
     maxAttempts: row.max_attempts ?? undefined,
-    retry: row.retry ? (JSON.parse(row.retry) as RetryPolicy) : undefined,
+    retry: row.retry ? (JSON.parse(row.retry) as PartialRetryPolicy) : undefined,
     leaseTimeoutMs: row.lease_timeout_ms ?? undefined,
   };
 }

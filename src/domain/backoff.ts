@@ -21,14 +21,42 @@ export function backoffDelayMs(policy: RetryPolicy, attempt: number, random: () 
   return Math.max(0, Math.round(Math.min(policy.maxMs, base + spread)));
 }
 
-export function validateRetryPolicy(policy: RetryPolicy): RetryPolicy {
-  if (!(policy.initialMs > 0)) throw invalidArgument(`retry.initial_ms must be > 0, got ${policy.initialMs}`);
-  if (!(policy.multiplier >= 1) || !Number.isFinite(policy.multiplier)) {
-    throw invalidArgument(`retry.multiplier must be a finite number >= 1, got ${policy.multiplier}`);
+/** A job's or queue's policy: unset fields fall through to the next layer. */
+export type PartialRetryPolicy = Partial<RetryPolicy>;
+
+/** The effective policy: the job's fields over the queue's over the broker's defaults. */
+export function resolveRetryPolicy(defaults: RetryPolicy, ...layers: (PartialRetryPolicy | undefined)[]): RetryPolicy {
+  const policy = { ...defaults };
+  for (const layer of layers) {
+    if (!layer) continue;
+    if (layer.initialMs !== undefined) policy.initialMs = layer.initialMs;
+    if (layer.multiplier !== undefined) policy.multiplier = layer.multiplier;
+    if (layer.maxMs !== undefined) policy.maxMs = layer.maxMs;
+    if (layer.jitter !== undefined) policy.jitter = layer.jitter;
   }
-  if (!(policy.maxMs >= policy.initialMs)) {
-    throw invalidArgument(`retry.max_ms (${policy.maxMs}) must be >= retry.initial_ms (${policy.initialMs})`);
-  }
-  if (!(policy.jitter >= 0 && policy.jitter <= 1)) throw invalidArgument(`retry.jitter must be within 0..1, got ${policy.jitter}`);
   return policy;
+}
+
+/** Checks the fields that are set; returns only those, or undefined when none is. */
+export function validateRetryPolicy(policy: PartialRetryPolicy): PartialRetryPolicy | undefined {
+  const out: PartialRetryPolicy = {};
+  const { initialMs, multiplier, maxMs, jitter } = policy;
+  if (initialMs !== undefined) {
+    if (!(initialMs > 0)) throw invalidArgument(`retry.initial_ms must be > 0, got ${initialMs}`);
+    out.initialMs = initialMs;
+  }
+  if (multiplier !== undefined) {
+    if (!(multiplier >= 1) || !Number.isFinite(multiplier)) throw invalidArgument(`retry.multiplier must be a finite number >= 1, got ${multiplier}`);
+    out.multiplier = multiplier;
+  }
+  if (maxMs !== undefined) {
+    if (!(maxMs > 0)) throw invalidArgument(`retry.max_ms must be > 0, got ${maxMs}`);
+    if (initialMs !== undefined && maxMs < initialMs) throw invalidArgument(`retry.max_ms (${maxMs}) must be >= retry.initial_ms (${initialMs})`);
+    out.maxMs = maxMs;
+  }
+  if (jitter !== undefined) {
+    if (!(jitter >= 0 && jitter <= 1)) throw invalidArgument(`retry.jitter must be within 0..1, got ${jitter}`);
+    out.jitter = jitter;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }

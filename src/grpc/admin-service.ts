@@ -68,7 +68,7 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
     updateQueue: unary(log, 'UpdateQueue', async (req) => {
       const name = validateQueueName(req.queue);
       if (req.leaseTimeoutMs !== 0 && req.leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50, got ${req.leaseTimeoutMs}`);
-      const retry = req.retry && validateRetryPolicy({ initialMs: req.retry.initialMs, multiplier: req.retry.multiplier, maxMs: req.retry.maxMs, jitter: req.retry.jitter });
+      const retry = req.retry && validateRetryPolicy(req.retry);
       const info = await broker.updateQueue(name, {
         maxAttempts: req.maxAttempts || undefined,
         retry,

@@ -1,6 +1,6 @@
 import { JobState } from '../domain/job-state.js';
 import { invalidArgument } from '../domain/errors.js';
-import type { RetryPolicy as DomainRetryPolicy } from '../domain/backoff.js';
+import type { PartialRetryPolicy } from '../domain/backoff.js';
 import type { ClaimedJob, JobRow, StoredJobError } from '../store/job-store.js';
 import { JobState as WireJobState, type Job, type RetryPolicy } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import type { Delivery } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
@@ -33,7 +33,7 @@ export function jsonValue(text: string | null): unknown {
 
 const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
 
-export function retryToWire(policy: DomainRetryPolicy | undefined): RetryPolicy | undefined {
+export function retryToWire(policy: PartialRetryPolicy | undefined): RetryPolicy | undefined {
   return policy && { initialMs: policy.initialMs, multiplier: policy.multiplier, maxMs: policy.maxMs, jitter: policy.jitter };
 }
 
@@ -49,7 +49,7 @@ export function jobToWire(row: JobRow): Job {
     runAt: new Date(row.run_at),
     attempt: row.attempt,
     maxAttempts: row.max_attempts,
-    retry: retryToWire(row.retry ? (JSON.parse(row.retry) as DomainRetryPolicy) : undefined),
+    retry: retryToWire(row.retry ? (JSON.parse(row.retry) as PartialRetryPolicy) : undefined),
     leaseTimeoutMs: row.lease_timeout_ms,
     metadata: row.metadata ? (JSON.parse(row.metadata) as Record<string, string>) : {},
     progress: jsonValue(row.progress),

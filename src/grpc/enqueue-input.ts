@@ -33,7 +33,7 @@ export function parseEnqueueRequest(req: EnqueueRequest, limits: EnqueueLimits):
     runAt,
     maxAttempts: req.maxAttempts || undefined,
     retry: req.retry
-      ? validateRetryPolicy({ initialMs: req.retry.initialMs, multiplier: req.retry.multiplier, maxMs: req.retry.maxMs, jitter: req.retry.jitter })
+      ? validateRetryPolicy(req.retry)
       : undefined,
     leaseTimeoutMs: leaseTimeoutMs || undefined,
     metadata: metadata(req.metadata, limits.maxMetadataBytes),

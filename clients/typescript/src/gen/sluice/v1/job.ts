@@ -149,20 +149,27 @@ export function jobStateToJSON(object: JobState): string {
 
 /**
  * Exponential backoff between attempts: the n-th retry waits
- * min(initial_ms * multiplier^(n-1), max_ms), then spread by +/- jitter.
+ * min(initial_ms * multiplier^(n-1), max_ms), then spread by +/- jitter. Every field is
+ * optional: an unset field takes the queue's policy, then the broker's default.
  */
 export interface RetryPolicy {
   /** Delay before the first retry, in milliseconds (> 0). */
-  initialMs: number;
+  initialMs?:
+    | number
+    | undefined;
   /** Growth factor per attempt (>= 1). */
-  multiplier: number;
-  /** Upper bound for one delay, in milliseconds (>= initial_ms). */
-  maxMs: number;
+  multiplier?:
+    | number
+    | undefined;
+  /** Upper bound for one delay, in milliseconds (> 0; a bound below initial_ms caps every delay). */
+  maxMs?:
+    | number
+    | undefined;
   /**
    * Random spread as a fraction of the delay, 0..1 (0.2 = +/-20%), so retries of jobs that
    * failed together do not hammer a dependency together.
    */
-  jitter: number;
+  jitter?: number | undefined;
 }
 
 /** One failed attempt, kept in the job's error history. */
@@ -255,21 +262,21 @@ export interface Job_MetadataEntry {
 }
 
 function createBaseRetryPolicy(): RetryPolicy {
-  return { initialMs: 0, multiplier: 0, maxMs: 0, jitter: 0 };
+  return { initialMs: undefined, multiplier: undefined, maxMs: undefined, jitter: undefined };
 }
 
 export const RetryPolicy: MessageFns<RetryPolicy> = {
   encode(message: RetryPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.initialMs !== 0) {
+    if (message.initialMs !== undefined) {
       writer.uint32(8).uint32(message.initialMs);
     }
-    if (message.multiplier !== 0) {
+    if (message.multiplier !== undefined) {
       writer.uint32(17).double(message.multiplier);
     }
-    if (message.maxMs !== 0) {
+    if (message.maxMs !== undefined) {
       writer.uint32(24).uint32(message.maxMs);
     }
-    if (message.jitter !== 0) {
+    if (message.jitter !== undefined) {
       writer.uint32(33).double(message.jitter);
     }
     return writer;
@@ -338,29 +345,29 @@ export const RetryPolicy: MessageFns<RetryPolicy> = {
         ? globalThis.Number(object.initialMs)
         : isSet(object.initial_ms)
         ? globalThis.Number(object.initial_ms)
-        : 0,
-      multiplier: isSet(object.multiplier) ? globalThis.Number(object.multiplier) : 0,
+        : undefined,
+      multiplier: isSet(object.multiplier) ? globalThis.Number(object.multiplier) : undefined,
       maxMs: isSet(object.maxMs)
         ? globalThis.Number(object.maxMs)
         : isSet(object.max_ms)
         ? globalThis.Number(object.max_ms)
-        : 0,
-      jitter: isSet(object.jitter) ? globalThis.Number(object.jitter) : 0,
+        : undefined,
+      jitter: isSet(object.jitter) ? globalThis.Number(object.jitter) : undefined,
     };
   },
 
   toJSON(message: RetryPolicy): unknown {
     const obj: any = {};
-    if (message.initialMs !== 0) {
+    if (message.initialMs !== undefined) {
       obj.initialMs = Math.round(message.initialMs);
     }
-    if (message.multiplier !== 0) {
+    if (message.multiplier !== undefined) {
       obj.multiplier = floatToJson(message.multiplier);
     }
-    if (message.maxMs !== 0) {
+    if (message.maxMs !== undefined) {
       obj.maxMs = Math.round(message.maxMs);
     }
-    if (message.jitter !== 0) {
+    if (message.jitter !== undefined) {
       obj.jitter = floatToJson(message.jitter);
     }
     return obj;
@@ -371,10 +378,10 @@ export const RetryPolicy: MessageFns<RetryPolicy> = {
   },
   fromPartial(object: DeepPartial<RetryPolicy>): RetryPolicy {
     const message = createBaseRetryPolicy();
-    message.initialMs = object.initialMs ?? 0;
-    message.multiplier = object.multiplier ?? 0;
-    message.maxMs = object.maxMs ?? 0;
-    message.jitter = object.jitter ?? 0;
+    message.initialMs = object.initialMs ?? undefined;
+    message.multiplier = object.multiplier ?? undefined;
+    message.maxMs = object.maxMs ?? undefined;
+    message.jitter = object.jitter ?? undefined;
     return message;
   },
 };
