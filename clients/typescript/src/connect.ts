@@ -1,4 +1,4 @@
-import { credentials as grpcCredentials, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
 import { ProducerServiceClient } from './gen/sluice/v1/producer.js';
 import { WorkerServiceClient } from './gen/sluice/v1/worker.js';
 import { AdminServiceClient } from './gen/sluice/v1/admin.js';
@@ -7,33 +7,68 @@ export interface SluiceClients {
   producer: ProducerServiceClient;
   worker: WorkerServiceClient;
   admin: AdminServiceClient;
+  /** Metadata to send with every call (e.g. an authorization token); empty when none. */
+  metadata: Metadata;
   close(): void;
 }
 
-export interface ConnectOptions {
+/** TLS material; `true` uses the system's root certificates. */
+export type TlsOptions = true | { ca?: Buffer; cert?: Buffer; key?: Buffer };
+
+/** How to reach a broker. Shared by Producer, Worker and `connect`. */
+export interface ConnectionOptions {
+  /** host:port of the broker's gRPC listener. Default 127.0.0.1:50051. */
+  address?: string;
+  /** TLS to the broker. Ignored when `credentials` is given. Default: plaintext. */
+  tls?: TlsOptions;
+  /** Full control over channel credentials (overrides `tls`). */
   credentials?: ChannelCredentials;
+  /** Headers sent with every call, e.g. `{ authorization: 'Bearer ...' }`. */
+  metadata?: Record<string, string>;
+  /** Extra grpc-js channel options (merged over DEFAULT_CHANNEL_OPTIONS). */
   channelOptions?: Partial<ClientOptions>;
 }
 
-/** Keepalive that lets idle streams survive proxies and notices a dead broker in seconds. */
+export const DEFAULT_ADDRESS = '127.0.0.1:50051';
+
+/**
+ * Keepalive pings every 10 s (answered within 5 s) keep idle streams open through proxies and
+ * load balancers that drop silent connections, and detect a dead broker or network path in
+ * seconds instead of waiting for TCP timeouts. The broker permits pings this frequent.
+ */
 export const DEFAULT_CHANNEL_OPTIONS: Partial<ClientOptions> = {
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
+  // Reconnect quickly after a broker restart; the Worker adds its own backoff on top.
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 5_000,
 };
 
-/** The generated gRPC clients for one broker address, sharing one channel. */
-export function connect(address: string, options: ConnectOptions = {}): SluiceClients {
-  const creds = options.credentials ?? grpcCredentials.createInsecure();
+function channelCredentials(options: ConnectionOptions): ChannelCredentials {
+  if (options.credentials) return options.credentials;
+  if (options.tls === true) return grpcCredentials.createSsl();
+  if (options.tls) return grpcCredentials.createSsl(options.tls.ca ?? null, options.tls.key ?? null, options.tls.cert ?? null);
+  return grpcCredentials.createInsecure();
+}
+
+/** The generated gRPC clients for one broker, sharing one channel. */
+export function connect(addressOrOptions: string | ConnectionOptions = {}, extra: ConnectionOptions = {}): SluiceClients {
+  const options = typeof addressOrOptions === 'string' ? { ...extra, address: addressOrOptions } : addressOrOptions;
+  const address = options.address ?? DEFAULT_ADDRESS;
+  const creds = channelCredentials(options);
   const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...options.channelOptions };
   const producer = new ProducerServiceClient(address, creds, channelOptions);
   const shared = { ...channelOptions, channelOverride: producer.getChannel() };
   const worker = new WorkerServiceClient(address, creds, shared);
   const admin = new AdminServiceClient(address, creds, shared);
+  const metadata = new Metadata();
+  for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
   return {
     producer,
     worker,
     admin,
+    metadata,
     close() {
       producer.close();
     },

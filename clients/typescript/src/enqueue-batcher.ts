@@ -1,0 +1,106 @@
+import type { EnqueueRequest, EnqueueBatchResponse } from './gen/sluice/v1/producer.js';
+import { errorForCode, fromGrpcError } from './errors.js';
+import type { EnqueuedJob } from './types.js';
+import { stateName } from './wire.js';
+
+export interface BatcherOptions {
+  /** Most jobs in one EnqueueBatch RPC (the broker's limit is --max-batch-size, 1000 by default). */
+  maxBatchSize: number;
+  /** Most EnqueueBatch RPCs in flight at once; further jobs wait and ride in the next batch. */
+  maxInFlight: number;
+  /** Extra wait before sending a batch, in ms; 0 sends at the end of the current event-loop turn. */
+  lingerMs: number;
+}
+
+interface Pending {
+  request: EnqueueRequest;
+  resolve(job: EnqueuedJob): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Coalesces concurrent `enqueue()` calls into non-atomic EnqueueBatch RPCs. A unary call costs
+ * ~130 µs of grpc-js CPU, so one RPC per job caps a producer near 7-8k jobs/s; batching lifts
+ * that by an order of magnitude. Jobs collect during one event-loop turn (plus `lingerMs`);
+ * while `maxInFlight` batches are on the wire, new jobs wait and the next batch is bigger, so
+ * batches grow with load and stay single-job when idle (no added latency). Each caller still
+ * gets its own outcome: the job's commit, or its own error from the per-item result.
+ */
+export class EnqueueBatcher {
+  private queue: Pending[] = [];
+  private inFlight = 0;
+  private timer: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** EnqueueBatch RPCs sent so far (for tests and metrics). */
+  rpcs = 0;
+
+  constructor(
+    private readonly send: (requests: EnqueueRequest[]) => Promise<EnqueueBatchResponse>,
+    private readonly options: BatcherOptions,
+  ) {}
+
+  enqueue(request: EnqueueRequest): Promise<EnqueuedJob> {
+    return new Promise<EnqueuedJob>((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves when every job handed in so far has its outcome. */
+  async idle(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight > 0) {
+      await new Promise<void>((resolve) => (this.idleWaiters ??= []).push(resolve));
+    }
+  }
+
+  private idleWaiters: (() => void)[] | undefined;
+
+  private schedule(): void {
+    if (this.timer || this.inFlight >= this.options.maxInFlight) return;
+    const fire = () => {
+      this.timer = undefined;
+      this.dispatch();
+    };
+    this.timer = this.options.lingerMs > 0 ? setTimeout(fire, this.options.lingerMs) : setImmediate(fire);
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0 && this.inFlight < this.options.maxInFlight) {
+      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      this.inFlight++;
+      this.rpcs++;
+      this.send(batch.map((p) => p.request)).then(
+        (response) => this.settle(batch, response),
+        (error: unknown) => {
+          const e = fromGrpcError(error);
+          for (const p of batch) p.reject(e);
+        },
+      ).finally(() => {
+        this.inFlight--;
+        if (this.queue.length > 0) this.schedule();
+        else if (this.inFlight === 0) this.wakeIdle();
+      });
+    }
+  }
+
+  private settle(batch: Pending[], response: EnqueueBatchResponse): void {
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const r = response.results[i];
+      if (!r) p.reject(errorForCode(13, `the broker answered ${response.results.length} results for ${batch.length} jobs`));
+      else if (r.error && r.error.code !== 0) p.reject(errorForCode(r.error.code, r.error.message));
+      else {
+        try {
+          p.resolve({ id: r.id, deduplicated: r.deduplicated, state: stateName(r.state) });
+        } catch (error) {
+          p.reject(error as Error);
+        }
+      }
+    }
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters ?? [];
+    this.idleWaiters = undefined;
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,107 @@
+import type { Delivery } from './gen/sluice/v1/worker.js';
+import type { JobAbortedError } from './errors.js';
+import type { DeliveredJob, JobMap, PriorityName } from './types.js';
+import { priorityName } from './wire.js';
+
+/** What every handler gets besides the typed `queue`/`type`/`payload`. */
+export interface JobControls {
+  /** The job id: stable across attempts, so handlers can use it as an idempotency key. */
+  readonly id: string;
+  /** This attempt's number, starting at 1. */
+  readonly attempt: number;
+  /** Attempts allowed in total; the last failure dead-letters the job. */
+  readonly maxAttempts: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly priority: PriorityName;
+  readonly createdAt: Date | undefined;
+  /** Progress recorded by an earlier attempt (to resume), or null. */
+  readonly previousProgress: unknown;
+  /** When the lease ends unless renewed (heartbeats renew it automatically). */
+  readonly deadline: Date;
+  /**
+   * Aborted when this attempt must stop: the lease was lost (`LeaseLostError`), the job was
+   * cancelled (`JobCancelledError`) or the worker is closing and out of time
+   * (`WorkerClosingError`). `signal.reason` is that error. Pass it to fetch() and friends.
+   */
+  readonly signal: AbortSignal;
+  /** Records progress (any JSON value), visible to `getJob` and `watch`; also renews the lease. */
+  progress(value: unknown): Promise<void>;
+  /** Renews the lease for `ms` from now (and makes later heartbeats use `ms`). Resolves to the new deadline. */
+  extendLease(ms: number): Promise<Date>;
+}
+
+/** The job a handler receives: typed by queue (and job type), with its controls. */
+export type Job<J extends object = JobMap, Q extends keyof J = keyof J> = DeliveredJob<J, Q> & JobControls;
+
+/** How a running job talks back to its worker. */
+export interface JobChannel {
+  progress(job: RunningJob, value: unknown): Promise<void>;
+  extend(job: RunningJob, ms: number): Promise<Date>;
+}
+
+/**
+ * One delivery being handled: its lease, its abort controller and its heartbeat timer. A
+ * job is `lost` once its lease is no longer ours; from then on nothing is sent for it.
+ */
+export class RunningJob {
+  readonly controller = new AbortController();
+  readonly view: JobControls & { queue: string; type: string; payload: unknown };
+  lost = false;
+  leaseMs: number;
+  deadline: Date;
+  heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly delivery: Delivery,
+    /** The stream generation the lease belongs to. */
+    readonly streamId: number,
+    payload: unknown,
+    channel: JobChannel,
+  ) {
+    this.leaseMs = delivery.leaseTimeoutMs;
+    this.deadline = delivery.deadline ?? new Date(Date.now() + delivery.leaseTimeoutMs);
+    const self = this;
+    this.view = {
+      id: delivery.jobId,
+      queue: delivery.queue,
+      type: delivery.type,
+      payload,
+      attempt: delivery.attempt,
+      maxAttempts: delivery.maxAttempts,
+      metadata: delivery.metadata,
+      priority: priorityName(delivery.priority),
+      createdAt: delivery.createdAt,
+      previousProgress: delivery.progress ?? null,
+      get deadline() {
+        return self.deadline;
+      },
+      signal: this.controller.signal,
+      progress: (value: unknown) => channel.progress(this, value),
+      extendLease: (ms: number) => channel.extend(this, ms),
+    };
+  }
+
+  get jobId(): string {
+    return this.delivery.jobId;
+  }
+
+  get leaseId(): string {
+    return this.delivery.leaseId;
+  }
+
+  /** The lease is gone: abort the handler with `reason`. Returns false if it already was. */
+  lose(reason: JobAbortedError): boolean {
+    if (this.lost) return false;
+    this.lost = true;
+    this.stopHeartbeat();
+    this.controller.abort(reason);
+    return true;
+  }
+
+  stopHeartbeat(): void {
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+}
+
+export type { DeliveredJob };

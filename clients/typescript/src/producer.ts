@@ -1,0 +1,121 @@
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
+import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
+import { fromGrpcError } from './errors.js';
+import type { Job } from './gen/sluice/v1/job.js';
+import type { EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
+import type { BatchItem, EnqueueArgs, EnqueuedJob, EnqueueOptions, JobEvent, JobInfo, JobMap, QueueName } from './types.js';
+import { stateName, toEnqueueRequest, toJobEvent, toJobInfo } from './wire.js';
+
+export interface ProducerOptions extends ConnectionOptions {
+  /** How concurrent `enqueue()` calls are coalesced on the wire. */
+  batching?: Partial<BatcherOptions>;
+}
+
+const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxInFlight: 4, lingerMs: 0 };
+
+/**
+ * Enqueues jobs and inspects them. `J` maps queue names to payload types, checked at compile
+ * time (see `JobTypes` for queues with several job types):
+ *
+ *     const producer = new Producer<{ email: { to: string } }>({ address: '127.0.0.1:50051' });
+ *     const { id } = await producer.enqueue('email', { to: 'a@b.c' }, { priority: 'high' });
+ */
+export class Producer<J extends object = JobMap> {
+  private readonly clients: SluiceClients;
+  private readonly batcher: EnqueueBatcher;
+  private readonly watches = new Set<ClientReadableStream<WireJobEvent>>();
+  private closed = false;
+
+  constructor(options: ProducerOptions = {}) {
+    this.clients = connect(options);
+    this.batcher = new EnqueueBatcher((jobs) => this.sendBatch({ jobs, atomic: false }), { ...DEFAULT_BATCHING, ...options.batching });
+  }
+
+  /**
+   * Enqueues one job; resolves once it is durable on the broker. Calls made concurrently
+   * travel together in batch RPCs, yet each resolves or rejects on its own.
+   */
+  enqueue<Q extends QueueName<J>>(queue: Q, ...[payload, options]: EnqueueArgs<J, Q>): Promise<EnqueuedJob> {
+    if (this.closed) return Promise.reject(new Error('producer is closed'));
+    let request: EnqueueRequest;
+    try {
+      request = toEnqueueRequest(queue, payload, options as EnqueueOptions | undefined);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return this.batcher.enqueue(request);
+  }
+
+  /**
+   * Enqueues many jobs in one RPC, all or nothing: if any job is invalid none is stored and the
+   * call rejects with that job's error.
+   */
+  async enqueueBatch(items: readonly BatchItem<J>[]): Promise<EnqueuedJob[]> {
+    if (this.closed) throw new Error('producer is closed');
+    const jobs = items.map((item) => {
+      const it = item as { queue: string; payload: unknown; options?: EnqueueOptions };
+      return toEnqueueRequest(it.queue, it.payload, it.options);
+    });
+    const response = await this.sendBatch({ jobs, atomic: true });
+    return response.results.map((r) => ({ id: r.id, deduplicated: r.deduplicated, state: stateName(r.state) }));
+  }
+
+  /** The job as stored now. Rejects with NotFoundError for an unknown id. */
+  async getJob<P = unknown>(id: string): Promise<JobInfo<P>> {
+    const job = await new Promise<Job>((resolve, reject) =>
+      this.clients.producer.getJob({ id }, this.clients.metadata, (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
+    );
+    return toJobInfo<P>(job);
+  }
+
+  /**
+   * Cancels a scheduled, pending or active job (an active job's worker sees its signal abort
+   * with JobCancelledError). Rejects with FailedPreconditionError when the job already finished.
+   */
+  async cancel(id: string, reason = ''): Promise<JobInfo> {
+    const job = await new Promise<Job>((resolve, reject) =>
+      this.clients.producer.cancelJob({ id, reason }, this.clients.metadata, (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
+    );
+    return toJobInfo(job);
+  }
+
+  /**
+   * Follows a job: the current state first, then every change (state, progress, result),
+   * ending after a final state (completed, dead, cancelled). Breaking out of the loop stops
+   * the watch.
+   */
+  async *watch(id: string): AsyncGenerator<JobEvent, void, undefined> {
+    const call = this.clients.producer.watchJob({ id }, this.clients.metadata);
+    this.watches.add(call);
+    try {
+      for await (const event of call as AsyncIterable<WireJobEvent>) yield toJobEvent(event);
+    } catch (error) {
+      throw fromGrpcError(error);
+    } finally {
+      this.watches.delete(call);
+      call.cancel();
+    }
+  }
+
+  /** EnqueueBatch RPCs sent so far, counting those made for coalesced `enqueue()` calls. */
+  get batchRpcCount(): number {
+    return this.batcher.rpcs;
+  }
+
+  /** Waits for enqueues in flight, then closes the connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.batcher.idle();
+    for (const w of this.watches) w.cancel();
+    this.clients.close();
+  }
+
+  private sendBatch(request: EnqueueBatchRequest): Promise<EnqueueBatchResponse> {
+    const p = this.clients.producer;
+    return new Promise((resolve, reject) => {
+      p.enqueueBatch(request, this.clients.metadata, (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
+    });
+  }
+}

@@ -1,0 +1,518 @@
+import { EventEmitter } from 'node:events';
+import { status as Status, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
+import {
+  errorForCode,
+  JobCancelledError,
+  LeaseLostError,
+  NonRetryableError,
+  UnavailableError,
+  WorkerClosingError,
+  type JobAbortedError,
+} from './errors.js';
+import {
+  Revoke_Reason,
+  SettleResult_Kind,
+  type ConsumeRequest,
+  type ConsumeResponse,
+  type Delivery,
+  type SettleResult,
+} from './gen/sluice/v1/worker.js';
+import { RunningJob, type Job, type JobChannel } from './job-context.js';
+import type { JobMap, JobStateName, JobTypeName, QueueName } from './types.js';
+import { stateName } from './wire.js';
+
+export type Handler<J extends object, Q extends keyof J> = (job: Job<J, Q>) => unknown;
+
+/** Handlers by job type; the worker subscribes to exactly these types unless `handler` is also set. */
+export type HandlersByType<J extends object, Q extends keyof J> = {
+  [T in JobTypeName<J, Q>]?: (job: Extract<Job<J, Q>, { type: T }>) => unknown;
+};
+
+export interface WorkerOptions<J extends object, Q extends QueueName<J>> extends ConnectionOptions {
+  /** Queues to take jobs from. */
+  queues: readonly Q[];
+  /** Handlers running at once; turned into stream credit. Default 1. */
+  concurrency?: number;
+  /** Handles every job (or those without an entry in `handlers`). */
+  handler?: Handler<J, Q>;
+  /** Handlers by job type. */
+  handlers?: HandlersByType<J, Q>;
+  /** A name shown to operators (ListWorkers). Default: host and pid. */
+  workerId?: string;
+  /** Labels shown to operators. */
+  labels?: Record<string, string>;
+  /**
+   * Automatic lease renewal while a handler runs, every half lease (default). Progress and
+   * extendLease also renew. `false` turns it off: a handler that outlives its lease then sees
+   * its signal abort with LeaseLostError.
+   */
+  heartbeat?: boolean;
+  /** Backoff between reconnect attempts after the stream is lost (exponential, with jitter). */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /** Signals that start a graceful close while `run()` is active. Default SIGTERM and SIGINT; [] for none. */
+  shutdownSignals?: NodeJS.Signals[];
+  /** How long a signal-initiated close lets in-flight handlers finish. Default 30 s. */
+  shutdownTimeoutMs?: number;
+}
+
+export type WorkerState = 'idle' | 'connecting' | 'running' | 'reconnecting' | 'closing' | 'closed';
+
+/** Events, for logging and metrics. `error` is only emitted when someone listens. */
+export interface WorkerEvents<J extends object = JobMap, Q extends keyof J = keyof J> {
+  /** Subscribed (after each connect or reconnect). */
+  ready: [];
+  /** A handler started. */
+  active: [job: Job<J, Q>];
+  /** A job's success is durable. */
+  completed: [job: Job<J, Q>, result: unknown];
+  /** A job's failure is durable; `state` is `scheduled` (will retry) or `dead`. */
+  failed: [job: Job<J, Q>, error: Error, state: JobStateName];
+  /** A handler was aborted (lease lost, cancelled, worker closing); nothing was settled for it. */
+  aborted: [job: Job<J, Q>, reason: JobAbortedError];
+  /** The stream failed or a settle was refused; the worker keeps going (reconnecting if needed). */
+  error: [error: Error];
+  /** The broker is shutting down; no new jobs until it is back. */
+  draining: [];
+  /** Waiting `delayMs` before reconnect attempt `attempt`. */
+  reconnecting: [attempt: number, delayMs: number];
+  closing: [];
+  closed: [];
+}
+
+interface SettleWaiter {
+  resolve(result: SettleResult): void;
+  reject(error: Error): void;
+}
+
+/** One Consume stream's lifetime. A reconnect makes a new one. */
+interface Stream {
+  id: number;
+  call: ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
+  subscribed: boolean;
+  /** Credit granted on this stream and not yet used by a delivery. */
+  unusedCredit: number;
+  brokerDraining: boolean;
+  stopSent: boolean;
+  stopped: boolean;
+  ended: boolean;
+  outgoing: ConsumeRequest | undefined;
+  waiters: Map<string, SettleWaiter[]>;
+}
+
+const DEFAULT_RECONNECT = { initialMs: 100, maxMs: 10_000 };
+const CLOSE_SETTLE_WAIT_MS = 5_000;
+
+/**
+ * Runs handlers for jobs pushed by the broker over one Consume stream. `concurrency` becomes
+ * credit: the worker grants exactly as many deliveries as it has free handler slots, so it
+ * never runs more than `concurrency` handlers and never sits idle while work is queued.
+ *
+ *     const worker = new Worker<Jobs, 'email'>({ queues: ['email'], concurrency: 10, handler: async (job) => send(job.payload) });
+ *     await worker.run(); // until close() or SIGTERM
+ */
+export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueName<J>> extends EventEmitter<WorkerEvents<J, Q>> {
+  readonly concurrency: number;
+  private readonly clients: SluiceClients;
+  private readonly options: WorkerOptions<J, Q>;
+  private readonly reconnect: { initialMs: number; maxMs: number };
+  /** Handlers still running, by lease id (a redelivered job gets a new lease, hence a new entry). */
+  private readonly running = new Map<string, RunningJob>();
+  private stream: Stream | undefined;
+  private streamCounter = 0;
+  private reconnectAttempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private stateValue: WorkerState = 'idle';
+  private closePromise: Promise<void> | undefined;
+  private runPromise: Promise<void> | undefined;
+  private resolveRun: (() => void) | undefined;
+  private conditionWaiters: (() => void)[] = [];
+  private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
+  private readonly channel: JobChannel;
+
+  constructor(options: WorkerOptions<J, Q>) {
+    super();
+    if (!options.queues || options.queues.length === 0) throw new TypeError('Worker: queues must name at least one queue');
+    if (!options.handler && !options.handlers) throw new TypeError('Worker: give a handler or handlers by type');
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 10_000) {
+      throw new RangeError(`Worker: concurrency must be a whole number from 1 to 10000, got ${concurrency}`);
+    }
+    this.concurrency = concurrency;
+    this.options = options;
+    this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this.clients = connect(options);
+    this.channel = {
+      progress: async (job, value) => {
+        await this.sendExtend(job, job.leaseMs, toJson(value));
+      },
+      extend: async (job, ms) => {
+        if (!Number.isInteger(ms) || ms <= 0) throw new RangeError(`extendLease: ms must be a positive whole number, got ${ms}`);
+        job.leaseMs = ms;
+        await this.sendExtend(job, ms, undefined);
+        return job.deadline;
+      },
+    };
+  }
+
+  get state(): WorkerState {
+    return this.stateValue;
+  }
+
+  /** Handlers running now (including aborted ones that have not returned yet). */
+  get activeCount(): number {
+    return this.running.size;
+  }
+
+  /** Connects and processes jobs; resolves once the worker is closed (by close() or a shutdown signal). */
+  run(): Promise<void> {
+    if (this.runPromise) return this.runPromise;
+    if (this.stateValue !== 'idle') return Promise.reject(new Error(`Worker: cannot run in state ${this.stateValue}`));
+    this.runPromise = new Promise<void>((resolve) => (this.resolveRun = resolve));
+    for (const signal of this.options.shutdownSignals ?? ['SIGTERM', 'SIGINT']) {
+      const handler = () => void this.close({ timeoutMs: this.options.shutdownTimeoutMs });
+      this.signalHandlers.set(signal, handler);
+      process.once(signal, handler);
+    }
+    this.setState('connecting');
+    this.openStream();
+    return this.runPromise;
+  }
+
+  /**
+   * Graceful stop: no new jobs, in-flight handlers finish and are acked; after `timeoutMs`
+   * (default 30 s) the rest are aborted (WorkerClosingError) and handed back to the broker,
+   * which redelivers them at once without counting the attempt.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closePromise ??= this.shutdown(options.timeoutMs ?? this.options.shutdownTimeoutMs ?? 30_000);
+    return this.closePromise;
+  }
+
+  // --- stream lifecycle --------------------------------------------------------------------
+
+  private openStream(): void {
+    const call = this.clients.worker.consume(this.clients.metadata);
+    const stream: Stream = {
+      id: ++this.streamCounter,
+      call,
+      subscribed: false,
+      unusedCredit: 0,
+      brokerDraining: false,
+      stopSent: false,
+      stopped: false,
+      ended: false,
+      outgoing: undefined,
+      waiters: new Map(),
+    };
+    this.stream = stream;
+    call.on('data', (m: ConsumeResponse) => this.onMessage(stream, m));
+    call.on('error', (e: ServiceError) => this.onStreamEnd(stream, e));
+    call.on('status', (s: StatusObject) => this.onStreamEnd(stream, s.code === Status.OK ? undefined : s));
+    call.on('end', () => this.onStreamEnd(stream, undefined));
+
+    const handlers = this.options.handlers as Record<string, unknown> | undefined;
+    const types = !this.options.handler && handlers ? Object.keys(handlers) : [];
+    this.send(stream, (m) => {
+      m.subscribe = {
+        queues: [...this.options.queues],
+        types,
+        workerId: this.options.workerId ?? '',
+        labels: this.options.labels ?? {},
+        rawJsonPayloads: true,
+      };
+    });
+    this.grantCredit();
+  }
+
+  private onMessage(stream: Stream, m: ConsumeResponse): void {
+    if (stream.ended) return;
+    if (m.subscribed) {
+      stream.subscribed = true;
+      this.reconnectAttempt = 0;
+      if (this.stateValue === 'connecting' || this.stateValue === 'reconnecting') this.setState('running');
+      this.emit('ready');
+    }
+    for (const r of m.settled) this.onSettled(stream, r);
+    for (const r of m.revoked) {
+      const job = this.running.get(r.leaseId);
+      if (!job || job.lost) continue;
+      const reason =
+        r.reason === Revoke_Reason.REASON_CANCELLED
+          ? new JobCancelledError('job cancelled while running')
+          : new LeaseLostError('lease expired: no heartbeat reached the broker within the lease timeout');
+      this.abandon(job, reason);
+    }
+    for (const d of m.deliveries) {
+      stream.unusedCredit = Math.max(0, stream.unusedCredit - 1);
+      if (stream.stopSent || this.stateValue === 'closing') this.send(stream, (out) => out.releases.push({ jobId: d.jobId, leaseId: d.leaseId, reason: 'worker closing' }));
+      else this.start(stream, d);
+    }
+    if (m.drain) {
+      stream.brokerDraining = true;
+      this.emit('draining');
+    }
+    if (m.stopped) stream.stopped = true;
+    this.changed();
+  }
+
+  private onStreamEnd(stream: Stream, error: ServiceError | StatusObject | undefined): void {
+    if (stream.ended) return;
+    stream.ended = true;
+    const lost = new UnavailableError(`stream to the broker ended${error ? `: ${error.details || Status[error.code]}` : ''}`, Status.UNAVAILABLE);
+    for (const waiters of stream.waiters.values()) for (const w of waiters) w.reject(lost);
+    stream.waiters.clear();
+    // The broker released this stream's leases when it saw the stream go: the jobs are
+    // redelivered (maybe to us) and whatever our handlers produce now must not be sent.
+    for (const job of this.running.values()) {
+      if (job.streamId === stream.id) this.abandon(job, new LeaseLostError('the stream to the broker was lost'));
+    }
+    if (this.stream === stream) this.stream = undefined;
+    this.changed();
+    if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    if (error && !stream.brokerDraining) this.reportError(lost);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    this.setState('reconnecting');
+    const attempt = ++this.reconnectAttempt;
+    const ceiling = Math.min(this.reconnect.maxMs, this.reconnect.initialMs * 2 ** (attempt - 1));
+    const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    this.emit('reconnecting', attempt, delayMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.stateValue === 'reconnecting') this.openStream();
+    }, delayMs);
+  }
+
+  // --- jobs ----------------------------------------------------------------------------------
+
+  private start(stream: Stream, d: Delivery): void {
+    let payload: unknown;
+    try {
+      payload = JSON.parse(Buffer.from(d.payloadJson).toString('utf8'));
+    } catch {
+      payload = undefined;
+    }
+    const job = new RunningJob(d, stream.id, payload, this.channel);
+    this.running.set(d.leaseId, job);
+    const handlers = this.options.handlers as Record<string, ((job: unknown) => unknown) | undefined> | undefined;
+    const handler = (handlers?.[d.type] ?? this.options.handler) as ((job: unknown) => unknown) | undefined;
+    const view = job.view as unknown as Job<J, Q>;
+    this.scheduleHeartbeat(job);
+    this.emit('active', view);
+    const run = async (): Promise<unknown> => {
+      if (payload === undefined) throw new NonRetryableError('payload is not valid JSON');
+      if (!handler) throw new NonRetryableError(`no handler for job type "${d.type}" on this worker`);
+      return handler(view);
+    };
+    run().then(
+      (result) => this.finish(job, { ok: true, result }),
+      (error: unknown) => this.finish(job, { ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
+    );
+  }
+
+  private finish(job: RunningJob, outcome: { ok: true; result: unknown } | { ok: false; error: Error }): void {
+    this.running.delete(job.leaseId);
+    job.stopHeartbeat();
+    const stream = this.stream;
+    const view = job.view as unknown as Job<J, Q>;
+    if (!job.lost && stream && stream.id === job.streamId && !stream.ended) {
+      const ids = { jobId: job.jobId, leaseId: job.leaseId };
+      if (outcome.ok) {
+        const result = toJson(outcome.result);
+        this.settle(stream, 'ack', ids, (m) => m.acks.push({ ...ids, result })).then(
+          () => this.emit('completed', view, result),
+          (error: Error) => this.reportError(error),
+        );
+      } else {
+        const nonRetryable = outcome.error instanceof NonRetryableError || outcome.error.name === 'NonRetryableError';
+        const message = outcome.error.message || outcome.error.name || 'handler failed';
+        this.settle(stream, 'nack', ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs: 0 })).then(
+          (r) => this.emit('failed', view, outcome.error, stateName(r.state)),
+          (error: Error) => this.reportError(error),
+        );
+      }
+    }
+    this.grantCredit();
+    this.changed();
+  }
+
+  /** The lease is no longer ours: abort the handler; its outcome will not be sent. */
+  private abandon(job: RunningJob, reason: JobAbortedError): void {
+    if (job.lose(reason)) this.emit('aborted', job.view as unknown as Job<J, Q>, reason);
+  }
+
+  private scheduleHeartbeat(job: RunningJob): void {
+    job.stopHeartbeat();
+    if (this.options.heartbeat === false || job.lost) return;
+    job.heartbeat = setTimeout(() => {
+      job.heartbeat = undefined;
+      this.sendExtend(job, job.leaseMs, undefined).catch(() => {
+        /* a refused heartbeat already aborted the job */
+      });
+    }, Math.max(50, Math.floor(job.leaseMs / 2)));
+  }
+
+  private async sendExtend(job: RunningJob, ms: number, progress: unknown): Promise<void> {
+    const stream = this.stream;
+    if (job.lost) throw job.controller.signal.reason as Error;
+    if (!stream || stream.id !== job.streamId || stream.ended) throw new LeaseLostError('the stream to the broker was lost');
+    this.scheduleHeartbeat(job);
+    const ids = { jobId: job.jobId, leaseId: job.leaseId };
+    try {
+      const r = await this.settle(stream, 'extend', ids, (m) => m.extends.push({ ...ids, extendMs: ms, progress }));
+      if (r.deadline) job.deadline = r.deadline;
+    } catch (error) {
+      if ((error as { code?: number }).code === Status.FAILED_PRECONDITION) {
+        this.abandon(job, new LeaseLostError(`lease refused by the broker: ${(error as Error).message}`));
+      }
+      throw error;
+    }
+  }
+
+  // --- wire ----------------------------------------------------------------------------------
+
+  /** Grants credit for free handler slots, never more than `concurrency` in use or promised. */
+  private grantCredit(): void {
+    const stream = this.stream;
+    if (!stream || stream.ended || stream.stopSent || stream.brokerDraining) return;
+    if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    const want = this.concurrency - this.running.size - stream.unusedCredit;
+    if (want <= 0) return;
+    stream.unusedCredit += want;
+    this.send(stream, (m) => (m.credit += want));
+  }
+
+  private settle(
+    stream: Stream,
+    kind: 'ack' | 'nack' | 'extend' | 'release',
+    ids: { jobId: string; leaseId: string },
+    add: (m: ConsumeRequest) => void,
+  ): Promise<SettleResult> {
+    return new Promise<SettleResult>((resolve, reject) => {
+      const key = `${kind}:${ids.jobId}:${ids.leaseId}`;
+      const list = stream.waiters.get(key);
+      if (list) list.push({ resolve, reject });
+      else stream.waiters.set(key, [{ resolve, reject }]);
+      this.send(stream, add);
+    });
+  }
+
+  private onSettled(stream: Stream, r: SettleResult): void {
+    const kind = SETTLE_KIND[r.kind];
+    if (!kind) return;
+    const key = `${kind}:${r.jobId}:${r.leaseId}`;
+    const list = stream.waiters.get(key);
+    const waiter = list?.shift();
+    if (list && list.length === 0) stream.waiters.delete(key);
+    if (!waiter) return;
+    if (r.code === 0) waiter.resolve(r);
+    else waiter.reject(errorForCode(r.code, `${kind} of job ${r.jobId} refused: ${r.message}`));
+  }
+
+  /** Adds to the next outgoing message; everything added in one event-loop turn goes as one message. */
+  private send(stream: Stream, add: (m: ConsumeRequest) => void): void {
+    if (stream.ended) return;
+    if (!stream.outgoing) {
+      stream.outgoing = { subscribe: undefined, credit: 0, acks: [], nacks: [], extends: [], stop: false, releases: [] };
+      setImmediate(() => {
+        const m = stream.outgoing;
+        stream.outgoing = undefined;
+        if (m && !stream.ended) stream.call.write(m);
+      });
+    }
+    add(stream.outgoing);
+  }
+
+  // --- closing -------------------------------------------------------------------------------
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    if (this.stateValue === 'closed') return;
+    const wasRunning = this.stateValue !== 'idle';
+    this.setState('closing');
+    this.emit('closing');
+    for (const [signal, handler] of this.signalHandlers) process.removeListener(signal, handler);
+    this.signalHandlers.clear();
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+
+    const stream = this.stream;
+    if (stream && !stream.ended) {
+      stream.stopSent = true;
+      this.send(stream, (m) => (m.stop = true));
+    }
+    if (wasRunning) await this.until(() => this.running.size === 0, timeoutMs);
+
+    // Out of time: abort what still runs and hand the jobs back for immediate redelivery.
+    for (const job of this.running.values()) {
+      if (job.lost) continue;
+      this.abandon(job, new WorkerClosingError(`worker closing: the ${timeoutMs} ms close timeout ran out`));
+      const s = this.stream;
+      if (s && s.id === job.streamId && !s.ended) {
+        const ids = { jobId: job.jobId, leaseId: job.leaseId };
+        this.settle(s, 'release', ids, (m) => m.releases.push({ ...ids, reason: 'worker closing: close timeout ran out' })).catch(() => {
+          /* the stream ends next anyway, which releases the lease too */
+        });
+      }
+    }
+
+    // Let acks and releases become durable and the broker confirm the stop, then hang up.
+    if (stream && !stream.ended) {
+      await this.until(() => stream.ended || (stream.stopped && stream.waiters.size === 0 && !stream.outgoing), CLOSE_SETTLE_WAIT_MS);
+      if (!stream.ended) {
+        stream.call.end();
+        if (!(await this.until(() => stream.ended, 2_000))) stream.call.cancel();
+      }
+    }
+    this.clients.close();
+    this.setState('closed');
+    this.emit('closed');
+    this.resolveRun?.();
+  }
+
+  /** Resolves true once `check` holds, or false after `timeoutMs`. Re-checked on every change. */
+  private until(check: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (check()) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.conditionWaiters = this.conditionWaiters.filter((w) => w !== poll);
+        resolve(false);
+      }, timeoutMs);
+      const poll = () => {
+        if (!check()) return;
+        clearTimeout(timer);
+        this.conditionWaiters = this.conditionWaiters.filter((w) => w !== poll);
+        resolve(true);
+      };
+      this.conditionWaiters.push(poll);
+    });
+  }
+
+  private changed(): void {
+    for (const w of [...this.conditionWaiters]) w();
+  }
+
+  private setState(next: WorkerState): void {
+    this.stateValue = next;
+  }
+
+  private reportError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(`sluice worker: ${error.message}`, { code: 'SLUICE_WORKER' });
+  }
+}
+
+const SETTLE_KIND: Partial<Record<SettleResult_Kind, 'ack' | 'nack' | 'extend' | 'release'>> = {
+  [SettleResult_Kind.KIND_ACK]: 'ack',
+  [SettleResult_Kind.KIND_NACK]: 'nack',
+  [SettleResult_Kind.KIND_EXTEND]: 'extend',
+  [SettleResult_Kind.KIND_RELEASE]: 'release',
+};
+
+/** JSON-normalises a result or progress value (Dates become strings, undefined stays absent). */
+function toJson(value: unknown): unknown {
+  if (value === undefined) return undefined;
+  const text = JSON.stringify(value);
+  return text === undefined ? undefined : (JSON.parse(text) as unknown);
+}
