@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { uuidv7 } from 'uuidv7';
 import type { BrokerConfig } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Logger } from '../log.js';
@@ -219,10 +218,8 @@ export class Broker {
     const queue = this.queues.get(input.queue);
     const runAt = input.runAt ?? now + input.delayMs;
     const state = runAt > now ? JobState.Scheduled : JobState.Pending;
-    const id = uuidv7();
-    this.store.insert(
+    const id = this.store.insert(
       {
-        id,
         queue: input.queue,
         type: input.type,
         payload: input.payload,
@@ -352,8 +349,7 @@ export class Broker {
   settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
     this.commits.submit<SettleOutcome[]>({
       work: (now) => {
-        const out: SettleOutcome[] = [];
-        for (const a of acks) out.push(this.ackOne(a, now));
+        const out: SettleOutcome[] = acks.length > 0 ? this.ackMany(acks, now) : [];
         for (const n of nacks) out.push(this.nackOne(n, now));
         for (const e of extends_) out.push(this.extendOne(e, now));
         for (const r of releases) out.push(this.releaseOne(r, now));
@@ -384,11 +380,18 @@ export class Broker {
     });
   }
 
-  private ackOne(a: AckInput, now: number): SettleOutcome {
-    const r = this.store.complete(a.jobId, a.leaseId, a.result, now);
-    if (!r.ok) return staleLease('ack', a.jobId, a.leaseId, r.current);
-    this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: r.value.attempt, result: a.result, at: now });
-    return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
+  /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
+  private ackMany(acks: readonly AckInput[], now: number): SettleOutcome[] {
+    const attempts = this.store.completeMany(
+      acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
+      now,
+    );
+    return acks.map((a, i) => {
+      const attempt = attempts[i];
+      if (attempt === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt, result: a.result, at: now });
+      return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
+    });
   }
 
   private nackOne(n: NackInput, now: number): SettleOutcome {

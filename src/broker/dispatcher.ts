@@ -146,30 +146,45 @@ export class Dispatcher {
     if (group.queues.length > 1) refs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
 
     // Round-robin over streams with credit: nobody gets a second job while another stream
-    // with credit has not had its first.
-    let taken = 0;
+    // with credit has not had its first. Jobs are assigned here and then claimed with one
+    // statement per stream.
+    const left = ready.map((s) => s.credit.available);
+    const assigned: number[][] = ready.map(() => []);
+    let planned = 0;
     let cursor = group.cursor % ready.length;
     let idle = 0;
     for (const ref of refs) {
-      if (taken >= want) break;
-      let session: ConsumeSession | undefined;
+      if (planned >= want) break;
+      let chosen = -1;
       while (idle < ready.length) {
-        const candidate = ready[cursor]!;
+        const candidate = cursor;
         cursor = (cursor + 1) % ready.length;
-        if (candidate.credit.available > 0) {
-          session = candidate;
+        if (left[candidate]! > 0) {
+          chosen = candidate;
           idle = 0;
           break;
         }
         idle++;
       }
-      if (!session) break;
-      const leaseId = `${this.bootId}.${(++this.leaseCounter).toString(36)}`;
-      const job = this.store.claim(ref.seq, leaseId, session.subscription.workerId, now);
-      if (!job) continue;
-      session.credit.take();
-      claims.push({ session, job });
-      taken++;
+      if (chosen < 0) break;
+      left[chosen]!--;
+      assigned[chosen]!.push(ref.seq);
+      planned++;
+    }
+    let taken = 0;
+    for (let i = 0; i < ready.length; i++) {
+      const seqs = assigned[i]!;
+      if (seqs.length === 0) continue;
+      const session = ready[i]!;
+      const leasePrefix = `${this.bootId}.${(++this.leaseCounter).toString(36)}.`;
+      const jobs = this.store.claim(seqs, leasePrefix, session.subscription.workerId, now);
+      // Deliver in dispatch order (the statement returns rows in no particular order).
+      if (jobs.length > 1) jobs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+      for (const job of jobs) {
+        session.credit.take();
+        claims.push({ session, job });
+        taken++;
+      }
     }
     group.cursor = cursor;
     // More ready jobs than we took means the queue stays ready for the next flush.

@@ -1,10 +1,12 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
-import { JobState } from '../domain/job-state.js';
+import { ALL_JOB_STATES, JobState } from '../domain/job-state.js';
+import { formatJobId, parseJobId } from '../domain/job-id.js';
 
-/** A jobs row as stored. Times are epoch milliseconds; JSON columns hold JSON text. */
+/** A jobs row as stored (plus its computed id). Times are epoch milliseconds; JSON columns hold JSON text. */
 export interface JobRow {
   seq: number;
+  /** Computed from seq and created_at (see domain/job-id.ts), not stored. */
   id: string;
   queue: string;
   type: string;
@@ -34,7 +36,6 @@ export interface JobRow {
 
 /** A validated job ready to insert. */
 export interface NewJob {
-  id: string;
   queue: string;
   type: string;
   payload: string;
@@ -50,6 +51,7 @@ export interface NewJob {
 
 /** What a worker needs to run a leased job. */
 export interface ClaimedJob {
+  seq: number;
   id: string;
   queue: string;
   type: string;
@@ -106,7 +108,7 @@ export interface DeadLetterSelection {
 export type Transition<T> = { ok: true; value: T } | { ok: false; current: Pick<JobRow, 'state' | 'lease_id'> | undefined };
 
 const CLAIMED_COLUMNS =
-  'id, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id';
+  'seq, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id';
 
 /**
  * All SQL lives here, as named statements prepared once. Every state change is one guarded
@@ -122,7 +124,7 @@ export class JobStore {
     peekReady: Statement;
     peekReadyOfTypes: Statement;
     claim: Statement;
-    complete: Statement;
+    completeMany: Statement;
     getForFailure: Statement;
     fail: Statement;
     extend: Statement;
@@ -147,31 +149,36 @@ export class JobStore {
   constructor(readonly db: Db) {
     const p = (sql: string): Statement => db.prepare(sql);
     this.s = {
-      insert: p(`INSERT INTO jobs (id, queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
+      insert: p(`INSERT INTO jobs (queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
                    lease_timeout_ms, dedup_key, group_key, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      findUnfinishedByDedupKey: p(`SELECT id, state FROM jobs
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      findUnfinishedByDedupKey: p(`SELECT seq, created_at, state FROM jobs
                  WHERE queue = ? AND dedup_key = ? AND state IN ('scheduled','pending','active')`),
-      getById: p(`SELECT * FROM jobs WHERE id = ?`),
-      getStateAndLease: p(`SELECT state, lease_id FROM jobs WHERE id = ?`),
+      getById: p(`SELECT * FROM jobs WHERE seq = ? AND created_at = ?`),
+      getStateAndLease: p(`SELECT state, lease_id FROM jobs WHERE seq = ? AND created_at = ?`),
       peekReady: p(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending'
                  ORDER BY priority DESC, seq LIMIT ?`),
       peekReadyOfTypes: p(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending'
                  AND type IN (SELECT value FROM json_each(?)) ORDER BY priority DESC, seq LIMIT ?`),
-      claim: p(`UPDATE jobs SET state = 'active', attempt = attempt + 1, lease_id = ?, lease_expires_at = ? + lease_timeout_ms,
-                   worker_id = ?, started_at = ?, updated_at = ?
-                 WHERE seq = ? AND state = 'pending' RETURNING ${CLAIMED_COLUMNS}`),
-      complete: p(`UPDATE jobs SET state = 'completed', result = ?, lease_id = NULL, lease_expires_at = NULL,
-                   finished_at = ?, updated_at = ?
-                 WHERE id = ? AND state = 'active' AND lease_id = ? RETURNING attempt`),
-      getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE id = ? AND state = 'active' AND lease_id = ?`),
+      // One statement claims every job a flush gives to one stream (the seqs as a JSON
+      // array); each lease id is the flush's unique prefix followed by the job's seq.
+      claim: p(`UPDATE jobs SET state = 'active', attempt = attempt + 1, lease_id = @prefix || seq,
+                   lease_expires_at = @now + lease_timeout_ms, worker_id = @workerId, started_at = @now, updated_at = @now
+                 WHERE seq IN (SELECT value FROM json_each(@seqs)) AND state = 'pending' RETURNING ${CLAIMED_COLUMNS}`),
+      // Acks, many in one statement: @acks is a JSON array of [seq, lease_id, result JSON text or null].
+      // Guarded row by row like every transition; the rows not returned were not changed.
+      completeMany: p(`UPDATE jobs SET state = 'completed', result = a.r, lease_id = NULL, lease_expires_at = NULL,
+                   finished_at = @now, updated_at = @now
+                 FROM (SELECT value ->> 0 AS s, value ->> 1 AS l, value ->> 2 AS r FROM json_each(@acks)) AS a
+                 WHERE jobs.seq = a.s AND jobs.state = 'active' AND jobs.lease_id = a.l RETURNING jobs.seq, jobs.attempt`),
+      getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
       fail: p(`UPDATE jobs SET state = @state, run_at = @runAt, last_error = @error,
                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(@entry)),
                    lease_id = NULL, lease_expires_at = NULL, finished_at = @finishedAt, updated_at = @now
-                 WHERE id = @id AND state = 'active' AND lease_id = @leaseId`),
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId`),
       extend: p(`UPDATE jobs SET lease_expires_at = @now + CASE WHEN @extendMs > 0 THEN @extendMs ELSE lease_timeout_ms END,
                    progress = coalesce(@progress, progress), updated_at = @now
-                 WHERE id = @id AND state = 'active' AND lease_id = @leaseId RETURNING lease_expires_at, attempt`),
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING lease_expires_at, attempt`),
       // A lease that ends without a settle (stream lost, expired, broker restarted). When it
       // counts as an attempt the job may die here: a job that kills its worker every time
       // still reaches the dead letter queue. A lease given back by a graceful shutdown does
@@ -185,18 +192,18 @@ export class JobStore {
                      ELSE errors END,
                    finished_at = CASE WHEN @counts AND attempt >= max_attempts THEN @now ELSE NULL END,
                    lease_id = NULL, lease_expires_at = NULL, updated_at = @now
-                 WHERE id = @id AND state = 'active' AND lease_id = @leaseId RETURNING state, queue, type, attempt`),
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING state, queue, type, attempt`),
       promoteDue: p(`UPDATE jobs SET state = 'pending', updated_at = @now
                  WHERE seq IN (SELECT seq FROM jobs WHERE state = 'scheduled' AND run_at <= @now ORDER BY run_at LIMIT @limit)
-                 RETURNING id, queue, type, attempt`),
+                 RETURNING seq, created_at, queue, type, attempt`),
       nextRunAt: p(`SELECT min(run_at) AS at FROM jobs WHERE state = 'scheduled'`),
-      expiredLeases: p(`SELECT id, lease_id FROM jobs WHERE state = 'active' AND lease_expires_at <= ?
+      expiredLeases: p(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active' AND lease_expires_at <= ?
                  ORDER BY lease_expires_at LIMIT ?`),
       nextLeaseExpiry: p(`SELECT min(lease_expires_at) AS at FROM jobs WHERE state = 'active'`),
-      activeLeases: p(`SELECT id, lease_id FROM jobs WHERE state = 'active'`),
+      activeLeases: p(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active'`),
       cancel: p(`UPDATE jobs SET state = 'cancelled', lease_id = NULL, lease_expires_at = NULL,
                    last_error = coalesce(@reason, last_error), finished_at = @now, updated_at = @now
-                 WHERE id = @id AND state IN ('scheduled','pending','active') RETURNING *`),
+                 WHERE seq = @seq AND created_at = @createdAt AND state IN ('scheduled','pending','active') RETURNING *`),
       countsByQueueAndState: p(`SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state`),
       countsForQueue: p(`SELECT state, count(*) AS n FROM jobs WHERE queue = ? GROUP BY state`),
       listQueues: p(`SELECT * FROM queues ORDER BY name`),
@@ -213,27 +220,36 @@ export class JobStore {
 
   /** The unfinished job holding this dedup key, if any. */
   findUnfinishedByDedupKey(queue: string, dedupKey: string): { id: string; state: JobState } | undefined {
-    return this.s.findUnfinishedByDedupKey.get(queue, dedupKey) as { id: string; state: JobState } | undefined;
+    const row = this.s.findUnfinishedByDedupKey.get(queue, dedupKey) as { seq: number; created_at: number; state: JobState } | undefined;
+    return row && { id: formatJobId(row.seq, row.created_at), state: row.state };
   }
 
-  insert(job: NewJob, state: JobState, now: number): void {
-    this.s.insert.run(
-      job.id, job.queue, job.type, state, job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
+  /** Inserts a job created at `now` and returns its id. */
+  insert(job: NewJob, state: JobState, now: number): string {
+    const { lastInsertRowid } = this.s.insert.run(
+      job.queue, job.type, state, job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
       job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now,
     );
+    return formatJobId(Number(lastInsertRowid), now);
   }
 
   get(id: string): JobRow | undefined {
-    return this.s.getById.get(id) as JobRow | undefined;
+    const key = parseJobId(id);
+    const row = key && (this.s.getById.get(key.seq, key.createdAt) as JobRow | undefined);
+    if (row) row.id = id;
+    return row;
   }
 
   stateAndLease(id: string): Pick<JobRow, 'state' | 'lease_id'> | undefined {
-    return this.s.getStateAndLease.get(id) as Pick<JobRow, 'state' | 'lease_id'> | undefined;
+    const key = parseJobId(id);
+    return key && (this.s.getStateAndLease.get(key.seq, key.createdAt) as Pick<JobRow, 'state' | 'lease_id'> | undefined);
   }
 
   /** Scheduled/pending/active -> cancelled. */
   cancel(id: string, reason: string | null, now: number): Transition<JobRow> {
-    const row = this.s.cancel.get({ id, reason, now }) as JobRow | undefined;
+    const key = parseJobId(id);
+    const row = key && (this.s.cancel.get({ seq: key.seq, createdAt: key.createdAt, reason, now }) as JobRow | undefined);
+    if (row) row.id = id;
     return row ? { ok: true, value: row } : { ok: false, current: this.stateAndLease(id) };
   }
 
@@ -245,22 +261,47 @@ export class JobStore {
     return this.s.peekReady.all(queue, limit) as ReadyRef[];
   }
 
-  /** Pending -> active under a new lease; undefined if the job is no longer pending. */
-  claim(seq: number, leaseId: string, workerId: string, now: number): ClaimedJob | undefined {
-    return this.s.claim.get(leaseId, now, workerId, now, now, seq) as ClaimedJob | undefined;
+  /**
+   * Pending -> active for these jobs, all leased to one stream in one statement; each lease id
+   * is `leasePrefix` + seq, so the prefix must be unique per call. Jobs no longer pending are
+   * left out of the result; the result is in no particular order.
+   */
+  claim(seqs: readonly number[], leasePrefix: string, workerId: string, now: number): ClaimedJob[] {
+    const rows = this.s.claim.all({ seqs: JSON.stringify(seqs), prefix: leasePrefix, workerId, now }) as ClaimedJob[];
+    for (const row of rows) row.id = formatJobId(row.seq, row.created_at);
+    return rows;
   }
 
   // --- settles ---------------------------------------------------------------------------
 
-  /** Active (under this lease) -> completed. */
-  complete(id: string, leaseId: string, result: string | null, now: number): Transition<{ attempt: number }> {
-    const row = this.s.complete.get(result, now, now, id, leaseId) as { attempt: number } | undefined;
-    return row ? { ok: true, value: row } : { ok: false, current: this.stateAndLease(id) };
+  /**
+   * Active (under its lease) -> completed for many jobs in one statement. Returns, per input,
+   * the attempt when it was completed, or undefined when nothing changed (stale lease, unknown
+   * id, or the same job twice in one call: only one of them completes).
+   */
+  completeMany(acks: readonly { id: string; leaseId: string; result: string | null }[], now: number): (number | undefined)[] {
+    const args: [number, string, string | null][] = [];
+    for (const a of acks) {
+      const key = parseJobId(a.id);
+      if (key) args.push([key.seq, a.leaseId, a.result]);
+    }
+    const done = new Map<number, number>();
+    if (args.length > 0) {
+      for (const r of this.s.completeMany.all({ acks: JSON.stringify(args), now }) as { seq: number; attempt: number }[]) done.set(r.seq, r.attempt);
+    }
+    return acks.map((a) => {
+      const key = parseJobId(a.id);
+      if (!key) return undefined;
+      const attempt = done.get(key.seq);
+      done.delete(key.seq);
+      return attempt;
+    });
   }
 
   /** The fields a failure decision needs, if this lease is current. */
   failureContext(id: string, leaseId: string): { attempt: number; max_attempts: number; retry: string | null; queue: string } | undefined {
-    return this.s.getForFailure.get(id, leaseId) as
+    const key = parseJobId(id);
+    return (key && this.s.getForFailure.get(key.seq, leaseId)) as
       | { attempt: number; max_attempts: number; retry: string | null; queue: string }
       | undefined;
   }
@@ -272,22 +313,26 @@ export class JobStore {
     next: { state: typeof JobState.Scheduled | typeof JobState.Dead; runAt: number; error: StoredJobError },
     now: number,
   ): Transition<void> {
-    const changed = this.s.fail.run({
-      id,
-      leaseId,
-      state: next.state,
-      runAt: next.runAt,
-      error: next.error.message,
-      entry: JSON.stringify(next.error),
-      finishedAt: next.state === JobState.Dead ? now : null,
-      now,
-    }).changes;
+    const key = parseJobId(id);
+    const changed = key
+      ? this.s.fail.run({
+          seq: key.seq,
+          leaseId,
+          state: next.state,
+          runAt: next.runAt,
+          error: next.error.message,
+          entry: JSON.stringify(next.error),
+          finishedAt: next.state === JobState.Dead ? now : null,
+          now,
+        }).changes
+      : 0;
     return changed === 1 ? { ok: true, value: undefined } : { ok: false, current: this.stateAndLease(id) };
   }
 
   /** Renews a lease from now; returns the new deadline. */
   extend(id: string, leaseId: string, extendMs: number, progress: string | null, now: number): Transition<{ deadline: number; attempt: number }> {
-    const row = this.s.extend.get({ id, leaseId, extendMs, progress, now }) as { lease_expires_at: number; attempt: number } | undefined;
+    const key = parseJobId(id);
+    const row = key && (this.s.extend.get({ seq: key.seq, leaseId, extendMs, progress, now }) as { lease_expires_at: number; attempt: number } | undefined);
     return row ? { ok: true, value: { deadline: row.lease_expires_at, attempt: row.attempt } } : { ok: false, current: this.stateAndLease(id) };
   }
 
@@ -299,7 +344,8 @@ export class JobStore {
     countsAsAttempt: boolean,
     now: number,
   ): { state: JobState; queue: string; type: string; attempt: number } | undefined {
-    return this.s.release.get({ id, leaseId, error: reason, counts: countsAsAttempt ? 1 : 0, now }) as
+    const key = parseJobId(id);
+    return (key && this.s.release.get({ seq: key.seq, leaseId, error: reason, counts: countsAsAttempt ? 1 : 0, now })) as
       | { state: JobState; queue: string; type: string; attempt: number }
       | undefined;
   }
@@ -308,7 +354,8 @@ export class JobStore {
 
   /** Scheduled -> pending for jobs whose run_at has come. */
   promoteDue(now: number, limit: number): { id: string; queue: string; type: string; attempt: number }[] {
-    return this.s.promoteDue.all({ now, limit }) as { id: string; queue: string; type: string; attempt: number }[];
+    const rows = this.s.promoteDue.all({ now, limit }) as { seq: number; created_at: number; queue: string; type: string; attempt: number }[];
+    return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), queue: r.queue, type: r.type, attempt: r.attempt }));
   }
 
   nextRunAt(): number | undefined {
@@ -316,7 +363,7 @@ export class JobStore {
   }
 
   expiredLeases(now: number, limit: number): { id: string; lease_id: string }[] {
-    return this.s.expiredLeases.all(now, limit) as { id: string; lease_id: string }[];
+    return withIds(this.s.expiredLeases.all(now, limit) as LeaseRow[]);
   }
 
   nextLeaseExpiry(): number | undefined {
@@ -324,7 +371,7 @@ export class JobStore {
   }
 
   activeLeases(): { id: string; lease_id: string }[] {
-    return this.s.activeLeases.all() as { id: string; lease_id: string }[];
+    return withIds(this.s.activeLeases.all() as LeaseRow[]);
   }
 
   // --- admin -----------------------------------------------------------------------------
@@ -334,14 +381,17 @@ export class JobStore {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.queue) (where.push('queue = ?'), args.push(filter.queue));
-    if (filter.state) (where.push('state = ?'), args.push(filter.state));
+    // A literal (from the closed set of states), so the planner can use the partial index of that state.
+    if (filter.state) where.push(`state = '${stateLiteral(filter.state)}'`);
     if (filter.type) (where.push('type = ?'), args.push(filter.type));
     if (filter.groupKey) (where.push('group_key = ?'), args.push(filter.groupKey));
     if (beforeSeq !== undefined) (where.push('seq < ?'), args.push(beforeSeq));
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
     let stmt = this.listStatements.get(sql);
     if (!stmt) this.listStatements.set(sql, (stmt = this.db.prepare(sql)));
-    return stmt.all(...args, limit) as JobRow[];
+    const rows = stmt.all(...args, limit) as JobRow[];
+    for (const row of rows) row.id = formatJobId(row.seq, row.created_at);
+    return rows;
   }
 
   countsByQueueAndState(): { queue: string; state: JobState; n: number }[] {
@@ -356,10 +406,11 @@ export class JobStore {
    * unfinished job are skipped (OR IGNORE) rather than breaking the dedup guarantee. */
   replayDead(selection: DeadLetterSelection, now: number): { id: string; queue: string; type: string }[] {
     const { sql, args } = this.deadLetterWhere(selection);
-    return this.deadLetterStatement(
+    const rows = this.deadLetterStatement(
       `UPDATE OR IGNORE jobs SET state = 'pending', attempt = 0, run_at = ?, finished_at = NULL, updated_at = ?
-       WHERE ${sql} RETURNING id, queue, type`,
-    ).all(now, now, ...args) as { id: string; queue: string; type: string }[];
+       WHERE ${sql} RETURNING seq, created_at, queue, type`,
+    ).all(now, now, ...args) as { seq: number; created_at: number; queue: string; type: string }[];
+    return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), queue: r.queue, type: r.type }));
   }
 
   purgeDead(selection: DeadLetterSelection): number {
@@ -370,7 +421,12 @@ export class JobStore {
   private deadLetterWhere(selection: DeadLetterSelection): { sql: string; args: unknown[] } {
     const where = [`state = 'dead'`];
     const args: unknown[] = [];
-    if (selection.ids && selection.ids.length > 0) (where.push('id IN (SELECT value FROM json_each(?))'), args.push(JSON.stringify(selection.ids)));
+    if (selection.ids && selection.ids.length > 0) {
+      // [seq, created_at] pairs; ids that do not parse match nothing.
+      const keys = selection.ids.map(parseJobId).filter((k) => k !== undefined).map((k) => [k.seq, k.createdAt]);
+      where.push(`(seq, created_at) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`);
+      args.push(JSON.stringify(keys));
+    }
     if (selection.queue) (where.push('queue = ?'), args.push(selection.queue));
     if (selection.type) (where.push('type = ?'), args.push(selection.type));
     if (selection.deadBefore !== undefined) (where.push('finished_at <= ?'), args.push(selection.deadBefore));
@@ -404,4 +460,19 @@ export class JobStore {
   updateQueueDefaults(name: string, changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null }): void {
     this.s.updateQueueDefaults.run({ name, ...changes });
   }
+}
+
+interface LeaseRow {
+  seq: number;
+  created_at: number;
+  lease_id: string;
+}
+
+function withIds(rows: LeaseRow[]): { id: string; lease_id: string }[] {
+  return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), lease_id: r.lease_id }));
+}
+
+function stateLiteral(state: JobState): JobState {
+  if (!ALL_JOB_STATES.includes(state)) throw new Error(`unknown job state ${String(state)}`);
+  return state;
 }

@@ -6,11 +6,16 @@ import type { Db } from './database.js';
  */
 const MIGRATIONS: readonly string[] = [
   // 1: jobs and queues.
+  //
+  // Lean on purpose: every byte and every index of a jobs row is paid per job, on every
+  // enqueue and every state change (see docs/performance.md). The public job id is not
+  // stored: it is computed from (created_at, seq) (src/domain/job-id.ts). Indexes are
+  // partial, so each one holds only the jobs of the state it serves.
   `
   CREATE TABLE jobs (
-    -- Insertion order: FIFO inside a priority level, and the keyset for listings.
+    -- Insertion order: FIFO inside a priority level, the keyset for listings, and with
+    -- created_at the job's public id.
     seq              INTEGER PRIMARY KEY,
-    id               TEXT    NOT NULL UNIQUE,
     queue            TEXT    NOT NULL,
     type             TEXT    NOT NULL DEFAULT '',
     state            TEXT    NOT NULL CHECK (state IN ('scheduled','pending','active','completed','dead','cancelled')),
@@ -46,8 +51,8 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
   -- Timer: the next lease to expire.
   CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'active';
-  -- Admin listings and counts by queue and state.
-  CREATE INDEX jobs_queue_state ON jobs (queue, state, seq);
+  -- Dead letters by queue (listing, replay, purge): kept until purged, but few.
+  CREATE INDEX jobs_dead ON jobs (queue, seq) WHERE state = 'dead';
   -- Dedup: one unfinished job per (queue, dedup_key).
   CREATE UNIQUE INDEX jobs_dedup ON jobs (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('scheduled','pending','active');
