@@ -133,3 +133,8 @@ export type DeliveredJob<J, Q extends keyof J> = {
 export type JobTypeName<J, Q extends keyof J> = {
   [K in Q]: J[K] extends JobTypes<infer M> ? keyof M & string : string;
 }[Q];
+
+/** Job types declared with `JobTypes` on queues Q (never when none is). */
+export type DeclaredTypeName<J, Q extends keyof J> = {
+  [K in Q]: J[K] extends JobTypes<infer M> ? keyof M & string : never;
+}[Q];

@@ -19,15 +19,18 @@ import {
   type SettleResult,
 } from './gen/sluice/v1/worker.js';
 import { RunningJob, type Job, type JobChannel } from './job-context.js';
-import type { JobMap, JobStateName, JobTypeName, QueueName } from './types.js';
+import type { DeclaredTypeName, JobMap, JobStateName, QueueName } from './types.js';
 import { stateName } from './wire.js';
 
 export type Handler<J extends object, Q extends keyof J> = (job: Job<J, Q>) => unknown;
 
-/** Handlers by job type; the worker subscribes to exactly these types unless `handler` is also set. */
-export type HandlersByType<J extends object, Q extends keyof J> = {
-  [T in JobTypeName<J, Q>]?: (job: Extract<Job<J, Q>, { type: T }>) => unknown;
-};
+/**
+ * Handlers by job type; the worker subscribes to exactly these types unless `handler` is also
+ * set. With declared types (`JobTypes`) each handler sees its own payload type.
+ */
+export type HandlersByType<J extends object, Q extends keyof J> = [DeclaredTypeName<J, Q>] extends [never]
+  ? Record<string, Handler<J, Q>>
+  : { [T in DeclaredTypeName<J, Q>]?: (job: Extract<Job<J, Q>, { type: T }>) => unknown };
 
 export interface WorkerOptions<J extends object, Q extends QueueName<J>> extends ConnectionOptions {
   /** Queues to take jobs from. */

@@ -96,7 +96,7 @@ describe('Producer and Worker round trip', () => {
         throw new NonRetryableError('report does not exist');
       },
     });
-    const [[, error, state]] = await collectUntil(w, 'failed', (items) => items.length >= 1);
+    const [[, error, state] = []] = await collectUntil(w, 'failed', (items) => items.length >= 1);
     expect(state).toBe('dead');
     expect((error as Error).message).toBe('report does not exist');
     expect(await producer.getJob(id)).toMatchObject({ state: 'dead', attempt: 1, lastError: 'report does not exist' });
