@@ -62,7 +62,9 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
   const shared = { ...channelOptions, channelOverride: producer.getChannel() };
   const worker = new WorkerServiceClient(address, creds, shared);
   const admin = new AdminServiceClient(address, creds, shared);
-  const metadata = new Metadata();
+  // waitForReady: while the broker is unreachable (restarting, deploying) calls wait for the
+  // connection instead of failing at once with UNAVAILABLE; callers bound them with deadlines.
+  const metadata = new Metadata({ waitForReady: true });
   for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
   return {
     producer,

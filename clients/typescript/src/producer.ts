@@ -1,4 +1,4 @@
-import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { CallOptions, ClientReadableStream } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
 import { fromGrpcError } from './errors.js';
@@ -10,6 +10,12 @@ import { stateName, toEnqueueRequest, toJobEvent, toJobInfo } from './wire.js';
 export interface ProducerOptions extends ConnectionOptions {
   /** How concurrent `enqueue()` calls are coalesced on the wire. */
   batching?: Partial<BatcherOptions>;
+  /**
+   * How long a call may take, including waiting for the broker while it is unreachable (a
+   * restart or deploy): calls wait for the connection instead of failing at once. Past this the
+   * call rejects with DeadlineExceededError. Default 30 s.
+   */
+  callTimeoutMs?: number;
 }
 
 const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxInFlight: 4, lingerMs: 0 };
@@ -26,9 +32,11 @@ export class Producer<J extends object = JobMap> {
   private readonly batcher: EnqueueBatcher;
   private readonly watches = new Set<ClientReadableStream<WireJobEvent>>();
   private closed = false;
+  private readonly callTimeoutMs: number;
 
   constructor(options: ProducerOptions = {}) {
     this.clients = connect(options);
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
     this.batcher = new EnqueueBatcher((jobs) => this.sendBatch({ jobs, atomic: false }), { ...DEFAULT_BATCHING, ...options.batching });
   }
 
@@ -64,7 +72,7 @@ export class Producer<J extends object = JobMap> {
   /** The job as stored now. Rejects with NotFoundError for an unknown id. */
   async getJob<P = unknown>(id: string): Promise<JobInfo<P>> {
     const job = await new Promise<Job>((resolve, reject) =>
-      this.clients.producer.getJob({ id }, this.clients.metadata, (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
+      this.clients.producer.getJob({ id }, this.clients.metadata, this.callOptions(), (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
     );
     return toJobInfo<P>(job);
   }
@@ -75,7 +83,7 @@ export class Producer<J extends object = JobMap> {
    */
   async cancel(id: string, reason = ''): Promise<JobInfo> {
     const job = await new Promise<Job>((resolve, reject) =>
-      this.clients.producer.cancelJob({ id, reason }, this.clients.metadata, (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
+      this.clients.producer.cancelJob({ id, reason }, this.clients.metadata, this.callOptions(), (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
     );
     return toJobInfo(job);
   }
@@ -112,10 +120,15 @@ export class Producer<J extends object = JobMap> {
     this.clients.close();
   }
 
+  /** Calls wait for a connection (see `connect`), so each is bounded by a deadline. */
+  private callOptions(): Partial<CallOptions> {
+    return { deadline: Date.now() + this.callTimeoutMs };
+  }
+
   private sendBatch(request: EnqueueBatchRequest): Promise<EnqueueBatchResponse> {
     const p = this.clients.producer;
     return new Promise((resolve, reject) => {
-      p.enqueueBatch(request, this.clients.metadata, (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
+      p.enqueueBatch(request, this.clients.metadata, this.callOptions(), (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
     });
   }
 }

@@ -86,10 +86,14 @@ describe('Worker failover', () => {
     await expect.poll(() => aborts.length).toBeGreaterThanOrEqual(2);
     expect(aborts.every((a) => a instanceof LeaseLostError)).toBe(true);
 
+    // A producer call made while the broker is down waits for it instead of failing.
+    const lateEnqueue = producer.enqueue('work', { late: true });
     const port = address.split(':').pop();
     broker = await startChildBroker({ dataFile, http: false, args: ['--grpc-address', `127.0.0.1:${port}`] });
-    const stats = await waitForAllCompleted(broker.api, total);
-    expect(stats.counts).toMatchObject({ completed: total, pending: 0, active: 0, scheduled: 0, dead: 0 });
+    const late = await lateEnqueue;
+    const stats = await waitForAllCompleted(broker.api, total + 1);
+    expect(stats.counts).toMatchObject({ completed: total + 1, pending: 0, active: 0, scheduled: 0, dead: 0 });
+    expect((await producer.getJob(late.id)).state).toBe('completed');
     expect(worker.state).toBe('running');
     // No stale-lease refusals: nothing was settled twice or with an old lease.
     expect(errors.filter((e) => (e as { code?: number }).code === 9)).toEqual([]);
