@@ -6,7 +6,7 @@ import { backoffDelayMs, resolveRetryPolicy, type PartialRetryPolicy, type Retry
 import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
-import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow } from '../store/job-store.js';
+import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
@@ -29,6 +29,13 @@ export interface EnqueueInput {
   metadata: Record<string, string> | undefined;
   dedupKey: string | undefined;
   groupKey: string | undefined;
+}
+
+/** A job ready to insert, with its place in the request. */
+interface PreparedJob {
+  index: number;
+  job: NewJob;
+  state: JobState;
 }
 
 export type EnqueueOutcome = { id: string; deduplicated: boolean; state: JobState } | { error: SluiceError };
@@ -195,50 +202,95 @@ export class Broker {
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
     return this.commits.run((now) => {
-      if (atomic) {
-        // A savepoint: any failure undoes this batch only, not the other ops in the flush.
-        return this.db.transaction(() => inputs.map((input) => this.insertJob(input, now)))();
-      }
-      return inputs.map((input): EnqueueOutcome => {
-        try {
-          return this.insertJob(input, now);
-        } catch (error) {
-          return { error: toSluiceError(error) };
-        }
-      });
+      // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
+      if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
+      return this.insertJobs(inputs, now, false);
     });
   }
 
-  private insertJob(input: EnqueueInput, now: number): { id: string; deduplicated: boolean; state: JobState } {
-    if (input.dedupKey) {
-      const existing = this.store.findUnfinishedByDedupKey(input.queue, input.dedupKey);
-      if (existing) return { id: existing.id, deduplicated: true, state: existing.state };
+  /**
+   * Jobs without a dedup key are inserted many rows per statement; a job with one is looked
+   * up and inserted alone, after the rows before it, so a batch may deduplicate against
+   * itself. Not atomic: each job gets its own outcome. Atomic: the first error is thrown.
+   */
+  private insertJobs(inputs: readonly EnqueueInput[], now: number, atomic: boolean): EnqueueOutcome[] {
+    const out: EnqueueOutcome[] = new Array(inputs.length);
+    let rows: PreparedJob[] = [];
+    const insertRows = () => {
+      if (rows.length === 0) return;
+      const batch = rows;
+      rows = [];
+      let ids: string[];
+      try {
+        ids = this.store.insertMany(
+          batch.map((r) => r.job),
+          batch.map((r) => r.state),
+          now,
+        );
+      } catch (error) {
+        if (atomic) throw error;
+        // The statement undid itself: insert its rows one by one so each gets its own outcome.
+        for (const r of batch) {
+          try {
+            out[r.index] = this.inserted(r, this.store.insert(r.job, r.state, now));
+          } catch (e) {
+            out[r.index] = { error: toSluiceError(e) };
+          }
+        }
+        return;
+      }
+      for (let k = 0; k < batch.length; k++) out[batch[k]!.index] = this.inserted(batch[k]!, ids[k]!);
+    };
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
+      try {
+        if (!input.dedupKey) {
+          rows.push(this.prepareJob(input, i, now));
+          continue;
+        }
+        insertRows();
+        const existing = this.store.findUnfinishedByDedupKey(input.queue, input.dedupKey);
+        if (existing) {
+          out[i] = { id: existing.id, deduplicated: true, state: existing.state };
+          continue;
+        }
+        const r = this.prepareJob(input, i, now);
+        out[i] = this.inserted(r, this.store.insert(r.job, r.state, now));
+      } catch (error) {
+        if (atomic) throw error;
+        out[i] = { error: toSluiceError(error) };
+      }
     }
+    insertRows();
+    return out;
+  }
+
+  private prepareJob(input: EnqueueInput, index: number, now: number): PreparedJob {
     this.queues.ensure(input.queue, now);
     const queue = this.queues.get(input.queue);
     const runAt = input.runAt ?? now + input.delayMs;
     const state = runAt > now ? JobState.Scheduled : JobState.Pending;
-    const id = this.store.insert(
-      {
-        queue: input.queue,
-        type: input.type,
-        payload: input.payload,
-        metadata: input.metadata ? JSON.stringify(input.metadata) : null,
-        priority: input.priority,
-        runAt,
-        maxAttempts: input.maxAttempts ?? queue?.maxAttempts ?? this.config.defaultMaxAttempts,
-        retry: input.retry ? JSON.stringify(input.retry) : null,
-        leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
-        dedupKey: input.dedupKey ?? null,
-        groupKey: input.groupKey ?? null,
-      },
-      state,
-      now,
-    );
+    const job: NewJob = {
+      queue: input.queue,
+      type: input.type,
+      payload: input.payload,
+      metadata: input.metadata ? JSON.stringify(input.metadata) : null,
+      priority: input.priority,
+      runAt,
+      maxAttempts: input.maxAttempts ?? queue?.maxAttempts ?? this.config.defaultMaxAttempts,
+      retry: input.retry ? JSON.stringify(input.retry) : null,
+      leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
+      dedupKey: input.dedupKey ?? null,
+      groupKey: input.groupKey ?? null,
+    };
+    return { index, job, state };
+  }
+
+  private inserted({ job, state }: PreparedJob, id: string): { id: string; deduplicated: boolean; state: JobState } {
     // Hints and timers are safe to set before the commit: at worst they cause a wasted look.
-    if (state === JobState.Pending) this.dispatcher.markReady(input.queue, input.type);
-    else this.scheduledTimer.armAt(runAt);
-    if (!this.queues.has(input.queue)) queueMicrotask(() => this.queues.refresh(input.queue));
+    if (state === JobState.Pending) this.dispatcher.markReady(job.queue, job.type);
+    else this.scheduledTimer.armAt(job.runAt);
+    if (!this.queues.has(job.queue)) queueMicrotask(() => this.queues.refresh(job.queue));
     return { id, deduplicated: false, state };
   }
 

@@ -18,11 +18,20 @@ export interface JobKey {
   createdAt: number;
 }
 
+// One-entry cache: every job of a flush shares its created_at.
+let cachedCreatedAt = -1;
+let cachedPrefix = '';
+
 export function formatJobId(seq: number, createdAt: number): string {
-  const t = createdAt.toString(16).padStart(12, '0');
+  if (createdAt !== cachedCreatedAt) {
+    const t = createdAt.toString(16).padStart(12, '0');
+    cachedPrefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7000-`;
+    cachedCreatedAt = createdAt;
+  }
+  if (seq < TWO_48) return `${cachedPrefix}8000-${seq.toString(16).padStart(12, '0')}`;
   const high = Math.floor(seq / TWO_48);
   const low = seq - high * TWO_48;
-  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7000-${(0x8000 | high).toString(16)}-${low.toString(16).padStart(12, '0')}`;
+  return `${cachedPrefix}${(0x8000 | high).toString(16)}-${low.toString(16).padStart(12, '0')}`;
 }
 
 /** undefined when the text is not an id this broker issues (callers answer NOT_FOUND). */

@@ -46,18 +46,23 @@ function payloadText(req: EnqueueRequest, maxBytes: number): string {
   const hasValue = req.payload !== undefined;
   const hasJson = req.payloadJson.length > 0;
   if (hasValue && hasJson) throw invalidArgument('set payload or payload_json, not both');
-  let text: string;
   if (hasJson) {
-    if (req.payloadJson.length > maxBytes) throw tooLarge(req.payloadJson.length, maxBytes);
-    text = Buffer.from(req.payloadJson.buffer, req.payloadJson.byteOffset, req.payloadJson.byteLength).toString('utf8');
+    const json = req.payloadJson;
+    if (json.length > maxBytes) throw tooLarge(json.length, maxBytes);
+    const text = Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8');
     try {
       JSON.parse(text);
     } catch (error) {
       throw invalidArgument(`payload_json is not valid JSON: ${(error as Error).message}`);
     }
-  } else {
-    text = JSON.stringify(hasValue ? req.payload : null);
+    // Invalid UTF-8 decodes to U+FFFD (3 bytes per bad byte): recount only when that could matter.
+    if (json.length * 3 > maxBytes) {
+      const bytes = Buffer.byteLength(text);
+      if (bytes > maxBytes) throw tooLarge(bytes, maxBytes);
+    }
+    return text;
   }
+  const text = JSON.stringify(hasValue ? req.payload : null);
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) throw tooLarge(bytes, maxBytes);
   return text;

@@ -107,6 +107,12 @@ export interface DeadLetterSelection {
 /** The outcome of a guarded transition: the row after the change, or why nothing changed. */
 export type Transition<T> = { ok: true; value: T } | { ok: false; current: Pick<JobRow, 'state' | 'lease_id'> | undefined };
 
+const INSERT_SQL = `INSERT INTO jobs (queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
+  lease_timeout_ms, dedup_key, group_key, created_at, updated_at) VALUES `;
+const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+/** Rows per multi-row INSERT, largest first; the remainder goes one row at a time. */
+const INSERT_CHUNKS = [32, 8] as const;
+
 const CLAIMED_COLUMNS =
   'seq, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id';
 
@@ -143,15 +149,15 @@ export class JobStore {
     updateQueueDefaults: Statement;
     getQueue: Statement;
   };
+  /** Multi-row inserts by row count (see insertMany). */
+  private readonly insertRows = new Map<number, Statement>();
   private readonly listStatements = new Map<string, Statement>();
   private readonly deadLetterStatements = new Map<string, Statement>();
 
   constructor(readonly db: Db) {
     const p = (sql: string): Statement => db.prepare(sql);
     this.s = {
-      insert: p(`INSERT INTO jobs (queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
-                   lease_timeout_ms, dedup_key, group_key, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insert: p(INSERT_SQL + INSERT_ROW),
       findUnfinishedByDedupKey: p(`SELECT seq, created_at, state FROM jobs
                  WHERE queue = ? AND dedup_key = ? AND state IN ('scheduled','pending','active')`),
       getById: p(`SELECT * FROM jobs WHERE seq = ? AND created_at = ?`),
@@ -231,6 +237,34 @@ export class JobStore {
       job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now,
     );
     return formatJobId(Number(lastInsertRowid), now);
+  }
+
+  /**
+   * Inserts jobs created at `now`, several rows per statement (a third cheaper per row than
+   * one statement each), and returns their ids in order. A statement that fails changes
+   * nothing (SQLite undoes it alone), so callers may retry its rows one by one.
+   */
+  insertMany(jobs: readonly NewJob[], states: readonly JobState[], now: number): string[] {
+    const ids: string[] = new Array(jobs.length);
+    let i = 0;
+    while (i < jobs.length) {
+      const left = jobs.length - i;
+      const size = left >= INSERT_CHUNKS[0]! ? INSERT_CHUNKS[0]! : left >= INSERT_CHUNKS[1]! ? INSERT_CHUNKS[1]! : 1;
+      let stmt = this.insertRows.get(size);
+      if (!stmt) this.insertRows.set(size, (stmt = this.db.prepare(INSERT_SQL + new Array(size).fill(INSERT_ROW).join(','))));
+      const args: unknown[] = [];
+      for (let k = i; k < i + size; k++) {
+        const job = jobs[k]!;
+        args.push(job.queue, job.type, states[k], job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
+          job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now);
+      }
+      // One writer and no AUTOINCREMENT: each row takes max(seq) + 1, so a statement's rows
+      // get consecutive seqs ending at the last inserted one.
+      const last = Number(stmt.run(args).lastInsertRowid);
+      for (let k = 0; k < size; k++) ids[i + k] = formatJobId(last - size + 1 + k, now);
+      i += size;
+    }
+    return ids;
   }
 
   get(id: string): JobRow | undefined {
