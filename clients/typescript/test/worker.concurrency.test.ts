@@ -80,4 +80,38 @@ describe('Worker concurrency', () => {
     expect(maxRunning).toBe(N);
     expect((await b.api.getQueue('short')).counts).toMatchObject({ completed: total, pending: 0, active: 0 });
   });
+
+  it('with prefetch holds extra jobs ready but still runs at most N, and hands held jobs back on close', async () => {
+    const ids = await b.api.enqueueMany('held', 10);
+    const release = gate<void>();
+    let running = 0;
+    let maxRunning = 0;
+    worker = new Worker({
+      address: b.running.address,
+      queues: ['held'],
+      concurrency: 2,
+      prefetch: 3,
+      shutdownSignals: [],
+      handler: async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await release.promise;
+        running--;
+      },
+    });
+    void worker.run();
+    // 2 running + 3 held = 5 leased; the other 5 stay pending.
+    await expect.poll(async () => (await b.api.getQueue('held')).counts?.active).toBe(5);
+    expect(running).toBe(2);
+    const closing = worker.close({ timeoutMs: 5_000 });
+    release.open();
+    await closing;
+    worker = undefined;
+    expect(maxRunning).toBe(2);
+    const jobs = await Promise.all(ids.map((id) => producer.getJob(id)));
+    expect(jobs.filter((j) => j.state === 'completed').length).toBeGreaterThanOrEqual(2);
+    // Held jobs never started: back to pending without an attempt spent.
+    expect(jobs.filter((j) => j.state !== 'completed').every((j) => j.state === 'pending' && j.attempt === 0)).toBe(true);
+    expect(jobs.filter((j) => j.state === 'completed').every((j) => j.attempt === 1)).toBe(true);
+  });
 });
