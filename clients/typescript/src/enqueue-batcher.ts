@@ -6,6 +6,8 @@ import { stateName } from './wire.js';
 export interface BatcherOptions {
   /** Most jobs in one EnqueueBatch RPC (the broker's limit is --max-batch-size, 1000 by default). */
   maxBatchSize: number;
+  /** Most payload bytes in one RPC, so big payloads stay under gRPC message limits. */
+  maxBatchBytes: number;
   /** Most EnqueueBatch RPCs in flight at once; further jobs wait and ride in the next batch. */
   maxInFlight: number;
   /** Extra wait before sending a batch, in ms; 0 sends at the end of the current event-loop turn. */
@@ -65,7 +67,7 @@ export class EnqueueBatcher {
 
   private dispatch(): void {
     while (this.queue.length > 0 && this.inFlight < this.options.maxInFlight) {
-      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      const batch = this.queue.splice(0, this.batchLength());
       this.inFlight++;
       this.rpcs++;
       this.send(batch.map((p) => p.request)).then(
@@ -80,6 +82,17 @@ export class EnqueueBatcher {
         else if (this.inFlight === 0) this.wakeIdle();
       });
     }
+  }
+
+  /** How many queued jobs fit the next batch: by count and by payload bytes (at least one). */
+  private batchLength(): number {
+    const limit = Math.min(this.queue.length, this.options.maxBatchSize);
+    let bytes = 0;
+    for (let i = 0; i < limit; i++) {
+      bytes += this.queue[i]!.request.payloadJson.length;
+      if (bytes > this.options.maxBatchBytes && i > 0) return i;
+    }
+    return limit;
   }
 
   private settle(batch: Pending[], response: EnqueueBatchResponse): void {

@@ -139,6 +139,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private closePromise: Promise<void> | undefined;
   private runPromise: Promise<void> | undefined;
   private resolveRun: (() => void) | undefined;
+  private rejectRun: ((error: Error) => void) | undefined;
+  private fatal: Error | undefined;
   private conditionWaiters: (() => void)[] = [];
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
   private readonly channel: JobChannel;
@@ -182,11 +184,18 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     return this.running.size;
   }
 
-  /** Connects and processes jobs; resolves once the worker is closed (by close() or a shutdown signal). */
+  /**
+   * Connects and processes jobs; resolves once the worker is closed (by close() or a shutdown
+   * signal). Rejects when the broker refuses the subscription for good (InvalidArgumentError for
+   * a bad queue name, UnauthenticatedError, PermissionDeniedError); lost connections are retried.
+   */
   run(): Promise<void> {
     if (this.runPromise) return this.runPromise;
     if (this.stateValue !== 'idle') return Promise.reject(new Error(`Worker: cannot run in state ${this.stateValue}`));
-    this.runPromise = new Promise<void>((resolve) => (this.resolveRun = resolve));
+    this.runPromise = new Promise<void>((resolve, reject) => {
+      this.resolveRun = resolve;
+      this.rejectRun = reject;
+    });
     for (const signal of this.options.shutdownSignals ?? ['SIGTERM', 'SIGINT']) {
       const handler = () => void this.close({ timeoutMs: this.options.shutdownTimeoutMs });
       this.signalHandlers.set(signal, handler);
@@ -288,6 +297,13 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     if (this.stream === stream) this.stream = undefined;
     this.changed();
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    if (error && FATAL_CODES.has(error.code)) {
+      // Retrying cannot help (bad subscription, credentials): stop and let run() reject.
+      this.fatal = errorForCode(error.code, `Consume stream refused: ${error.details || Status[error.code]}`);
+      this.reportError(this.fatal);
+      void this.close({ timeoutMs: 0 });
+      return;
+    }
     if (error && !stream.brokerDraining) this.reportError(lost);
     this.scheduleReconnect();
   }
@@ -510,7 +526,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.clients.close();
     this.setState('closed');
     this.emit('closed');
-    this.resolveRun?.();
+    if (this.fatal) this.rejectRun?.(this.fatal);
+    else this.resolveRun?.();
   }
 
   private releaseJob(stream: Stream, job: RunningJob, reason: string): void {
@@ -551,6 +568,9 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     else process.emitWarning(`sluice worker: ${error.message}`, { code: 'SLUICE_WORKER' });
   }
 }
+
+/** Stream errors that a reconnect cannot fix. */
+const FATAL_CODES = new Set<number>([Status.INVALID_ARGUMENT, Status.UNAUTHENTICATED, Status.PERMISSION_DENIED, Status.UNIMPLEMENTED]);
 
 const SETTLE_KIND: Partial<Record<SettleResult_Kind, 'ack' | 'nack' | 'extend' | 'release'>> = {
   [SettleResult_Kind.KIND_ACK]: 'ack',

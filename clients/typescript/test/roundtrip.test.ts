@@ -156,4 +156,21 @@ describe('Producer and Worker round trip', () => {
     const queue = await b.api.getQueue('pdf');
     expect(queue.counts?.pending).toBe(999);
   });
+
+  it('rejects run() with a typed error when the broker refuses the subscription, instead of retrying forever', async () => {
+    const w = new Worker<Jobs, any>({ address: b.running.address, queues: ['not a valid queue!'], shutdownSignals: [], handler: () => undefined });
+    w.on('error', () => undefined);
+    await expect(w.run()).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(w.state).toBe('closed');
+  });
+
+  it('splits coalesced enqueues by payload bytes so big payloads stay under message limits', async () => {
+    const small = new Producer<Jobs>({ address: b.running.address, batching: { maxBatchBytes: 10_000 } });
+    const big = 'x'.repeat(3_000);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => small.enqueue('email', { to: big, name: String(i) } as never, { type: 'welcome' })));
+    expect(results).toHaveLength(10);
+    // 3 KB payloads, 10 KB per batch: 4 RPCs at least (3 + 3 + 3 + 1).
+    expect(small.batchRpcCount).toBeGreaterThanOrEqual(4);
+    await small.close();
+  });
 });
