@@ -16,8 +16,11 @@ export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): D
   db.pragma('busy_timeout = 5000');
   // Temporary b-trees (ORDER BY in admin listings) stay in memory.
   db.pragma('temp_store = MEMORY');
-  // 64 MiB page cache: keeps the ready-job indexes hot with large backlogs, bounded.
-  db.pragma('cache_size = -65536');
+  // 8 MiB page cache. The hot set is small whatever the backlog (the tail of the table and of
+  // jobs_ready where enqueues append, the head of jobs_ready and jobs_leases where dispatch
+  // reads); other pages come from the OS cache. A larger cache only fills up with pages of
+  // freshly inserted jobs and shows up as broker RSS (64 MiB cost ~55 MB RSS after 1M enqueues).
+  db.pragma('cache_size = -8192');
   // Checkpoint every ~4 MiB of WAL (1000 pages) so the log does not grow under steady load.
   db.pragma('wal_autocheckpoint = 1000');
   db.pragma('foreign_keys = ON');
