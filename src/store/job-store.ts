@@ -131,17 +131,15 @@ export class JobStore {
     findUnfinishedByDedupKey: Statement;
     getById: Statement;
     getStateAndLease: Statement;
-    peekReady: Statement;
-    peekReadyOfTypes: Statement;
     claim: Statement;
+    claimOne: Statement;
     completeMany: Statement;
+    completeOne: Statement;
     getForFailure: Statement;
     fail: Statement;
     extend: Statement;
     release: Statement;
-    promoteDue: Statement;
     nextRunAt: Statement;
-    expiredLeases: Statement;
     nextLeaseExpiry: Statement;
     activeLeases: Statement;
     cancel: Statement;
@@ -155,6 +153,8 @@ export class JobStore {
   };
   /** Multi-row inserts by row count (see insertMany). */
   private readonly insertRows = new Map<number, Statement>();
+  /** Statements with a literal LIMIT, by SQL (see limited). */
+  private readonly limitedStatements = new Map<string, Statement>();
   private readonly listStatements = new Map<string, Statement>();
   private readonly deadLetterStatements = new Map<string, Statement>();
 
@@ -166,21 +166,23 @@ export class JobStore {
                  WHERE queue = ? AND dedup_key = ? AND state IN ('scheduled','pending','active')`),
       getById: p(`SELECT * FROM jobs WHERE seq = ? AND created_at = ?`),
       getStateAndLease: p(`SELECT state, lease_id FROM jobs WHERE seq = ? AND created_at = ?`),
-      peekReady: p(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending'
-                 ORDER BY priority DESC, seq LIMIT ?`),
-      peekReadyOfTypes: p(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending'
-                 AND type IN (SELECT value FROM json_each(?)) ORDER BY priority DESC, seq LIMIT ?`),
       // One statement claims every job a flush gives to one stream (the seqs as a JSON
       // array); each lease id is the flush's unique prefix followed by the job's seq.
       claim: p(`UPDATE jobs SET state = 'active', attempt = attempt + 1, lease_id = @prefix || seq,
                    lease_expires_at = @now + lease_timeout_ms, worker_id = @workerId, started_at = @now, updated_at = @now
                  WHERE seq IN (SELECT value FROM json_each(@seqs)) AND state = 'pending' RETURNING ${CLAIMED_COLUMNS}`).raw(),
+      claimOne: p(`UPDATE jobs SET state = 'active', attempt = attempt + 1, lease_id = @prefix || seq,
+                   lease_expires_at = @now + lease_timeout_ms, worker_id = @workerId, started_at = @now, updated_at = @now
+                 WHERE seq = @seq AND state = 'pending' RETURNING ${CLAIMED_COLUMNS}`).raw(),
       // Acks, many in one statement: @acks is a JSON array of [seq, lease_id, result JSON text or null].
       // Guarded row by row like every transition; the rows not returned were not changed.
       completeMany: p(`UPDATE jobs SET state = 'completed', result = a.r, lease_id = NULL, lease_expires_at = NULL,
                    finished_at = @now, updated_at = @now
                  FROM (SELECT value ->> 0 AS s, value ->> 1 AS l, value ->> 2 AS r FROM json_each(@acks)) AS a
                  WHERE jobs.seq = a.s AND jobs.state = 'active' AND jobs.lease_id = a.l RETURNING jobs.seq, jobs.attempt`).raw(),
+      completeOne: p(`UPDATE jobs SET state = 'completed', result = @result, lease_id = NULL, lease_expires_at = NULL,
+                   finished_at = @now, updated_at = @now
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING seq, attempt`).raw(),
       getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
       fail: p(`UPDATE jobs SET state = @state, run_at = @runAt, last_error = @error,
                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(@entry)),
@@ -203,12 +205,7 @@ export class JobStore {
                    finished_at = CASE WHEN @counts AND attempt >= max_attempts THEN @now ELSE NULL END,
                    lease_id = NULL, lease_expires_at = NULL, updated_at = @now
                  WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING state, queue, type, attempt`),
-      promoteDue: p(`UPDATE jobs SET state = 'pending', updated_at = @now
-                 WHERE seq IN (SELECT seq FROM jobs WHERE state = 'scheduled' AND run_at <= @now ORDER BY run_at LIMIT @limit)
-                 RETURNING seq, created_at, queue, type, attempt`),
       nextRunAt: p(`SELECT min(run_at) AS at FROM jobs WHERE state = 'scheduled'`),
-      expiredLeases: p(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active' AND lease_expires_at <= ?
-                 ORDER BY lease_expires_at LIMIT ?`),
       nextLeaseExpiry: p(`SELECT min(lease_expires_at) AS at FROM jobs WHERE state = 'active'`),
       activeLeases: p(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active'`),
       cancel: p(`UPDATE jobs SET state = 'cancelled', lease_id = NULL, lease_expires_at = NULL,
@@ -295,8 +292,17 @@ export class JobStore {
 
   /** The next ready jobs of a queue in delivery order, without changing them. */
   peekReady(queue: string, limit: number, types?: readonly string[]): ReadyRef[] {
-    if (types && types.length > 0) return this.s.peekReadyOfTypes.all(queue, JSON.stringify(types), limit) as ReadyRef[];
-    return this.s.peekReady.all(queue, limit) as ReadyRef[];
+    // The LIMIT is rounded up to a power of two (a handful of statements) and the extra rows
+    // of the covering index are dropped here.
+    const n = limit <= 1 ? 1 : 2 ** Math.ceil(Math.log2(limit));
+    const rows = (
+      types && types.length > 0
+        ? this.limited(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending'
+                 AND type IN (SELECT value FROM json_each(?)) ORDER BY priority DESC, seq`, n).all(queue, JSON.stringify(types))
+        : this.limited(`SELECT seq, priority FROM jobs WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, seq`, n).all(queue)
+    ) as ReadyRef[];
+    if (rows.length > limit) rows.length = limit;
+    return rows;
   }
 
   /**
@@ -306,7 +312,12 @@ export class JobStore {
    */
   claim(seqs: readonly number[], leasePrefix: string, workerId: string, now: number): ClaimedJob[] {
     // Raw rows: building the objects here (one fixed shape) costs less than better-sqlite3's.
-    const rows = this.s.claim.all({ seqs: JSON.stringify(seqs), prefix: leasePrefix, workerId, now }) as ClaimedRow[];
+    // One job (light load): a plain statement; json_each costs ~10 us more per statement.
+    const rows = (
+      seqs.length === 1
+        ? this.s.claimOne.all({ seq: seqs[0], prefix: leasePrefix, workerId, now })
+        : this.s.claim.all({ seqs: JSON.stringify(seqs), prefix: leasePrefix, workerId, now })
+    ) as ClaimedRow[];
     const jobs: ClaimedJob[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
@@ -349,7 +360,11 @@ export class JobStore {
     }
     const done = new Map<number, number>();
     if (args.length > 0) {
-      for (const [seq, attempt] of this.s.completeMany.all({ acks: JSON.stringify(args), now }) as [number, number][]) done.set(seq, attempt);
+      const rows =
+        args.length === 1
+          ? this.s.completeOne.all({ seq: args[0]![0], leaseId: args[0]![1], result: args[0]![2], now })
+          : this.s.completeMany.all({ acks: JSON.stringify(args), now });
+      for (const [seq, attempt] of rows as [number, number][]) done.set(seq, attempt);
     }
     return seqs.map((seq) => {
       if (seq === undefined) return undefined;
@@ -415,7 +430,9 @@ export class JobStore {
 
   /** Scheduled -> pending for jobs whose run_at has come. */
   promoteDue(now: number, limit: number): { id: string; queue: string; type: string; attempt: number }[] {
-    const rows = this.s.promoteDue.all({ now, limit }) as { seq: number; created_at: number; queue: string; type: string; attempt: number }[];
+    const rows = this.limited(`UPDATE jobs SET state = 'pending', updated_at = @now
+                 WHERE seq IN (SELECT seq FROM jobs WHERE state = 'scheduled' AND run_at <= @now ORDER BY run_at LIMIT ${int(limit)})
+                 RETURNING seq, created_at, queue, type, attempt`).all({ now }) as { seq: number; created_at: number; queue: string; type: string; attempt: number }[];
     return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), queue: r.queue, type: r.type, attempt: r.attempt }));
   }
 
@@ -424,7 +441,10 @@ export class JobStore {
   }
 
   expiredLeases(now: number, limit: number): { id: string; lease_id: string }[] {
-    return withIds(this.s.expiredLeases.all(now, limit) as LeaseRow[]);
+    return withIds(
+      this.limited(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active' AND lease_expires_at <= ?
+                 ORDER BY lease_expires_at`, limit).all(now) as LeaseRow[],
+    );
   }
 
   nextLeaseExpiry(): number | undefined {
@@ -500,6 +520,19 @@ export class JobStore {
     return stmt;
   }
 
+  /**
+   * A statement prepared once per SQL text. A LIMIT is written into the SQL: SQLite's planner
+   * looks at a bound LIMIT value, so a statement with `LIMIT ?` is prepared again on every
+   * run (measured: 9.5 us instead of 1.9 us for the dispatcher's peek, 36 us instead of 5 us
+   * for the timer's promote).
+   */
+  private limited(sql: string, limit?: number): Statement {
+    const text = limit === undefined ? sql : `${sql} LIMIT ${int(limit)}`;
+    let stmt = this.limitedStatements.get(text);
+    if (!stmt) this.limitedStatements.set(text, (stmt = this.db.prepare(text)));
+    return stmt;
+  }
+
   // --- queues ----------------------------------------------------------------------------
 
   listQueues(): QueueRow[] {
@@ -536,4 +569,10 @@ function withIds(rows: LeaseRow[]): { id: string; lease_id: string }[] {
 function stateLiteral(state: JobState): JobState {
   if (!ALL_JOB_STATES.includes(state)) throw new Error(`unknown job state ${String(state)}`);
   return state;
+}
+
+/** A number written into SQL text: only whole numbers, never a caller's string. */
+function int(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a row count: ${n}`);
+  return n;
 }
