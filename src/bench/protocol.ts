@@ -1,0 +1,100 @@
+/**
+ * Messages between the bench orchestrator and its role processes (child_process.fork IPC).
+ * Every time is wall-clock milliseconds (`performance.timeOrigin + performance.now()`), so
+ * times taken in different processes on this machine can be compared.
+ */
+
+/** Enqueue `count` jobs with `enqueueBatch`, `batchSize` per call, `inFlight` calls at once. */
+export interface EnqueueBatchTask {
+  role: 'enqueue-batch';
+  address: string;
+  queue: string;
+  count: number;
+  batchSize: number;
+  inFlight: number;
+}
+
+/** Enqueue `count` jobs with one `enqueue()` call each, `inFlight` calls at once. */
+export interface EnqueueSingleTask {
+  role: 'enqueue-single';
+  address: string;
+  queue: string;
+  count: number;
+  inFlight: number;
+}
+
+/**
+ * Enqueue `count` jobs with `enqueue()` at a steady `ratePerSec`, each payload stamped with the
+ * wall-clock time of its call; first `warmup` jobs (marked, not measured) go through one by one.
+ */
+export interface EnqueuePacedTask {
+  role: 'enqueue-paced';
+  address: string;
+  queue: string;
+  count: number;
+  ratePerSec: number;
+  warmup: number;
+}
+
+/**
+ * Run a Worker (no-op handler) until `expect` distinct measured jobs completed (ack durable).
+ * With `recordLatency`, the handler records now − payload.t for each measured job.
+ */
+export interface ConsumeTask {
+  role: 'consume';
+  address: string;
+  queue: string;
+  expect: number;
+  concurrency: number;
+  recordLatency: boolean;
+  /** Fail when no job completes for this long. */
+  stallTimeoutMs: number;
+}
+
+export type Task = EnqueueBatchTask | EnqueueSingleTask | EnqueuePacedTask | ConsumeTask;
+
+export interface EnqueueResult {
+  count: number;
+  /** Just before the first call. */
+  startedAt: number;
+  /** When the last call resolved. */
+  finishedAt: number;
+  /** Paced: when the last call was made (so the achieved call rate excludes the last commit). */
+  lastCallAt?: number;
+}
+
+export interface ConsumeResult {
+  completed: number;
+  /** Deliveries of a job already seen (redeliveries); 0 in a healthy run. */
+  duplicates: number;
+  /** Handlers that threw, or were aborted. */
+  failures: number;
+  firstStartAt: number;
+  firstCompletionAt: number;
+  lastCompletionAt: number;
+  /** Per measured job, ms from enqueue() call to handler start (only with recordLatency). */
+  latenciesMs: number[];
+}
+
+/** Orchestrator -> role process. */
+export type ParentMessage = { type: 'start'; task: Task };
+
+/** Role process -> orchestrator. */
+export type ChildMessage =
+  /** Modules loaded (client, grpc-js): a task sent now starts at once. */
+  | { type: 'loaded' }
+  /** Consume: subscribed, waiting for jobs. */
+  | { type: 'ready' }
+  | { type: 'result'; result: EnqueueResult | ConsumeResult }
+  | { type: 'error'; message: string; stack?: string };
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** A JSON payload of about `bytes` bytes (serialised) carrying a sequence number and a timestamp. */
+export function makePayload(n: number, t: number, bytes = 100): { n: number; t: number; warm?: boolean; pad: string } {
+  const base = JSON.stringify({ n, t, pad: '' }).length;
+  return { n, t, pad: 'x'.repeat(Math.max(0, bytes - base)) };
+}
