@@ -23,6 +23,8 @@ export interface BenchOptions {
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const began = performance.now();
+  // Taken first: the commit that was built, before anyone changes the tree during the run.
+  const system = systemInfo();
   const tmp = mkdtempSync(join(options.dataDir, 'sluice-bench-'));
   installCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   const note = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -61,7 +63,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   for (const row of rows.values()) Object.assign(row, summarize(row.values));
 
   return {
-    system: systemInfo(),
+    system,
     settings: {
       workloads: options.workloads,
       runs: options.runs,

@@ -1,6 +1,8 @@
 /** Facts about the machine and files, for the report header and W5. */
+import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 export interface SystemInfo {
   node: string;
@@ -9,6 +11,19 @@ export interface SystemInfo {
   cpus: number;
   memoryGiB: number;
   date: string;
+  /** Commit of the code under test, "+dirty" with uncommitted changes; "unknown" outside git. */
+  commit: string;
+}
+
+function gitCommit(): string {
+  const cwd = fileURLToPath(new URL('.', import.meta.url));
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return 'unknown';
+  }
 }
 
 export function systemInfo(): SystemInfo {
@@ -20,6 +35,7 @@ export function systemInfo(): SystemInfo {
     cpus: cpus.length,
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     date: new Date().toISOString(),
+    commit: gitCommit(),
   };
 }
 

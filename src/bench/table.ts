@@ -34,7 +34,7 @@ function markdownTable(header: string[], rows: string[][], rightAligned: Set<num
 export function renderReport(report: BenchReport): string {
   const { system: s, settings } = report;
   const lines = [
-    `Sluice bench, ${s.date}`,
+    `Sluice bench, ${s.date}, commit ${s.commit}`,
     `node ${s.node} on ${s.os}; ${s.cpus} x ${s.cpu}; ${s.memoryGiB} GiB RAM`,
     `workloads ${settings.workloads.join(', ')}; ${settings.runs} run(s) each; jobs ${settings.jobs}; broker synchronous=${settings.synchronous}; took ${Math.round(settings.durationSeconds)} s`,
     '',
