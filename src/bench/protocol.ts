@@ -61,6 +61,8 @@ export interface EnqueueResult {
   finishedAt: number;
   /** Paced: when the last call was made (so the achieved call rate excludes the last commit). */
   lastCallAt?: number;
+  /** Paced: per job, ms from the enqueue() call until its promise resolved (durable). */
+  enqueueLatenciesMs?: number[];
 }
 
 export interface ConsumeResult {

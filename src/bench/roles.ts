@@ -62,6 +62,7 @@ export async function enqueuePaced(task: EnqueuePacedTask): Promise<EnqueueResul
     for (let i = 0; i < task.warmup; i++) await producer.enqueue(task.queue, { ...makePayload(-1 - i, wallNow()), warm: true });
 
     const calls: Promise<unknown>[] = [];
+    const enqueueLatenciesMs: number[] = [];
     let lastCallAt = 0;
     const startedAt = wallNow();
     await new Promise<void>((resolve) => {
@@ -70,8 +71,9 @@ export async function enqueuePaced(task: EnqueuePacedTask): Promise<EnqueueResul
         // Every job whose slot has come: job i is due at startedAt + i / rate.
         const due = Math.min(task.count, Math.floor(((wallNow() - startedAt) * task.ratePerSec) / 1000) + 1);
         while (sent < due) {
-          lastCallAt = wallNow();
-          calls.push(producer.enqueue(task.queue, makePayload(sent++, lastCallAt)));
+          const at = wallNow();
+          lastCallAt = at;
+          calls.push(producer.enqueue(task.queue, makePayload(sent++, at)).then(() => enqueueLatenciesMs.push(wallNow() - at)));
         }
         if (sent < task.count) setTimeout(tick, 1);
         else resolve();
@@ -79,7 +81,7 @@ export async function enqueuePaced(task: EnqueuePacedTask): Promise<EnqueueResul
       tick();
     });
     await Promise.all(calls);
-    return { count: task.count, startedAt, finishedAt: wallNow(), lastCallAt };
+    return { count: task.count, startedAt, finishedAt: wallNow(), lastCallAt, enqueueLatenciesMs };
   } finally {
     await producer.close();
   }

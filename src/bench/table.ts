@@ -21,7 +21,7 @@ export function formatValue(value: number, unit: string): string {
   if (!Number.isFinite(value)) return String(value);
   if (unit === 'jobs/s') return Math.round(value).toLocaleString('en-US');
   if (unit === 'MB') return value.toFixed(1);
-  return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
+  return value < 1 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
 }
 
 function markdownTable(header: string[], rows: string[][], rightAligned: Set<number>): string {

@@ -78,6 +78,11 @@ function consumeTask(address: string, queue: string, expect: number, recordLaten
   return { role: 'consume', address, queue, expect, concurrency: WORKER_CONCURRENCY, recordLatency, stallTimeoutMs: STALL_TIMEOUT_MS };
 }
 
+/** A healthy run delivers each job once; a redelivery means a lease was lost or a stream dropped. */
+function checkOnce(ctx: RunContext, what: string, c: { duplicates: number }): void {
+  if (c.duplicates > 0) ctx.note(`WARNING: ${what}: ${c.duplicates} job(s) completed twice (redelivered)`);
+}
+
 function peakRssSample(workload: string, broker: BrokerProcess): Sample {
   return { workload, metric: 'broker peak RSS', unit: 'MB', value: broker.peakRss() / MB };
 }
@@ -96,6 +101,7 @@ async function w1(ctx: RunContext): Promise<Sample[]> {
     const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n)));
     roles.push(worker);
     const c = await broker.guard(worker.result());
+    checkOnce(ctx, 'W1 drain', c);
     const drainRate = rate(c.completed, c.firstCompletionAt, c.lastCompletionAt);
     ctx.note(`W1 drained ${c.completed}: ${Math.round(drainRate)} jobs/s`);
     return [
@@ -129,6 +135,7 @@ async function w3(ctx: RunContext): Promise<Sample[]> {
     const producer = await broker.guard(startProducer({ role: 'enqueue-single', address: broker.address, queue, count: n, inFlight: SINGLE_IN_FLIGHT }));
     roles.push(producer);
     const [p, c] = await broker.guard(Promise.all([producer.result(), worker.result()]));
+    checkOnce(ctx, 'W3', c);
     const value = rate(c.completed, p.startedAt, c.lastCompletionAt);
     ctx.note(`W3 end to end ${n}: ${Math.round(value)} jobs/s (producer alone ${Math.round(rate(p.count, p.startedAt, p.finishedAt))} jobs/s)`);
     return [{ workload: `W3 end to end ${shortCount(n)}`, metric: 'throughput', unit: 'jobs/s', value }, peakRssSample('W3', broker)];
@@ -147,14 +154,19 @@ async function w4(ctx: RunContext): Promise<Sample[]> {
     );
     roles.push(producer);
     const [p, c] = await broker.guard(Promise.all([producer.result(), worker.result()]));
+    checkOnce(ctx, 'W4', c);
     const sorted = [...c.latenciesMs].sort((a, b) => a - b);
     if (sorted.length !== n) throw new Error(`W4: ${sorted.length} latencies recorded for ${n} jobs`);
+    const enqueued = [...(p.enqueueLatenciesMs ?? [])].sort((a, b) => a - b);
     const label = `W4 latency @${LATENCY_RATE}/s`;
     const samples: Sample[] = [
       { workload: label, metric: 'p50', unit: 'ms', value: percentileSorted(sorted, 50) },
       { workload: label, metric: 'p90', unit: 'ms', value: percentileSorted(sorted, 90) },
       { workload: label, metric: 'p99', unit: 'ms', value: percentileSorted(sorted, 99) },
       { workload: label, metric: 'max', unit: 'ms', value: sorted[sorted.length - 1]! },
+      // The part of it until the producer's enqueue() resolved (the job is committed).
+      { workload: label, metric: 'enqueue() resolved p50', unit: 'ms', value: percentileSorted(enqueued, 50) },
+      { workload: label, metric: 'enqueue() resolved p99', unit: 'ms', value: percentileSorted(enqueued, 99) },
       // Jobs 0..n-1 were due at i/rate: n-1 intervals from the first call to the last.
       { workload: label, metric: 'enqueue call rate achieved', unit: 'jobs/s', value: rate(p.count - 1, p.startedAt, p.lastCallAt ?? p.finishedAt) },
     ];
