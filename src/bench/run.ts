@@ -3,6 +3,7 @@
  * itself, then prints one table (or JSON) with the median, min and max of every metric.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { installCleanup, killAll } from './children.js';
@@ -70,6 +71,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       jobs: options.jobs,
       synchronous: options.synchronous,
       durationSeconds: (performance.now() - began) / 1000,
+      loadAverageAtEnd: Math.round(loadavg()[0]! * 100) / 100,
     },
     results: [...rows.values()],
   };

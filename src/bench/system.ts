@@ -11,6 +11,8 @@ export interface SystemInfo {
   cpus: number;
   memoryGiB: number;
   date: string;
+  /** 1-minute load average when the run started (other work on a shared machine skews results). */
+  loadAverageAtStart: number;
   /** Commit of the code under test, "+dirty" with uncommitted changes; "unknown" outside git. */
   commit: string;
 }
@@ -36,6 +38,7 @@ export function systemInfo(): SystemInfo {
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     date: new Date().toISOString(),
     commit: gitCommit(),
+    loadAverageAtStart: Math.round(os.loadavg()[0]! * 100) / 100,
   };
 }
 

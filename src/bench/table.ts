@@ -13,7 +13,7 @@ export interface ResultRow extends Summary {
 
 export interface BenchReport {
   system: SystemInfo;
-  settings: { workloads: string[]; runs: number; jobs: number; synchronous: string; durationSeconds: number };
+  settings: { workloads: string[]; runs: number; jobs: number; synchronous: string; durationSeconds: number; loadAverageAtEnd: number };
   results: ResultRow[];
 }
 
@@ -35,7 +35,7 @@ export function renderReport(report: BenchReport): string {
   const { system: s, settings } = report;
   const lines = [
     `Sluice bench, ${s.date}, commit ${s.commit}`,
-    `node ${s.node} on ${s.os}; ${s.cpus} x ${s.cpu}; ${s.memoryGiB} GiB RAM`,
+    `node ${s.node} on ${s.os}; ${s.cpus} x ${s.cpu}; ${s.memoryGiB} GiB RAM; load average ${s.loadAverageAtStart} at start, ${settings.loadAverageAtEnd} at end`,
     `workloads ${settings.workloads.join(', ')}; ${settings.runs} run(s) each; jobs ${settings.jobs}; broker synchronous=${settings.synchronous}; took ${Math.round(settings.durationSeconds)} s`,
     '',
   ];
