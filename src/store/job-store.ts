@@ -211,8 +211,9 @@ export class JobStore {
       cancel: p(`UPDATE jobs SET state = 'cancelled', lease_id = NULL, lease_expires_at = NULL,
                    last_error = coalesce(@reason, last_error), finished_at = @now, updated_at = @now
                  WHERE seq = @seq AND created_at = @createdAt AND state IN ('scheduled','pending','active') RETURNING *`),
-      countsByQueueAndState: p(`SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state`),
-      countsForQueue: p(`SELECT state, count(*) AS n FROM jobs WHERE queue = ? GROUP BY state`),
+      // Kept by triggers (migration 2): a few rows, not a scan of the jobs.
+      countsByQueueAndState: p(`SELECT queue, state, n FROM queue_counts WHERE n > 0`),
+      countsForQueue: p(`SELECT state, n FROM queue_counts WHERE queue = ? AND n > 0`),
       listQueues: p(`SELECT * FROM queues ORDER BY name`),
       ensureQueue: p(`INSERT INTO queues (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`),
       setQueuePaused: p(`UPDATE queues SET paused = ? WHERE name = ?`),
