@@ -61,6 +61,9 @@ export class BrokerProcess {
   /** Spawns the broker and resolves once it logs "gRPC listening". */
   static async start(options: BrokerOptions): Promise<BrokerProcess> {
     const args = [
+      // Extra node flags for the broker only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to
+      // profile it under a workload (docs/performance.md).
+      ...(process.env.SLUICE_BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean),
       CLI_PATH,
       'serve',
       '--data-file',

@@ -57,7 +57,7 @@ export class RoleProcess<R> {
 
   /** Forks a role process and waits until it has loaded the client (so start-up is not timed). */
   static async fork<R>(label: string): Promise<RoleProcess<R>> {
-    const child = fork(CHILD_PATH, [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
+    const child = fork(CHILD_PATH, [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: clientNodeArgs() });
     track(child);
     const role = new RoleProcess<R>(label, child);
     await role.loadedPromise;
@@ -96,4 +96,9 @@ export async function startWorker(task: ConsumeTask): Promise<WorkerProcess> {
   const worker = (await RoleProcess.fork<ConsumeResult>('worker')).start(task);
   await worker.ready();
   return worker;
+}
+
+/** Extra node flags for producer and worker processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
+function clientNodeArgs(): string[] {
+  return (process.env.SLUICE_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
 }
