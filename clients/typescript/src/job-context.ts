@@ -2,6 +2,7 @@ import type { Delivery } from './gen/sluice/v1/worker.js';
 import type { JobAbortedError } from './errors.js';
 import type { DeliveredJob, JobMap, PriorityName } from './types.js';
 import { priorityName } from './wire.js';
+import type { Heartbeating } from './heartbeat-schedule.js';
 
 /** What every handler gets besides the typed `queue`/`type`/`payload`. */
 export interface JobControls {
@@ -40,16 +41,19 @@ export interface JobChannel {
 }
 
 /**
- * One delivery being handled: its lease, its abort controller and its heartbeat timer. A
- * job is `lost` once its lease is no longer ours; from then on nothing is sent for it.
+ * One delivery being handled: its lease, its abort signal and when its next heartbeat is due.
+ * A job is `lost` once its lease is no longer ours; from then on nothing is sent for it.
  */
-export class RunningJob {
-  readonly controller = new AbortController();
+export class RunningJob implements Heartbeating {
   readonly view: JobControls & { queue: string; type: string; payload: unknown };
   lost = false;
+  /** Why the job was lost (the abort reason its signal carries). */
+  lostReason: JobAbortedError | undefined;
   leaseMs: number;
   deadline: Date;
-  heartbeat: NodeJS.Timeout | undefined;
+  heartbeatAt: number | undefined;
+  /** Made when a handler first reads `signal`: most short handlers never do, and one per job costs. */
+  private controller: AbortController | undefined;
 
   constructor(
     readonly delivery: Delivery,
@@ -75,7 +79,9 @@ export class RunningJob {
       get deadline() {
         return self.deadline;
       },
-      signal: this.controller.signal,
+      get signal() {
+        return self.signal;
+      },
       progress: (value: unknown) => channel.progress(this, value),
       extendLease: (ms: number) => channel.extend(this, ms),
     };
@@ -89,18 +95,26 @@ export class RunningJob {
     return this.delivery.leaseId;
   }
 
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.lostReason) this.controller.abort(this.lostReason);
+    }
+    return this.controller.signal;
+  }
+
   /** The lease is gone: abort the handler with `reason`. Returns false if it already was. */
   lose(reason: JobAbortedError): boolean {
     if (this.lost) return false;
     this.lost = true;
+    this.lostReason = reason;
     this.stopHeartbeat();
-    this.controller.abort(reason);
+    this.controller?.abort(reason);
     return true;
   }
 
   stopHeartbeat(): void {
-    if (this.heartbeat) clearTimeout(this.heartbeat);
-    this.heartbeat = undefined;
+    this.heartbeatAt = undefined;
   }
 }
 

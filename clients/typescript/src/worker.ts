@@ -19,6 +19,7 @@ import {
   type SettleResult,
 } from './gen/sluice/v1/worker.js';
 import { RunningJob, type Job, type JobChannel } from './job-context.js';
+import { HeartbeatSchedule } from './heartbeat-schedule.js';
 import type { DeclaredTypeName, JobMap, JobStateName, QueueName } from './types.js';
 import { stateName } from './wire.js';
 
@@ -129,6 +130,10 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   readonly prefetch: number;
   /** Handlers still running, by lease id (a redelivered job gets a new lease, hence a new entry). */
   private readonly running = new Map<string, RunningJob>();
+  private readonly heartbeats = new HeartbeatSchedule<RunningJob>(
+    () => [...this.running.values(), ...this.waiting],
+    (job) => this.heartbeat(job),
+  );
   /** Delivered jobs waiting for a free handler slot (only with `prefetch`), oldest first. */
   private waiting: RunningJob[] = [];
   private stream: Stream | undefined;
@@ -405,17 +410,18 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private scheduleHeartbeat(job: RunningJob): void {
     job.stopHeartbeat();
     if (this.options.heartbeat === false || job.lost) return;
-    job.heartbeat = setTimeout(() => {
-      job.heartbeat = undefined;
-      this.sendExtend(job, job.leaseMs, undefined).catch(() => {
-        /* a refused heartbeat already aborted the job */
-      });
-    }, Math.max(50, Math.floor(job.leaseMs / 2)));
+    this.heartbeats.due(job, Date.now() + Math.max(50, Math.floor(job.leaseMs / 2)));
+  }
+
+  private heartbeat(job: RunningJob): void {
+    this.sendExtend(job, job.leaseMs, undefined).catch(() => {
+      /* a refused heartbeat already aborted the job */
+    });
   }
 
   private async sendExtend(job: RunningJob, ms: number, progress: unknown): Promise<void> {
     const stream = this.stream;
-    if (job.lost) throw job.controller.signal.reason as Error;
+    if (job.lost) throw job.lostReason!;
     if (!stream || stream.id !== job.streamId || stream.ended) throw new LeaseLostError('the stream to the broker was lost');
     this.scheduleHeartbeat(job);
     const ids = { jobId: job.jobId, leaseId: job.leaseId };
@@ -523,6 +529,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
         if (!(await this.until(() => stream.ended, 2_000))) stream.call.cancel();
       }
     }
+    this.heartbeats.stop();
     this.clients.close();
     this.setState('closed');
     this.emit('closed');

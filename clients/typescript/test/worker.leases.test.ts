@@ -45,6 +45,42 @@ describe('Worker leases', () => {
     expect(await producer.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: 'survived' });
   });
 
+  it('keeps jobs with different lease timeouts alive together, each on its own heartbeat period', async () => {
+    const short = await producer.enqueue('work', { n: 1 }, { leaseTimeout: 150 });
+    const long = await producer.enqueue('work', { n: 2 }, { leaseTimeout: 400 });
+    const aborted: unknown[] = [];
+    const w = start({
+      concurrency: 2,
+      handler: async (job) => {
+        job.signal.addEventListener('abort', () => aborted.push(job.signal.reason));
+        await new Promise((resolve) => setTimeout(resolve, 900));
+        return job.id;
+      },
+    });
+    await collectUntil(w, 'completed', (items) => items.length >= 2);
+    expect(aborted).toEqual([]);
+    for (const { id } of [short, long]) expect(await producer.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: id });
+  });
+
+  it('gives a handler that reads its signal only after losing the job a signal already aborted with the reason', async () => {
+    const { id } = await producer.enqueue('work', {});
+    let lost!: () => void;
+    const lostSeen = new Promise<void>((resolve) => (lost = resolve));
+    let seen: { aborted: boolean; reason: unknown } | undefined;
+    const w = start({
+      handler: async (job) => {
+        await lostSeen;
+        seen = { aborted: job.signal.aborted, reason: job.signal.reason };
+      },
+    });
+    w.on('aborted', () => lost());
+    await collectUntil(w, 'active', (items) => items.length >= 1);
+    await producer.cancel(id, 'not needed');
+    await expect.poll(() => seen).toBeDefined();
+    expect(seen!.aborted).toBe(true);
+    expect(seen!.reason).toBeInstanceOf(JobCancelledError);
+  });
+
   it('aborts a handler that outlives its lease without heartbeats with "lease lost", and the job runs again', async () => {
     const { id } = await producer.enqueue('work', {}, { leaseTimeout: 150, maxAttempts: 3 });
     const reasons: unknown[] = [];
