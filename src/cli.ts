@@ -32,6 +32,10 @@ serve.action(async (options: Partial<BrokerConfig>) => {
   const running = await startSluice(config, { logger: log });
   log.info({ dataFile: config.dataFile, grpc: running.address, httpPort: running.httpPort, synchronous: config.synchronous }, 'sluice serving');
 
+  // An fsync failure leaves the disk in doubt: exit at once and let the supervisor restart
+  // the broker, which recovers from what the disk holds (nothing unacknowledged is promised).
+  running.broker.onFatal(() => process.exit(1));
+
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;

@@ -6,6 +6,7 @@ import { backoffDelayMs, resolveRetryPolicy, type PartialRetryPolicy, type Retry
 import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
+import type { WalSync } from '../store/wal-sync.js';
 import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
@@ -120,7 +121,9 @@ export class Broker {
   private stateValue: BrokerState = 'starting';
   private readonly stateListeners: ((state: BrokerState) => void)[] = [];
   private leasesEmptyWaiters: (() => void)[] = [];
-  /** Watch events produced inside the current flush; sent only if it commits. */
+  private readonly walSync: WalSync | undefined;
+  private readonly fatalListeners: ((error: Error) => void)[] = [];
+  /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
 
   constructor(
@@ -128,10 +131,18 @@ export class Broker {
     readonly clock: Clock,
     readonly log: Logger,
   ) {
-    this.db = openDatabase(config.dataFile, config.synchronous);
+    const { db, walSync } = openDatabase(config.dataFile, config.synchronous);
+    this.db = db;
+    this.walSync = walSync;
     this.store = new JobStore(this.db);
     this.queues = new QueueRegistry(this.store);
-    this.commits = new GroupCommit(this.db, clock, (error) => this.log.error({ err: error }, 'store commit failed'));
+    this.commits = new GroupCommit(
+      this.db,
+      clock,
+      (error) => this.log.error({ err: error }, 'store commit failed'),
+      walSync,
+      (error) => this.onSyncFailure(error),
+    );
     this.dispatcher = new Dispatcher(
       this.store,
       this.queues,
@@ -145,17 +156,25 @@ export class Broker {
         const changes = this.uncommittedChanges;
         this.uncommittedChanges = [];
         return {
-          committed: () => {
-            claims.committed();
-            for (const change of changes) this.watchers.emit(change);
-          },
+          committed: () => claims.committed(),
           rolledBack: () => claims.rolledBack(),
+          durable: changes.length > 0 ? () => { for (const change of changes) this.watchers.emit(change); } : undefined,
         };
       },
       afterFlush: () => this.flushOutboxes(),
     });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
+  }
+
+  /** The store can no longer make writes durable; the process should exit and be restarted. */
+  onFatal(listener: (error: Error) => void): void {
+    this.fatalListeners.push(listener);
+  }
+
+  private onSyncFailure(error: Error): void {
+    this.log.fatal({ err: error }, 'fsync of the write-ahead log failed: refusing all writes; restart the broker');
+    for (const listener of this.fatalListeners) listener(error);
   }
 
   get state(): BrokerState {
@@ -384,8 +403,8 @@ export class Broker {
       done: (error, results) => {
         if (error || !results) return;
         for (const { jobId, leaseId } of results) {
-          session.leaseEnded(jobId, leaseId);
-          if (this.leaseOwners.get(jobId) === session) this.leaseOwners.delete(jobId);
+          // The job may already run under a new lease (claimed again in the same flush).
+          if (session.leaseEnded(jobId, leaseId) && this.leaseOwners.get(jobId) === session) this.leaseOwners.delete(jobId);
         }
         this.checkLeasesEmpty();
       },
@@ -399,16 +418,18 @@ export class Broker {
   }
 
   settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
-    this.commits.submit<SettleOutcome[]>({
+    this.commits.submit<{ outcomes: SettleOutcome[]; owners: (ConsumeSession | undefined)[] }>({
       work: (now) => {
         const out: SettleOutcome[] = acks.length > 0 ? this.ackMany(acks, now) : [];
         for (const n of nacks) out.push(this.nackOne(n, now));
         for (const e of extends_) out.push(this.extendOne(e, now));
         for (const r of releases) out.push(this.releaseOne(r, now));
-        return out;
+        // The owners now: a released job may be leased again before this commit is durable.
+        // (The lease may belong to another stream of the same worker after a reconnect.)
+        return { outcomes: out, owners: out.map((o) => this.leaseOwners.get(o.jobId)) };
       },
-      done: (error, outcomes) => {
-        if (error || !outcomes) {
+      done: (error, settled) => {
+        if (error || !settled) {
           const message = `store commit failed: ${error?.message ?? 'unknown'}`;
           const all = [
             ...acks.map((a) => ({ kind: 'ack' as const, jobId: a.jobId, leaseId: a.leaseId })),
@@ -419,11 +440,12 @@ export class Broker {
           for (const s of all) session.settled({ ...s, errorCode: 'UNAVAILABLE', message });
           return;
         }
-        for (const o of outcomes) {
+        const { outcomes, owners } = settled;
+        for (let i = 0; i < outcomes.length; i++) {
+          const o = outcomes[i]!;
           if (!o.errorCode && o.kind !== 'extend') {
-            // The lease may belong to another stream of the same worker after a reconnect.
-            const owner = this.leaseOwners.get(o.jobId);
-            if (owner?.leaseEnded(o.jobId, o.leaseId)) this.leaseOwners.delete(o.jobId);
+            const owner = owners[i];
+            if (owner?.leaseEnded(o.jobId, o.leaseId) && this.leaseOwners.get(o.jobId) === owner) this.leaseOwners.delete(o.jobId);
           }
           session.settled(o);
         }
@@ -543,17 +565,19 @@ export class Broker {
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }
-          return { id, leaseId: lease_id, released };
+          // The owner now: the job may be leased again before this commit is durable.
+          const owner = this.leaseOwners.get(id);
+          return { id, leaseId: lease_id, released, owner: owner?.leases.get(id) === lease_id ? owner : undefined };
         });
         return { results, next: expired.length === TIMER_BATCH ? now : this.store.nextLeaseExpiry() };
       },
       done: (error, r) => {
         if (error || !r) return this.leaseTimer.armAt(this.clock.now() + 1000);
-        for (const { id, leaseId, released } of r.results) {
-          const session = this.leaseOwners.get(id);
-          if (session?.leaseEnded(id, leaseId)) {
-            this.leaseOwners.delete(id);
-            session.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
+        for (const { id, leaseId, released, owner } of r.results) {
+          if (owner) {
+            // leaseEnded is false when the job came back to the same stream under a new lease.
+            if (owner.leaseEnded(id, leaseId) && this.leaseOwners.get(id) === owner) this.leaseOwners.delete(id);
+            owner.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
           }
           if (released) this.log.debug({ jobId: id, queue: released.queue, state: released.state }, 'lease expired');
         }
@@ -701,6 +725,7 @@ export class Broker {
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
+    this.walSync?.close();
     closeDatabase(this.db);
     this.setState('stopped');
   }

@@ -79,6 +79,9 @@ export class ConsumeSession {
   }
 
   deliver(job: ClaimedJob): void {
+    // Back on this stream under a new lease before the end of the old one was processed
+    // (its commit is not durable yet): the old lease ends here.
+    if (this.leases.has(job.id)) this.credit.settled();
     this.leases.set(job.id, job.lease_id);
     this.outbox.deliveries.push(job);
     this.touch();

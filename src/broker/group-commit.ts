@@ -2,7 +2,7 @@ import type { Db } from '../store/database.js';
 import type { Clock } from '../domain/clock.js';
 import { unavailable } from '../domain/errors.js';
 
-/** A unit of work run inside a shared transaction. `done` is called after the commit. */
+/** A unit of work run inside a shared transaction. `done` is called once the commit is durable. */
 export interface WriteOp<T = unknown> {
   work(now: number): T;
   done(error: Error | undefined, value: T | undefined): void;
@@ -10,23 +10,45 @@ export interface WriteOp<T = unknown> {
 
 /** What the last step of a flush does once the transaction's fate is known. */
 export interface AfterCommit {
+  /** Committed (visible; maybe not yet on disk). */
   committed(): void;
   rolledBack(): void;
+  /** The commit is on disk (with the broker's own fsync, later than `committed`). */
+  durable?(): void;
 }
 
 export interface FlushHooks {
   /** Runs last inside the transaction (the dispatcher claims jobs here). */
   beforeCommit(now: number): AfterCommit;
-  /** Runs after every flush, committed or not (session outboxes are written here). */
+  /** Runs after every flush, committed or not, and after every fsync (session outboxes are written here). */
   afterFlush(): void;
 }
 
+/** fsyncs the log of committed transactions (store/wal-sync.ts). */
+export interface LogSync {
+  sync(done: (error: Error | null) => void): void;
+  syncNow(): void;
+}
+
+/** A committed flush waiting for its fsync. */
+interface Unsynced {
+  ops: WriteOp<any>[];
+  results: { error?: Error; value?: unknown }[];
+  afterCommit: AfterCommit | undefined;
+}
+
 /**
- * Group commit. better-sqlite3 is synchronous, so while one transaction commits (and
- * fsyncs) the event loop is blocked and new requests pile up in the sockets; the next
- * flush takes all of them in one transaction. Batches therefore grow with load by
- * themselves, without a linger timer that would add latency at light load. An op is
- * answered (`done`) only after the commit that contains it.
+ * Group commit. better-sqlite3 is synchronous: a flush runs every queued op in one
+ * transaction while new requests pile up in the sockets, and the next flush takes all of
+ * them. Batches therefore grow with load by themselves, without a linger timer that would
+ * add latency at light load. An op is answered (`done`) only once its commit is durable.
+ *
+ * With a `LogSync` (synchronous=FULL) the commit does not fsync; the fsync runs on the
+ * thread pool, one at a time, each covering every commit made before it started. Meanwhile
+ * the event loop keeps flushing. Deliveries leave right after the commit, before the fsync:
+ * a lease is soft state (a restarted broker releases every lease it finds), so a power loss
+ * can at worst run a job again, which at-least-once delivery allows; answers to producers
+ * and settle confirmations wait for the fsync.
  */
 export class GroupCommit {
   private ops: WriteOp<any>[] = [];
@@ -34,8 +56,13 @@ export class GroupCommit {
   private flushing = false;
   private hooks: FlushHooks | undefined;
   private closed = false;
+  /** Committed flushes not yet covered by an fsync, and those covered by the one in flight. */
+  private unsynced: Unsynced[] = [];
+  private syncing: Unsynced[] | undefined;
+  /** The fsync failed: nothing more can be made durable. */
+  private syncFailure: Error | undefined;
   /** Commits so far and ops in them, for metrics and tests. */
-  readonly stats = { commits: 0, ops: 0, failures: 0 };
+  readonly stats = { commits: 0, ops: 0, failures: 0, syncs: 0 };
 
   /** The flush transaction, wrapped once (better-sqlite3 builds a wrapper per call: ~10 us). */
   private readonly runInTransaction: (ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[], now: number) => void;
@@ -46,6 +73,9 @@ export class GroupCommit {
     db: Db,
     private readonly clock: Clock,
     private readonly onCommitError: (error: Error) => void,
+    private readonly logSync?: LogSync,
+    /** The log could not be fsynced: the broker must stop (what was committed may not be on disk). */
+    private readonly onSyncFailure: (error: Error) => void = () => {},
   ) {
     this.runInTransaction = db.transaction((ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[], now: number) => {
       for (let i = 0; i < ops.length; i++) {
@@ -65,15 +95,25 @@ export class GroupCommit {
   }
 
   submit<T>(op: WriteOp<T>): void {
-    if (this.closed) return op.done(unavailable('broker is stopped'), undefined);
+    if (this.closed) return op.done(this.refusal(), undefined);
     this.ops.push(op);
     this.schedule();
   }
 
-  /** Runs what is queued, then refuses further work (the store is about to close). */
+  /** Runs what is queued and makes it durable, then refuses further work (the store is about to close). */
   close(): void {
     this.flush();
     this.closed = true;
+    const waiting = [...(this.syncing ?? []), ...this.unsynced];
+    this.syncing = undefined;
+    this.unsynced = [];
+    if (waiting.length === 0 || this.syncFailure) return;
+    try {
+      this.logSync!.syncNow();
+    } catch (error) {
+      return this.failSync(waiting, error as Error);
+    }
+    this.completeDurable(waiting);
   }
 
   /** Promise form for RPC handlers. */
@@ -116,6 +156,49 @@ export class GroupCommit {
       this.hooks?.afterFlush();
       return;
     }
+    if (this.logSync) {
+      afterCommit?.committed();
+      this.flushing = false;
+      this.hooks?.afterFlush();
+      if (ops.length > 0 || afterCommit?.durable) this.unsynced.push({ ops, results, afterCommit });
+      this.startSync();
+      return;
+    }
+    this.answer(ops, results);
+    afterCommit?.committed();
+    afterCommit?.durable?.();
+    this.flushing = false;
+    this.hooks?.afterFlush();
+  }
+
+  get pending(): number {
+    return this.ops.length;
+  }
+
+  /** One fsync at a time; each covers every commit made before it starts. */
+  private startSync(): void {
+    if (this.syncing || this.unsynced.length === 0 || this.closed) return;
+    const batch = (this.syncing = this.unsynced);
+    this.unsynced = [];
+    this.logSync!.sync((error) => {
+      if (this.syncing !== batch) return; // close() made it durable already
+      this.syncing = undefined;
+      if (error) return this.failSync(batch, error);
+      this.stats.syncs++;
+      this.completeDurable(batch);
+      this.hooks?.afterFlush();
+      this.startSync();
+    });
+  }
+
+  private completeDurable(batch: Unsynced[]): void {
+    for (const { ops, results, afterCommit } of batch) {
+      this.answer(ops, results);
+      afterCommit?.durable?.();
+    }
+  }
+
+  private answer(ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[]): void {
     for (let i = 0; i < ops.length; i++) {
       const r = results[i]!;
       try {
@@ -124,12 +207,26 @@ export class GroupCommit {
         this.onCommitError(error as Error);
       }
     }
-    afterCommit?.committed();
-    this.flushing = false;
-    this.hooks?.afterFlush();
   }
 
-  get pending(): number {
-    return this.ops.length;
+  /**
+   * An fsync failed: the kernel may have dropped the pages it could not write, so committed
+   * changes may be missing on disk and a retry cannot tell. Like PostgreSQL, stop: every
+   * waiting op fails, later ops are refused, and the owner restarts from what the disk holds.
+   */
+  private failSync(batch: Unsynced[], error: Error): void {
+    this.syncFailure = error;
+    this.closed = true;
+    const refusal = this.refusal();
+    for (const { ops } of [...batch, ...this.unsynced]) for (const op of ops) op.done(refusal, undefined);
+    this.unsynced = [];
+    for (const op of this.ops.splice(0)) op.done(refusal, undefined);
+    this.onSyncFailure(error);
+  }
+
+  private refusal(): Error {
+    return this.syncFailure
+      ? unavailable(`the broker cannot write to disk (fsync failed: ${this.syncFailure.message}); it must be restarted`)
+      : unavailable('broker is stopped');
   }
 }
