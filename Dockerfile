@@ -31,5 +31,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:50052/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # SIGTERM from `docker stop` starts the graceful drain; give it --time longer than the grace period.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/src/cli.js"]
+# A young generation of 2 x 4 MB instead of V8's 2 x 16 MB: ~25 MB less RSS under load, no
+# throughput lost (docs/performance.md, "Memory bounds").
+ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/src/cli.js"]
 CMD ["serve"]

@@ -10,6 +10,22 @@ import { wallNow } from './protocol.js';
 
 const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
 
+/**
+ * The node flags `npm start` gives the broker (package.json is the one place they are set;
+ * the Dockerfile repeats them), so the bench measures the broker as it runs.
+ */
+const BROKER_NODE_FLAGS: string[] = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { scripts?: { start?: string } };
+    const [command, ...rest] = (pkg.scripts?.start ?? '').split(/\s+/);
+    if (command !== 'node') return [];
+    const script = rest.findIndex((w) => !w.startsWith('-'));
+    return script === -1 ? [] : rest.slice(0, script);
+  } catch {
+    return [];
+  }
+})();
+
 export interface BrokerOptions {
   dataFile: string;
   synchronous: string;
@@ -61,6 +77,8 @@ export class BrokerProcess {
   /** Spawns the broker and resolves once it logs "gRPC listening". */
   static async start(options: BrokerOptions): Promise<BrokerProcess> {
     const args = [
+      // As `npm start` and the Dockerfile run it.
+      ...BROKER_NODE_FLAGS,
       // Extra node flags for the broker only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to
       // profile it under a workload (docs/performance.md).
       ...(process.env.SLUICE_BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean),

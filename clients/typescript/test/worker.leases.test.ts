@@ -30,13 +30,13 @@ function untilAborted(job: Job): Promise<never> {
 
 describe('Worker leases', () => {
   it('heartbeats keep a job alive well past its lease timeout', async () => {
-    const { id } = await producer.enqueue('work', {}, { leaseTimeout: 200 });
+    const { id } = await producer.enqueue('work', {}, { leaseTimeout: 400 });
     const aborted: unknown[] = [];
     const w = start({
       handler: async (job) => {
         job.signal.addEventListener('abort', () => aborted.push(job.signal.reason));
-        // Run for 4 lease timeouts; heartbeats every 100 ms renew the lease.
-        await new Promise((resolve) => setTimeout(resolve, 800));
+        // Run for 4 lease timeouts; heartbeats every 200 ms renew the lease.
+        await new Promise((resolve) => setTimeout(resolve, 1600));
         return 'survived';
       },
     });
@@ -46,14 +46,14 @@ describe('Worker leases', () => {
   });
 
   it('keeps jobs with different lease timeouts alive together, each on its own heartbeat period', async () => {
-    const short = await producer.enqueue('work', { n: 1 }, { leaseTimeout: 150 });
-    const long = await producer.enqueue('work', { n: 2 }, { leaseTimeout: 400 });
+    const short = await producer.enqueue('work', { n: 1 }, { leaseTimeout: 300 });
+    const long = await producer.enqueue('work', { n: 2 }, { leaseTimeout: 700 });
     const aborted: unknown[] = [];
     const w = start({
       concurrency: 2,
       handler: async (job) => {
         job.signal.addEventListener('abort', () => aborted.push(job.signal.reason));
-        await new Promise((resolve) => setTimeout(resolve, 900));
+        await new Promise((resolve) => setTimeout(resolve, 1500));
         return job.id;
       },
     });
