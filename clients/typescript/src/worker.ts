@@ -91,10 +91,14 @@ export interface WorkerEvents<J extends object = JobMap, Q extends keyof J = key
   closed: [];
 }
 
+/** Waits for the broker's answer to one ack, nack, extend or release. */
 interface SettleWaiter {
+  kind: SettleKind;
   resolve(result: SettleResult): void;
   reject(error: Error): void;
 }
+
+type SettleKind = 'ack' | 'nack' | 'extend' | 'release';
 
 /** One Consume stream's lifetime. A reconnect makes a new one. */
 interface Stream {
@@ -108,6 +112,7 @@ interface Stream {
   stopped: boolean;
   ended: boolean;
   outgoing: ConsumeRequest | undefined;
+  /** By lease id (one per delivery): several settles of one lease may wait at once (extend, then ack). */
   waiters: Map<string, SettleWaiter[]>;
 }
 
@@ -331,7 +336,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private accept(stream: Stream, d: Delivery): void {
     let payload: unknown;
     try {
-      payload = JSON.parse(Buffer.from(d.payloadJson).toString('utf8'));
+      // A view of the received bytes, not a copy.
+      payload = JSON.parse(Buffer.from(d.payloadJson.buffer, d.payloadJson.byteOffset, d.payloadJson.byteLength).toString('utf8'));
     } catch {
       payload = undefined;
     }
@@ -384,17 +390,19 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       const ids = { jobId: job.jobId, leaseId: job.leaseId };
       if (outcome.ok) {
         const result = toJson(outcome.result);
-        this.settle(stream, 'ack', ids, (m) => m.acks.push({ ...ids, result })).then(
-          () => this.emit('completed', view, result),
-          (error: Error) => this.reportError(error),
-        );
+        this.settle(stream, {
+          kind: 'ack',
+          resolve: () => this.emit('completed', view, result),
+          reject: (error) => this.reportError(error),
+        }, ids, (m) => m.acks.push({ ...ids, result }));
       } else {
         const nonRetryable = outcome.error instanceof NonRetryableError || outcome.error.name === 'NonRetryableError';
         const message = outcome.error.message || outcome.error.name || 'handler failed';
-        this.settle(stream, 'nack', ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs: 0 })).then(
-          (r) => this.emit('failed', view, outcome.error, stateName(r.state)),
-          (error: Error) => this.reportError(error),
-        );
+        this.settle(stream, {
+          kind: 'nack',
+          resolve: (r) => this.emit('failed', view, outcome.error, stateName(r.state)),
+          reject: (error) => this.reportError(error),
+        }, ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs: 0 }));
       }
     }
     this.startWaiting();
@@ -426,7 +434,9 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.scheduleHeartbeat(job);
     const ids = { jobId: job.jobId, leaseId: job.leaseId };
     try {
-      const r = await this.settle(stream, 'extend', ids, (m) => m.extends.push({ ...ids, extendMs: ms, progress }));
+      const r = await new Promise<SettleResult>((resolve, reject) =>
+        this.settle(stream, { kind: 'extend', resolve, reject }, ids, (m) => m.extends.push({ ...ids, extendMs: ms, progress })),
+      );
       if (r.deadline) job.deadline = r.deadline;
     } catch (error) {
       if ((error as { code?: number }).code === Status.FAILED_PRECONDITION) {
@@ -449,31 +459,26 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.send(stream, (m) => (m.credit += want));
   }
 
-  private settle(
-    stream: Stream,
-    kind: 'ack' | 'nack' | 'extend' | 'release',
-    ids: { jobId: string; leaseId: string },
-    add: (m: ConsumeRequest) => void,
-  ): Promise<SettleResult> {
-    return new Promise<SettleResult>((resolve, reject) => {
-      const key = `${kind}:${ids.jobId}:${ids.leaseId}`;
-      const list = stream.waiters.get(key);
-      if (list) list.push({ resolve, reject });
-      else stream.waiters.set(key, [{ resolve, reject }]);
-      this.send(stream, add);
-    });
+  /** Sends a settle; `waiter` hears the broker's answer (callbacks, not a promise: this is per job). */
+  private settle(stream: Stream, waiter: SettleWaiter, ids: { jobId: string; leaseId: string }, add: (m: ConsumeRequest) => void): void {
+    const list = stream.waiters.get(ids.leaseId);
+    if (list) list.push(waiter);
+    else stream.waiters.set(ids.leaseId, [waiter]);
+    this.send(stream, add);
   }
 
   private onSettled(stream: Stream, r: SettleResult): void {
     const kind = SETTLE_KIND[r.kind];
     if (!kind) return;
-    const key = `${kind}:${r.jobId}:${r.leaseId}`;
-    const list = stream.waiters.get(key);
-    const waiter = list?.shift();
-    if (list && list.length === 0) stream.waiters.delete(key);
-    if (!waiter) return;
-    if (r.code === 0) waiter.resolve(r);
-    else waiter.reject(errorForCode(r.code, `${kind} of job ${r.jobId} refused: ${r.message}`));
+    const list = stream.waiters.get(r.leaseId);
+    if (!list) return;
+    // The broker answers one lease's settles in order; take the oldest of this kind.
+    const i = list.findIndex((w) => w.kind === kind);
+    if (i === -1) return;
+    const [waiter] = list.splice(i, 1);
+    if (list.length === 0) stream.waiters.delete(r.leaseId);
+    if (r.code === 0) waiter!.resolve(r);
+    else waiter!.reject(errorForCode(r.code, `${kind} of job ${r.jobId} refused: ${r.message}`));
   }
 
   /** Adds to the next outgoing message; everything added in one event-loop turn goes as one message. */
@@ -539,9 +544,13 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
 
   private releaseJob(stream: Stream, job: RunningJob, reason: string): void {
     const ids = { jobId: job.jobId, leaseId: job.leaseId };
-    this.settle(stream, 'release', ids, (m) => m.releases.push({ ...ids, reason })).catch(() => {
-      /* the stream ends next anyway, which releases the lease too */
-    });
+    this.settle(stream, {
+      kind: 'release',
+      resolve: () => {},
+      reject: () => {
+        /* the stream ends next anyway, which releases the lease too */
+      },
+    }, ids, (m) => m.releases.push({ ...ids, reason }));
   }
 
   /** Resolves true once `check` holds, or false after `timeoutMs`. Re-checked on every change. */
@@ -579,7 +588,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
 /** Stream errors that a reconnect cannot fix. */
 const FATAL_CODES = new Set<number>([Status.INVALID_ARGUMENT, Status.UNAUTHENTICATED, Status.PERMISSION_DENIED, Status.UNIMPLEMENTED]);
 
-const SETTLE_KIND: Partial<Record<SettleResult_Kind, 'ack' | 'nack' | 'extend' | 'release'>> = {
+const SETTLE_KIND: Partial<Record<SettleResult_Kind, SettleKind>> = {
   [SettleResult_Kind.KIND_ACK]: 'ack',
   [SettleResult_Kind.KIND_NACK]: 'nack',
   [SettleResult_Kind.KIND_EXTEND]: 'extend',
