@@ -62,6 +62,24 @@ describe('Worker leases', () => {
     for (const { id } of [short, long]) expect(await producer.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: id });
   });
 
+  it('lets a handler destructure its controls: progress, extendLease, signal and deadline act on its own job', async () => {
+    const { id } = await producer.enqueue('work', {}, { leaseTimeout: 5_000 });
+    const seen: { before: number; after: number; aborted: boolean }[] = [];
+    const w = start({
+      handler: async ({ id: jobId, progress, extendLease, signal, deadline }) => {
+        await progress({ step: 1, of: jobId });
+        const extended = await extendLease(60_000);
+        seen.push({ before: deadline.getTime(), after: extended.getTime(), aborted: signal.aborted });
+        return 'done';
+      },
+    });
+    await collectUntil(w, 'completed', (items) => items.length >= 1);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.after).toBeGreaterThan(seen[0]!.before + 50_000);
+    expect(seen[0]!.aborted).toBe(false);
+    expect(await producer.getJob(id)).toMatchObject({ state: 'completed', progress: { step: 1, of: id }, result: 'done' });
+  });
+
   it('gives a handler that reads its signal only after losing the job a signal already aborted with the reason', async () => {
     const { id } = await producer.enqueue('work', {});
     let lost!: () => void;
