@@ -158,7 +158,12 @@ export class Broker {
         return {
           committed: () => claims.committed(),
           rolledBack: () => claims.rolledBack(),
-          durable: changes.length > 0 ? () => { for (const change of changes) this.watchers.emit(change); } : undefined,
+          durable:
+            changes.length > 0
+              ? () => {
+                  for (const change of changes) this.watchers.emit(change);
+                }
+              : undefined,
         };
       },
       afterFlush: () => this.flushOutboxes(),

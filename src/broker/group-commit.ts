@@ -56,6 +56,7 @@ export class GroupCommit {
   private flushing = false;
   private hooks: FlushHooks | undefined;
   private closed = false;
+  private closing = false;
   /** Committed flushes not yet covered by an fsync, and those covered by the one in flight. */
   private unsynced: Unsynced[] = [];
   private syncing: Unsynced[] | undefined;
@@ -102,6 +103,7 @@ export class GroupCommit {
 
   /** Runs what is queued and makes it durable, then refuses further work (the store is about to close). */
   close(): void {
+    this.closing = true; // the last flush must not start an fsync of its own on the thread pool
     this.flush();
     this.closed = true;
     const waiting = [...(this.syncing ?? []), ...this.unsynced];
@@ -177,7 +179,7 @@ export class GroupCommit {
 
   /** One fsync at a time; each covers every commit made before it starts. */
   private startSync(): void {
-    if (this.syncing || this.unsynced.length === 0 || this.closed) return;
+    if (this.syncing || this.unsynced.length === 0 || this.closing || this.closed) return;
     const batch = (this.syncing = this.unsynced);
     this.unsynced = [];
     this.logSync!.sync((error) => {

@@ -15,6 +15,8 @@ import { dirname } from 'node:path';
  */
 export class WalSync {
   private readonly fd: number;
+  private inFlight = 0;
+  private closeRequested = false;
 
   /** The database must be open in WAL mode and read once, so that its `-wal` file exists. */
   constructor(dataFile: string) {
@@ -24,7 +26,12 @@ export class WalSync {
 
   /** fsyncs the WAL off the event loop; `done` runs on the event loop afterwards. */
   sync(done: (error: Error | null) => void): void {
-    fsync(this.fd, done);
+    this.inFlight++;
+    fsync(this.fd, (error) => {
+      this.inFlight--;
+      if (this.closeRequested && this.inFlight === 0) closeSync(this.fd);
+      done(error);
+    });
   }
 
   /** fsyncs the WAL now (shutdown). */
@@ -32,8 +39,11 @@ export class WalSync {
     fsyncSync(this.fd);
   }
 
+  /** Closes the descriptor, once no fsync on the thread pool still uses it. */
   close(): void {
-    closeSync(this.fd);
+    if (this.closeRequested) return;
+    this.closeRequested = true;
+    if (this.inFlight === 0) closeSync(this.fd);
   }
 }
 
