@@ -16,12 +16,14 @@ export interface OpenStore {
 export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): OpenStore {
   const db = new Database(file);
   // WAL: readers never block the writer and a commit is one append + fsync of the log.
-  db.pragma('journal_mode = WAL');
+  // (An in-memory database answers "memory": nothing to make durable.)
+  const wal = db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
   // FULL: nothing is acknowledged before the WAL holding it is fsynced, so an acknowledged
   // enqueue or ack survives power loss. SQLite's own FULL fsyncs inside COMMIT on the event
   // loop; the broker gets the same guarantee with SQLite at NORMAL and its own fsync of the
   // WAL on the thread pool before answering (wal-sync.ts). EXTRA stays SQLite's, in line.
-  db.pragma(`synchronous = ${synchronous === 'FULL' ? 'NORMAL' : synchronous}`);
+  const ownSync = synchronous === 'FULL' && wal;
+  db.pragma(`synchronous = ${ownSync ? 'NORMAL' : synchronous}`);
   // One connection, one writer: a lock wait can only mean another process opened the file.
   db.pragma('busy_timeout = 5000');
   // Temporary b-trees (ORDER BY in admin listings) stay in memory.
@@ -35,7 +37,7 @@ export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): O
   db.pragma('wal_autocheckpoint = 1000');
   db.pragma('foreign_keys = ON');
   migrate(db);
-  return { db, walSync: synchronous === 'FULL' ? new WalSync(file) : undefined };
+  return { db, walSync: ownSync ? new WalSync(file) : undefined };
 }
 
 /** Checkpoint and truncate the WAL so the file is self-contained, then close. */
