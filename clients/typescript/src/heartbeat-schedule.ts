@@ -36,6 +36,9 @@ export class HeartbeatSchedule<J extends Heartbeating> {
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
     this.timer = setTimeout(() => this.fire(), Math.max(0, at - Date.now()));
+    // Heartbeats matter only while the Consume stream is open, and it keeps the process alive
+    // by itself; a timer left armed for a finished job must not.
+    this.timer.unref();
   }
 
   private fire(): void {
