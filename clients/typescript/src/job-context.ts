@@ -46,8 +46,7 @@ export interface JobChannel {
  */
 export class RunningJob implements Heartbeating {
   readonly view: JobView;
-  lost = false;
-  /** Why the job was lost (the abort reason its signal carries). */
+  /** Why the job was lost (the abort reason its signal carries); set once. */
   lostReason: JobAbortedError | undefined;
   leaseMs: number;
   deadline: Date;
@@ -75,6 +74,10 @@ export class RunningJob implements Heartbeating {
     return this.delivery.leaseId;
   }
 
+  get lost(): boolean {
+    return this.lostReason !== undefined;
+  }
+
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
@@ -86,7 +89,6 @@ export class RunningJob implements Heartbeating {
   /** The lease is gone: abort the handler with `reason`. Returns false if it already was. */
   lose(reason: JobAbortedError): boolean {
     if (this.lost) return false;
-    this.lost = true;
     this.lostReason = reason;
     this.stopHeartbeat();
     this.controller?.abort(reason);
@@ -97,7 +99,6 @@ export class RunningJob implements Heartbeating {
     this.heartbeatAt = undefined;
   }
 }
-
 
 /**
  * What a handler receives. One plain object per job with the controls on the prototype: an
