@@ -1,0 +1,38 @@
+import { tmpdir } from 'node:os';
+import { Command, InvalidArgumentError } from 'commander';
+import { examples } from './connection.js';
+import { positiveInt } from './parse.js';
+
+/** `sluice bench`: the benchmark (docs/performance.md). */
+export function benchCommand(): Command {
+  const bench = new Command('bench')
+    .description('benchmark: start a broker, producer and worker processes on a temp data file, run workloads W1-W4 (W5 with --workload W5 or --all), print median/min/max')
+    .option('--workload <ids>', 'workloads to run, comma separated (W1 batch enqueue + drain, W2 single enqueues, W3 end to end, W4 latency at 500 jobs/s, W5 1M queued + restart)', parseWorkloads)
+    .option('--all', 'run W1-W5')
+    .option('--runs <n>', 'repetitions of each workload', positiveInt, 3)
+    .option('--jobs <n>', 'jobs in W1-W3 (W4 sends jobs/10 at 500/s, W5 enqueues 20 x jobs)', positiveInt, 50_000)
+    .option('--synchronous <mode>', "the broker's SQLite synchronous mode: FULL, NORMAL, EXTRA, OFF", parseSynchronous, 'FULL')
+    .option('--data-dir <dir>', 'directory for the temporary data files', tmpdir())
+    .option('--json', 'print machine-readable results instead of the table')
+    .action(async (options: { workload?: string[]; all?: boolean; runs: number; jobs: number; synchronous: string; dataDir: string; json?: boolean }) => {
+      const { benchMain } = await import('../bench/run.js');
+      const { DEFAULT_WORKLOADS, WORKLOAD_IDS } = await import('../bench/workloads.js');
+      const workloads = options.all ? [...WORKLOAD_IDS] : ((options.workload ?? [...DEFAULT_WORKLOADS]) as (typeof WORKLOAD_IDS)[number][]);
+      await benchMain({ workloads, runs: options.runs, jobs: options.jobs, synchronous: options.synchronous, dataDir: options.dataDir, json: options.json ?? false });
+    });
+  return examples(bench, 'sluice bench', 'flock /tmp/sluice-bench.lock npm run bench -- --workload W3 --runs 3');
+}
+
+function parseSynchronous(raw: string): string {
+  const mode = raw.toUpperCase();
+  if (!['FULL', 'NORMAL', 'EXTRA', 'OFF'].includes(mode)) throw new InvalidArgumentError('expected FULL, NORMAL, EXTRA or OFF.');
+  return mode;
+}
+
+/** "W1,w3" -> ['W1', 'W3'] in W1..W5 order; repeated flags add up. */
+function parseWorkloads(raw: string, previous: string[] = []): string[] {
+  const known = ['W1', 'W2', 'W3', 'W4', 'W5'];
+  const ids = raw.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
+  for (const id of ids) if (!known.includes(id)) throw new InvalidArgumentError(`unknown workload ${JSON.stringify(id)} (expected ${known.join(', ')}).`);
+  return known.filter((k) => previous.includes(k) || ids.includes(k));
+}

@@ -1,0 +1,67 @@
+/**
+ * The `sluice` command line: one module per command group (STYLE §18), assembled here.
+ * Client commands talk gRPC through clients/typescript like any other client.
+ */
+import { Command } from 'commander';
+import { benchCommand } from './bench.js';
+import { dlqCommand } from './dlq.js';
+import { enqueueCommand } from './enqueue.js';
+import { currentAddress } from './connection.js';
+import { reportError } from './exit.js';
+import { jobCommands } from './jobs.js';
+import { queueCommands } from './queues.js';
+import { serveCommand } from './serve.js';
+import { workersCommand } from './workers.js';
+
+export function createProgram(): Command {
+  const program = new Command()
+    .name('sluice')
+    .description('Durable job broker: one process, one SQLite file, gRPC streams to workers.')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ sluice serve
+  $ sluice enqueue email '{"to":"a@b.c"}'
+  $ sluice queues
+  $ sluice jobs --queue email --state dead
+  $ sluice dlq replay --queue email
+
+Exit codes: 0 ok, 1 a broker call failed (gRPC status on stderr), 2 usage error,
+3 'watch --exit-status' saw the job end dead or cancelled.
+Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), --tls-* and --json.`,
+    );
+
+  program.addCommand(serveCommand());
+  program.addCommand(enqueueCommand());
+  for (const c of jobCommands()) program.addCommand(c);
+  for (const c of queueCommands()) program.addCommand(c);
+  program.addCommand(dlqCommand());
+  program.addCommand(workersCommand());
+  program.addCommand(benchCommand());
+
+  configureAll(program);
+  return program;
+}
+
+/**
+ * addCommand() does not pass settings down, so every command gets them here: commander throws
+ * instead of exiting (main maps its errors to exit 2), and a usage error shows the help hint.
+ */
+function configureAll(cmd: Command): void {
+  cmd.exitOverride().showHelpAfterError('(add --help for usage and examples)');
+  for (const sub of cmd.commands) configureAll(sub);
+}
+
+/** Runs the CLI and resolves with the exit code (also set on process.exitCode). */
+export async function main(argv: string[]): Promise<number> {
+  let code: number;
+  try {
+    await createProgram().parseAsync(argv);
+    code = typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    code = reportError(error, currentAddress);
+  }
+  process.exitCode = code;
+  return code;
+}

@@ -1,0 +1,134 @@
+import { Command } from 'commander';
+import {
+  GetQueueRequest,
+  ListQueuesRequest,
+  PauseQueueRequest,
+  ResumeQueueRequest,
+  UpdateQueueRequest,
+  type Queue,
+} from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import { addConnectionOptions, examples, out, withSession, type ConnectionFlags, type Session } from './connection.js';
+import { usageError } from './exit.js';
+import { count, duration, fields, json, table } from './output.js';
+import { durationMs, nonNegativeNumber, positiveInt } from './parse.js';
+import { queueView, type QueueView } from './views.js';
+
+function queueTable(queues: QueueView[]): string {
+  return table(queues, [
+    { header: 'QUEUE', value: (q) => q.name },
+    { header: 'STATUS', value: (q) => (q.paused ? 'paused' : 'running') },
+    { header: 'SCHEDULED', value: (q) => count(q.counts.scheduled), right: true },
+    { header: 'PENDING', value: (q) => count(q.counts.pending), right: true },
+    { header: 'ACTIVE', value: (q) => count(q.counts.active), right: true },
+    { header: 'COMPLETED', value: (q) => count(q.counts.completed), right: true },
+    { header: 'DEAD', value: (q) => count(q.counts.dead), right: true },
+    { header: 'CANCELLED', value: (q) => count(q.counts.cancelled), right: true },
+    { header: 'CONSUMERS', value: (q) => count(q.consumers), right: true },
+  ]);
+}
+
+function queueDetail(q: QueueView): string {
+  const r = q.retry;
+  const retry = r
+    ? [r.initialMs !== null && `initial ${duration(r.initialMs)}`, r.multiplier !== null && `x${r.multiplier}`, r.maxMs !== null && `max ${duration(r.maxMs)}`, r.jitter !== null && `jitter ${r.jitter}`]
+        .filter(Boolean)
+        .join(', ')
+    : '';
+  return fields([
+    ['queue', q.name],
+    ['status', q.paused ? 'paused (enqueues accepted, nothing delivered)' : 'running'],
+    ['scheduled', count(q.counts.scheduled)],
+    ['pending', count(q.counts.pending)],
+    ['active', count(q.counts.active)],
+    ['completed', count(q.counts.completed)],
+    ['dead', count(q.counts.dead)],
+    ['cancelled', count(q.counts.cancelled)],
+    ['consumers', count(q.consumers)],
+    ['max attempts', q.maxAttempts ? String(q.maxAttempts) : 'broker default'],
+    ['lease timeout', q.leaseTimeoutMs ? duration(q.leaseTimeoutMs) : 'broker default'],
+    ['retry', retry || 'broker default'],
+  ]);
+}
+
+function printQueue(q: Queue, asJson: boolean | undefined, headline?: string): void {
+  const view = queueView(q);
+  if (asJson) out(json(view));
+  else out((headline ? `${headline}\n\n` : '') + queueDetail(view));
+}
+
+interface UpdateFlags extends ConnectionFlags {
+  maxAttempts?: number;
+  leaseTimeout?: number;
+  retryInitial?: number;
+  retryMultiplier?: number;
+  retryMax?: number;
+  retryJitter?: number;
+}
+
+/** A command taking one <queue> argument, with the connection flags and an example. */
+function queueSubcommand(name: string, description: string, example: string): Command {
+  const cmd = new Command(name).description(description).argument('<queue>', 'queue name');
+  addConnectionOptions(cmd);
+  return examples(cmd, example);
+}
+
+export function queueCommands(): Command[] {
+  const queues = new Command('queues').description('every queue with its job counts per state, paused flag and consumers');
+  addConnectionOptions(queues);
+  examples(queues, 'sluice queues', 'sluice queues --json | jq ".queues[] | {name, dead: .counts.dead}"');
+  withSession(queues, async (session, flags) => {
+    const res = await session.call(session.admin, session.admin.listQueues, ListQueuesRequest.fromPartial({}));
+    const views = res.queues.map(queueView);
+    if (flags.json) out(json({ queues: views }));
+    else if (views.length === 0) process.stderr.write('no queues yet (a queue appears with its first job or setting)\n');
+    else out(queueTable(views));
+  });
+
+  const queue = new Command('queue').description('inspect and steer one queue: show, pause, resume, update');
+  examples(queue, 'sluice queue pause email', 'sluice queue update email --max-attempts 5 --retry-initial 2s');
+
+  const show = queueSubcommand('show', "one queue's counts and settings", 'sluice queue show email');
+  withSession(show, async (session: Session, flags: ConnectionFlags, name: string) => {
+    printQueue(await session.call(session.admin, session.admin.getQueue, GetQueueRequest.fromPartial({ queue: name })), flags.json);
+  });
+
+  const pause = queueSubcommand('pause', 'stop deliveries from a queue (enqueues are still accepted)', 'sluice queue pause email');
+  withSession(pause, async (session: Session, flags: ConnectionFlags, name: string) => {
+    printQueue(await session.call(session.admin, session.admin.pauseQueue, PauseQueueRequest.fromPartial({ queue: name })), flags.json, `paused ${name}`);
+  });
+
+  const resume = queueSubcommand('resume', 'resume deliveries from a paused queue', 'sluice queue resume email');
+  withSession(resume, async (session: Session, flags: ConnectionFlags, name: string) => {
+    printQueue(await session.call(session.admin, session.admin.resumeQueue, ResumeQueueRequest.fromPartial({ queue: name })), flags.json, `resumed ${name}`);
+  });
+
+  const update = queueSubcommand('update', "change a queue's defaults for new attempts (unset flags keep their value)", 'sluice queue update email --max-attempts 5 --lease-timeout 2m --retry-initial 1s --retry-max 1h')
+    .option('--max-attempts <n>', 'attempts before dead-lettering', positiveInt)
+    .option('--lease-timeout <duration>', 'how long an attempt may run without a heartbeat', durationMs)
+    .option('--retry-initial <duration>', 'delay before the first retry', durationMs)
+    .option('--retry-multiplier <x>', 'growth of the delay per attempt (>= 1)', nonNegativeNumber)
+    .option('--retry-max <duration>', 'upper bound of one delay', durationMs)
+    .option('--retry-jitter <fraction>', 'random spread, 0..1 (0.2 = +/-20%)', nonNegativeNumber);
+  withSession<UpdateFlags>(update, async (session, flags, name: string) => {
+    const retry = {
+      initialMs: flags.retryInitial,
+      multiplier: flags.retryMultiplier,
+      maxMs: flags.retryMax,
+      jitter: flags.retryJitter,
+    };
+    const anyRetry = Object.values(retry).some((v) => v !== undefined);
+    if (!anyRetry && flags.maxAttempts === undefined && flags.leaseTimeout === undefined) {
+      throw usageError('queue update: nothing to change (give --max-attempts, --lease-timeout or a --retry-* flag)');
+    }
+    const request = UpdateQueueRequest.fromPartial({
+      queue: name,
+      maxAttempts: flags.maxAttempts ?? 0,
+      leaseTimeoutMs: flags.leaseTimeout ?? 0,
+      retry: anyRetry ? retry : undefined,
+    });
+    printQueue(await session.call(session.admin, session.admin.updateQueue, request), flags.json, `updated ${name}`);
+  });
+
+  for (const sub of [show, pause, resume, update]) queue.addCommand(sub);
+  return [queues, queue];
+}

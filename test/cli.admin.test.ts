@@ -1,0 +1,151 @@
+/**
+ * `sluice queues | queue … | dlq …` through the compiled binary against a real broker
+ * (`npm run build` first when running this file alone).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
+import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { assertBuildFresh } from './helpers/child-broker.js';
+import { parseJson, runCli, startCli, type CliResult } from './helpers/cli.js';
+
+let b: TestBroker;
+let sluice: (...args: string[]) => Promise<CliResult>;
+
+beforeAll(async () => {
+  assertBuildFresh();
+  b = await startTestBroker();
+  sluice = (...args) => runCli(args, { address: b.running.address });
+});
+afterAll(async () => {
+  await b?.close();
+});
+
+/** Enqueues `n` jobs and kills each with a non-retryable nack; returns their ids. */
+async function deadJobs(queue: string, n: number, type = ''): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await b.api.enqueue({ queue, type, payload: { i }, maxAttempts: 5 })).id);
+  const worker = b.api.consumer({ queues: [queue] }, n);
+  const deliveries = await worker.waitForDeliveries(n);
+  worker.send({ nacks: deliveries.map((d) => ({ jobId: d.jobId, leaseId: d.leaseId, error: `poison ${d.jobId}`, nonRetryable: true })) });
+  await worker.waitForSettled(n);
+  worker.end();
+  await worker.status;
+  return ids;
+}
+
+interface QueueJson {
+  name: string;
+  paused: boolean;
+  counts: Record<'scheduled' | 'pending' | 'active' | 'completed' | 'dead' | 'cancelled', number>;
+  consumers: number;
+  maxAttempts: number;
+  leaseTimeoutMs: number;
+  retry: { initialMs: number | null; multiplier: number | null; maxMs: number | null; jitter: number | null } | null;
+}
+
+const ok = (r: CliResult) => {
+  expect(r.code, `exit code; stderr: ${r.stderr}`).toBe(0);
+  return r;
+};
+
+describe('sluice queues and queue pause|resume|update|show', () => {
+  it('lists queues with counts; pauses, resumes and updates one (text and --json), as the broker then reports', async () => {
+    await b.api.enqueueMany('cli-q1', 3);
+    await b.api.enqueue({ queue: 'cli-q2', payload: {}, delayMs: 3_600_000 });
+
+    const [text, doc] = await Promise.all([sluice('queues'), sluice('queues', '--json')]);
+    const lines = ok(text).stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^QUEUE\s+STATUS\s+SCHEDULED\s+PENDING\s+ACTIVE\s+COMPLETED\s+DEAD\s+CANCELLED\s+CONSUMERS$/);
+    expect(lines).toContainEqual(expect.stringMatching(/^cli-q1\s+running\s+0\s+3\s+0\s+0\s+0\s+0\s+0$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^cli-q2\s+running\s+1\s+0\s+0\s+0\s+0\s+0\s+0$/));
+    // Numbers are right-aligned under their headers.
+    const pendingEnd = lines[0]!.indexOf('PENDING') + 'PENDING'.length;
+    for (const l of lines.slice(1)) expect(l[pendingEnd - 1]).toMatch(/\d/);
+    const queues = parseJson<{ queues: QueueJson[] }>(ok(doc)).queues;
+    expect(queues.find((q) => q.name === 'cli-q1')).toEqual({
+      name: 'cli-q1',
+      paused: false,
+      counts: { scheduled: 0, pending: 3, active: 0, completed: 0, dead: 0, cancelled: 0 },
+      consumers: 0,
+      maxAttempts: expect.any(Number),
+      leaseTimeoutMs: expect.any(Number),
+      retry: expect.toSatisfy((r: unknown) => r === null || typeof r === 'object'),
+    });
+
+    const [paused, pausedJson] = await Promise.all([sluice('queue', 'pause', 'cli-q1'), sluice('queue', 'pause', 'cli-q2', '--json')]);
+    expect(ok(paused).stdout).toMatch(/^paused cli-q1\n\nqueue\s+cli-q1\nstatus\s+paused/);
+    expect(parseJson<QueueJson>(ok(pausedJson))).toMatchObject({ name: 'cli-q2', paused: true, counts: { scheduled: 1 } });
+    expect((await b.api.getQueue('cli-q1')).paused).toBe(true);
+    expect((await b.api.getQueue('cli-q2')).paused).toBe(true);
+
+    const [resumed, updated, show] = await Promise.all([
+      sluice('queue', 'resume', 'cli-q1', '--json'),
+      sluice('queue', 'update', 'cli-q2', '--max-attempts', '4', '--lease-timeout', '2m', '--retry-initial', '1.5s', '--retry-multiplier', '3', '--json'),
+      sluice('queue', 'show', 'cli-q1'),
+    ]);
+    expect(parseJson<QueueJson>(ok(resumed))).toMatchObject({ name: 'cli-q1', paused: false });
+    expect(parseJson<QueueJson>(ok(updated))).toMatchObject({ name: 'cli-q2', paused: true, maxAttempts: 4, leaseTimeoutMs: 120_000, retry: { initialMs: 1500, multiplier: 3 } });
+    expect(ok(show).stdout).toMatch(/^pending\s+3$/m);
+    expect((await b.api.getQueue('cli-q1')).paused).toBe(false);
+    expect(await b.api.getQueue('cli-q2')).toMatchObject({ maxAttempts: 4, leaseTimeoutMs: 120_000 });
+
+    const [nothing, text2] = await Promise.all([sluice('queue', 'update', 'cli-q2'), sluice('queue', 'update', 'cli-q2', '--retry-max', '1h')]);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toContain('nothing to change');
+    expect(ok(text2).stdout).toMatch(/^updated cli-q2\n/);
+    expect(text2.stdout).toMatch(/^retry\s+initial 1\.5s, x3, max 1h/m);
+  });
+});
+
+describe('sluice dlq list|replay|purge', () => {
+  it('lists dead letters (text and --json) and replays them by id and by queue', async () => {
+    const ids = await deadJobs('cli-dlq', 3);
+    const [text, doc] = await Promise.all([sluice('dlq', 'list', '--queue', 'cli-dlq'), sluice('dlq', 'list', '--queue', 'cli-dlq', '--json')]);
+    const lines = ok(text).stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toMatch(new RegExp(`^${ids[2]}\\s+cli-dlq\\s+-\\s+dead\\s+1/5\\s+normal\\s+-\\s+\\S.*poison ${ids[2]!.slice(0, 20)}`));
+    const dead = parseJson<{ jobs: { id: string; state: string; lastError: string; errors: { attempt: number; message: string; nonRetryable: boolean }[] }[] }>(ok(doc)).jobs;
+    expect(dead.map((j) => j.id)).toEqual([...ids].reverse());
+    expect(dead[0]).toMatchObject({ state: 'dead', lastError: `poison ${ids[2]}`, errors: [{ attempt: 1, message: `poison ${ids[2]}`, nonRetryable: true }] });
+
+    const [one, none] = await Promise.all([sluice('dlq', 'replay', ids[0]!, '--json'), sluice('dlq', 'replay')]);
+    expect(parseJson(ok(one))).toEqual({ replayed: 1 });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('say which dead jobs');
+    expect((await b.api.getJob(ids[0]!)).state).toBe(JobState.JOB_STATE_PENDING);
+
+    const rest = await sluice('dlq', 'replay', '--queue', 'cli-dlq');
+    expect(ok(rest).stdout).toBe('replayed 2 dead job(s)\n');
+    expect((await b.api.listDeadLetters({ queue: 'cli-dlq' })).jobs).toHaveLength(0);
+  });
+
+  it('purge: refuses without --yes and without a terminal (exit 2, nothing deleted); --yes purges; on a terminal it asks', async () => {
+    const ids = await deadJobs('cli-purge', 3);
+    const refused = await sluice('dlq', 'purge', '--queue', 'cli-purge');
+    expect(refused).toMatchObject({ code: 2, stdout: '' });
+    expect(refused.stderr).toContain('pass --yes to confirm');
+    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(3);
+
+    const byId = await sluice('dlq', 'purge', ids[0]!, '--yes', '--json');
+    expect(parseJson(ok(byId))).toEqual({ purged: 1 });
+    await expect(b.api.getJob(ids[0]!)).rejects.toMatchObject({ code: 5 });
+
+    // On a terminal: answering "no" keeps the jobs; "yes" deletes them.
+    const declined = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: b.running.address, tty: true });
+    await declined.waitForOutput('Type "yes" to confirm');
+    declined.write('no\n');
+    const d = await declined.done;
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain('Permanently delete up to 2 dead job(s) (queue cli-purge)?');
+    expect(d.stdout).toContain('nothing purged');
+    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(2);
+
+    const confirmed = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: b.running.address, tty: true });
+    await confirmed.waitForOutput('Type "yes" to confirm');
+    confirmed.write('yes\n');
+    const c = await confirmed.done;
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain('purged 2 dead job(s)');
+    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(0);
+  });
+});
