@@ -4,16 +4,19 @@ import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import { Revoke_Reason, SettleResult_Kind, type ConsumeResponse, type Delivery } from '../clients/typescript/src/gen/sluice/v1/worker.js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import type { TestConsumer } from './helpers/api.js';
+import { TestClock } from './helpers/clock.js';
 
+// Leases expire when the test moves the broker's clock, never by a race with real time.
 let b: TestBroker;
+let clock: TestClock;
 beforeEach(async () => {
-  b = await startTestBroker();
+  clock = new TestClock();
+  b = await startTestBroker({}, { clock });
 });
 afterEach(async () => {
   await b.close();
 });
 
-/** Short enough to expire quickly, long enough that an immediate heartbeat beats it under load. */
 const SHORT_LEASE_MS = 400;
 const LONG_EXTEND_MS = 60_000;
 
@@ -42,6 +45,8 @@ describe('lease ids fence settles', () => {
     // Subscribed only now, so it can only get the job as a redelivery after the lease expires.
     const second = b.api.consumer({ queues: ['fence'], workerId: 'second' }, 1);
     extendOnDelivery(second);
+    await second.until(() => second.subscribed !== undefined, 'subscribed');
+    clock.advance(SHORT_LEASE_MS);
     const [fresh] = await second.waitForDeliveries(1);
     expect(fresh).toMatchObject({ jobId: id, attempt: 2 });
     expect(fresh!.leaseId).not.toBe(old!.leaseId);
@@ -114,6 +119,7 @@ describe('lease ids fence settles', () => {
     });
     const [old] = await w.waitForDeliveries(1);
     expect(old).toMatchObject({ jobId: id, attempt: 1 });
+    clock.advance(SHORT_LEASE_MS);
     const [, fresh] = await w.waitForDeliveries(2);
     expect(fresh).toMatchObject({ jobId: id, attempt: 2 });
     expect(fresh!.leaseId).not.toBe(old!.leaseId);

@@ -8,7 +8,7 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
  * is a no-op; arming earlier replaces it. The callback recomputes and re-arms.
  */
 export class DeadlineTimer {
-  private handle: NodeJS.Timeout | undefined;
+  private cancel: (() => void) | undefined;
   private armedAt: number | undefined;
   private stopped = false;
 
@@ -20,21 +20,27 @@ export class DeadlineTimer {
   armAt(at: number | undefined): void {
     if (at === undefined || this.stopped) return;
     if (this.armedAt !== undefined && this.armedAt <= at) return;
-    if (this.handle) clearTimeout(this.handle);
+    this.cancel?.();
     this.armedAt = at;
     const delay = Math.min(MAX_TIMEOUT_MS, Math.max(0, at - this.clock.now()));
-    this.handle = setTimeout(() => {
-      this.handle = undefined;
+    const fire = () => {
+      this.cancel = undefined;
       this.armedAt = undefined;
       this.onFire();
-    }, delay);
-    this.handle.unref();
+    };
+    if (this.clock.setTimer) {
+      this.cancel = this.clock.setTimer(fire, delay);
+    } else {
+      const handle = setTimeout(fire, delay);
+      handle.unref();
+      this.cancel = () => clearTimeout(handle);
+    }
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.handle) clearTimeout(this.handle);
-    this.handle = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
     this.armedAt = undefined;
   }
 }

@@ -2,6 +2,13 @@
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
+  /**
+   * Calls `fn` once `ms` have passed on this clock; returns a function that cancels it.
+   * Optional: without it, timers run on real time (`setTimeout`), which is what a clock that
+   * follows real time wants. A test clock implements it so that moving its time fires the
+   * broker's delay and lease timers exactly when the test says so.
+   */
+  setTimer?(fn: () => void, ms: number): () => void;
 }
 
 export const systemClock: Clock = { now: () => Date.now() };

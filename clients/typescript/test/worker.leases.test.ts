@@ -1,13 +1,19 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../../../test/helpers/broker.js';
 import { JobCancelledError, LeaseLostError, Producer, Worker, type Job, type JobMap, type WorkerOptions } from '../src/index.js';
-import { collectUntil } from './helpers.js';
+import { TestClock } from '../../../test/helpers/clock.js';
+import { collectUntil, gate } from './helpers.js';
 
+// The broker's leases expire only when the test moves its clock; the worker's heartbeats run on
+// real time. So "heartbeats keep the job alive" means: each time one arrived, the test moved the
+// broker's time 2/3 of a lease further, which would have expired the job without it.
 let b: TestBroker;
+let clock: TestClock;
 let producer: Producer;
 const workers: Worker[] = [];
 beforeEach(async () => {
-  b = await startTestBroker();
+  clock = new TestClock();
+  b = await startTestBroker({}, { clock });
   producer = new Producer({ address: b.running.address });
 });
 afterEach(async () => {
@@ -23,6 +29,21 @@ function start(options: Partial<WorkerOptions<JobMap, string>>): Worker {
   return w;
 }
 
+/**
+ * `rounds` times: moves the broker's clock by `stepMs`, then waits until each job's lease was
+ * renewed by a heartbeat sent after the move (deadline = the broker's time + its lease). A job
+ * without heartbeats would expire as soon as the steps add up to its lease timeout.
+ */
+async function outliveLeases(jobs: () => { job: Job; leaseMs: number }[], stepMs: number, rounds: number): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    clock.advance(stepMs);
+    const now = clock.now();
+    await expect
+      .poll(() => jobs().every(({ job, leaseMs }) => job.signal.aborted || job.deadline.getTime() >= now + leaseMs), { timeout: 10_000, interval: 5 })
+      .toBe(true);
+  }
+}
+
 /** Resolves with the handler's abort reason once its signal fires. */
 function untilAborted(job: Job): Promise<never> {
   return new Promise((_, reject) => job.signal.addEventListener('abort', () => reject(job.signal.reason), { once: true }));
@@ -35,8 +56,9 @@ describe('Worker leases', () => {
     const w = start({
       handler: async (job) => {
         job.signal.addEventListener('abort', () => aborted.push(job.signal.reason));
-        // Run for 4 lease timeouts; heartbeats every 200 ms renew the lease.
-        await new Promise((resolve) => setTimeout(resolve, 1600));
+        // Four lease timeouts of broker time; heartbeats every 200 ms (real) renew the lease.
+        await outliveLeases(() => [{ job, leaseMs: 400 }], 250, 7);
+        if (job.signal.aborted) throw job.signal.reason;
         return 'survived';
       },
     });
@@ -49,14 +71,22 @@ describe('Worker leases', () => {
     const short = await producer.enqueue('work', { n: 1 }, { leaseTimeout: 300 });
     const long = await producer.enqueue('work', { n: 2 }, { leaseTimeout: 700 });
     const aborted: unknown[] = [];
+    const running: { job: Job; leaseMs: number }[] = [];
+    const release = gate();
     const w = start({
       concurrency: 2,
       handler: async (job) => {
         job.signal.addEventListener('abort', () => aborted.push(job.signal.reason));
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        running.push({ job, leaseMs: job.id === short.id ? 300 : 700 });
+        await release.promise;
+        if (job.signal.aborted) throw job.signal.reason;
         return job.id;
       },
     });
+    await expect.poll(() => running.length).toBe(2);
+    // 200 ms steps: under either lease, so each job only has to beat once per step.
+    await outliveLeases(() => running, 200, 6);
+    release.open();
     await collectUntil(w, 'completed', (items) => items.length >= 2);
     expect(aborted).toEqual([]);
     for (const { id } of [short, long]) expect(await producer.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: id });
@@ -114,7 +144,10 @@ describe('Worker leases', () => {
         }
       },
     });
-    const [[, reason] = []] = await collectUntil(w, 'aborted', (items) => items.length >= 1);
+    const abortedOnce = collectUntil(w, 'aborted', (items) => items.length >= 1);
+    await collectUntil(w, 'active', (items) => items.length >= 1);
+    clock.advance(150);
+    const [[, reason] = []] = await abortedOnce;
     expect(reason).toBeInstanceOf(LeaseLostError);
     expect((reason as LeaseLostError).kind).toBe('lease-lost');
     await collectUntil(w, 'completed', (items) => items.length >= 1);
