@@ -31,7 +31,7 @@ afterEach(() => {
 function runBench(args: string[]): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // On timeout execFile sends SIGTERM; the bench then kills its broker and role processes.
-    execFile(process.execPath, [CLI_PATH, 'bench', ...args], { cwd: REPO_ROOT, timeout: 25_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [CLI_PATH, 'bench', ...args], { cwd: REPO_ROOT, timeout: 100_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`bench failed: ${error.message}\n--- stderr ---\n${stderr}`));
       else resolve({ stdout, stderr });
     });
@@ -70,5 +70,5 @@ describe('sluice bench', () => {
       }
       expect(row.durability).toBe('synchronous=FULL');
     }
-  }, 30_000);
+  }, 120_000);
 });

@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobState, Priority } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import type { Queue } from '../clients/typescript/src/gen/sluice/v1/admin.js';
+import { status } from '@grpc/grpc-js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { expectStatus } from './helpers/expect-status.js';
 
 let b: TestBroker;
 beforeEach(async () => {
@@ -13,12 +15,15 @@ afterEach(async () => {
 
 describe('pause and resume', () => {
   it('keeps accepting jobs for a paused queue but delivers none until it is resumed', async () => {
-    const paused = await b.api.pauseQueue('pa');
+    // No job was enqueued to it yet: pausing creates it only when asked to.
+    const paused = await b.api.pauseQueue('pa', true);
     expect(paused).toMatchObject({ name: 'pa', paused: true });
 
-    // One stream subscribed to both queues, with plenty of credit.
+    // One stream subscribed to both queues, with plenty of credit. It is told at once that
+    // one of them is paused (in the same message as `subscribed`).
     const worker = b.api.consumer({ queues: ['pa', 'pb'], workerId: 'both' }, 10);
     await worker.until(() => worker.subscribed !== undefined, 'subscribed');
+    expect(worker.queueNotices).toEqual([{ queue: 'pa', paused: true }]);
 
     // The paused queue's jobs are accepted, come first and outrank the other queue's...
     const a1 = await b.api.enqueue({ queue: 'pa', payload: 'a1', priority: Priority.PRIORITY_CRITICAL });
@@ -43,6 +48,11 @@ describe('pause and resume', () => {
     const resumed = await b.api.resumeQueue('pa');
     expect(resumed).toMatchObject({ name: 'pa', paused: false });
     const all = await worker.waitForDeliveries(4);
+    await worker.until(() => worker.queueNotices.length >= 2, 'the resume notice');
+    expect(worker.queueNotices).toEqual([
+      { queue: 'pa', paused: true },
+      { queue: 'pa', paused: false },
+    ]);
     expect(all.slice(2).map((d) => d.jobId)).toEqual([a1.id, a2.id]);
     expect((await b.api.getQueue('pa')).counts).toMatchObject({ pending: 0, active: 2 });
     worker.cancel();
@@ -55,6 +65,9 @@ describe('pause and resume', () => {
     expect(d!.jobId).toBe(first.id);
 
     await b.api.pauseQueue('busy');
+    // A stream subscribed to the queue hears about the pause.
+    await worker.until(() => worker.queueNotices.length >= 1, 'the pause notice');
+    expect(worker.queueNotices).toEqual([{ queue: 'busy', paused: true }]);
     const second = await b.api.enqueue({ queue: 'busy', payload: 2 });
     // The lease taken before the pause is still good.
     worker.ack(d!, undefined, 1);
@@ -113,5 +126,21 @@ describe('pause and resume', () => {
     expect(resumedInfo.paused).toBe(false);
     expect((await b.api.listQueues()).find((x) => x.name === q)!.paused).toBe(false);
     worker.cancel();
+  });
+
+  it('answers NOT_FOUND for pausing, resuming or updating an unknown queue, and creates it only when asked', async () => {
+    await b.api.enqueue({ queue: 'email', payload: {} });
+    // A typo does not create a paused queue.
+    await expectStatus(b.api.pauseQueue('emial'), status.NOT_FOUND, 'emial', 'create_if_missing');
+    await expectStatus(b.api.resumeQueue('emial'), status.NOT_FOUND, 'emial');
+    await expectStatus(b.api.updateQueue({ queue: 'emial', maxAttempts: 3 }), status.NOT_FOUND, 'emial', 'create_if_missing');
+    await expectStatus(b.api.getQueue('emial'), status.NOT_FOUND, 'emial');
+    expect((await b.api.listQueues()).map((q) => q.name)).toEqual(['email']);
+
+    // An existing queue needs no flag; create_if_missing makes a new one.
+    expect(await b.api.pauseQueue('email')).toMatchObject({ name: 'email', paused: true });
+    expect(await b.api.updateQueue({ queue: 'fresh', maxAttempts: 7, createIfMissing: true })).toMatchObject({ name: 'fresh', maxAttempts: 7, paused: false });
+    expect(await b.api.pauseQueue('frozen', true)).toMatchObject({ name: 'frozen', paused: true });
+    expect((await b.api.listQueues()).map((q) => q.name)).toEqual(['email', 'fresh', 'frozen']);
   });
 });

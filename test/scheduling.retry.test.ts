@@ -119,7 +119,7 @@ describe('retry with exponential backoff and jitter', () => {
   });
 
   it('applies the queue retry policy (UpdateQueue) to jobs that set none, and a job policy over it', async () => {
-    const q = await b.api.updateQueue({ queue: 'policy', maxAttempts: 3, retry: { initialMs: 50, multiplier: 3, maxMs: 1000, jitter: 0 } });
+    const q = await b.api.updateQueue({ queue: 'policy', maxAttempts: 3, retry: { initialMs: 50, multiplier: 3, maxMs: 1000, jitter: 0 }, createIfMissing: true });
     expect(q.retry).toEqual({ initialMs: 50, multiplier: 3, maxMs: 1000, jitter: 0 });
     expect(q.maxAttempts).toBe(3);
 

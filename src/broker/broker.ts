@@ -617,18 +617,37 @@ export class Broker {
     return { settings, counts, consumers: this.dispatcher.consumersOf(name) };
   }
 
-  async setPaused(name: string, paused: boolean): Promise<QueueInfo> {
+  /**
+   * A queue exists once a job was enqueued to it or it was created by PauseQueue/UpdateQueue
+   * with `createIfMissing`. Anything else is NOT_FOUND, so a typo does not make a new queue.
+   */
+  private assertQueueExists(name: string, createIfMissing: boolean): void {
+    if (createIfMissing || this.queues.has(name)) return;
+    throw notFound(`queue ${name} not found (queues exist once a job was enqueued to them; set create_if_missing to create it)`);
+  }
+
+  async setPaused(name: string, paused: boolean, createIfMissing = false): Promise<QueueInfo> {
+    this.assertQueueExists(name, paused && createIfMissing);
     await this.commits.run((now) => {
       this.store.ensureQueue(name, now);
       this.store.setQueuePaused(name, paused);
     });
     this.queues.refresh(name);
     if (!paused) this.dispatcher.markReady(name);
+    for (const session of this.sessions.values()) {
+      if (session.subscription.queues.includes(name)) session.queueNotice({ queue: name, paused });
+    }
+    this.commits.schedule();
     this.log.info({ queue: name, paused }, paused ? 'queue paused' : 'queue resumed');
     return this.getQueue(name);
   }
 
-  async updateQueue(name: string, changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number }): Promise<QueueInfo> {
+  async updateQueue(
+    name: string,
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number },
+    createIfMissing = false,
+  ): Promise<QueueInfo> {
+    this.assertQueueExists(name, createIfMissing);
     await this.commits.run((now) => {
       this.store.ensureQueue(name, now);
       this.store.updateQueueDefaults(name, {
@@ -640,6 +659,35 @@ export class Broker {
     });
     this.queues.refresh(name);
     return this.getQueue(name);
+  }
+
+  /**
+   * Deletes a queue that has no scheduled, pending, active or dead jobs: work is never thrown
+   * away by deleting its queue, and dead letters are only removed by an explicit purge.
+   * Completed and cancelled jobs (history) are deleted with it.
+   */
+  async deleteQueue(name: string): Promise<{ deletedJobs: number }> {
+    if (!this.queues.has(name)) throw notFound(`queue ${name} not found`);
+    try {
+      const deletedJobs = await this.commits.run(() => {
+        const counts = emptyCounts();
+        for (const { state, n } of this.store.countsForQueue(name)) counts[state] = n;
+        const blocking = (['scheduled', 'pending', 'active', 'dead'] as const).filter((state) => counts[state] > 0);
+        if (blocking.length > 0) {
+          const what = blocking.map((state) => `${counts[state]} ${state}`).join(', ');
+          const hint = blocking.includes('dead') ? '; purge its dead letters first' : '; cancel or finish them first';
+          throw failedPrecondition(`queue ${name} still has ${what} job(s)${hint}`);
+        }
+        // Forgotten inside the write, so an enqueue later in the same flush re-creates the row.
+        this.queues.forget(name);
+        return this.store.deleteQueue(name);
+      });
+      this.log.info({ queue: name, deletedJobs }, 'queue deleted');
+      return { deletedJobs };
+    } finally {
+      // Rolled back (or re-created by an enqueue in the same flush): mirror what the store has.
+      this.queues.refresh(name);
+    }
   }
 
   listJobs(filter: JobFilter, limit: number, beforeSeq?: number): JobRow[] {

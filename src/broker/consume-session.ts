@@ -33,6 +33,13 @@ export interface Outgoing {
   drainGraceMs?: number;
   /** Answers the worker's stop. */
   stopped?: true;
+  /** Subscribed queues paused or resumed. */
+  queueNotices?: QueueNotice[];
+}
+
+export interface QueueNotice {
+  queue: string;
+  paused: boolean;
 }
 
 export interface Subscription {
@@ -110,6 +117,12 @@ export class ConsumeSession {
     this.draining = true;
     this.credit.dropUnused();
     this.outbox.stopped = true;
+    this.touch();
+  }
+
+  /** A subscribed queue was paused or resumed: the worker is told, so it can say why it is idle. */
+  queueNotice(notice: QueueNotice): void {
+    (this.outbox.queueNotices ??= []).push(notice);
     this.touch();
   }
 

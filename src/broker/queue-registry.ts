@@ -41,6 +41,11 @@ export class QueueRegistry {
     if (!this.queues.has(name)) this.store.ensureQueue(name, now);
   }
 
+  /** After commit: the queue was deleted. */
+  forget(name: string): void {
+    this.queues.delete(name);
+  }
+
   /** After commit (or when the row is known to exist): reload one queue from the store. */
   refresh(name: string): QueueSettings | undefined {
     const row = this.store.getQueue(name);

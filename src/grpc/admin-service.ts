@@ -63,7 +63,7 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
   return {
     listQueues: unary(log, 'ListQueues', () => ({ queues: broker.listQueues().map(queueToWire) })),
     getQueue: unary(log, 'GetQueue', (req: { queue: string }) => queueToWire(broker.getQueue(validateQueueName(req.queue)))),
-    pauseQueue: unary(log, 'PauseQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), true))),
+    pauseQueue: unary(log, 'PauseQueue', async (req) => queueToWire(await broker.setPaused(validateQueueName(req.queue), true, req.createIfMissing))),
     resumeQueue: unary(log, 'ResumeQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), false))),
     updateQueue: unary(log, 'UpdateQueue', async (req) => {
       const name = validateQueueName(req.queue);
@@ -73,8 +73,12 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
         maxAttempts: req.maxAttempts || undefined,
         retry,
         leaseTimeoutMs: req.leaseTimeoutMs || undefined,
-      });
+      }, req.createIfMissing);
       return queueToWire(info);
+    }),
+    deleteQueue: unary(log, 'DeleteQueue', async (req) => {
+      await broker.deleteQueue(validateQueueName(req.queue));
+      return {};
     }),
     listJobs: unary(log, 'ListJobs', (req) => {
       const size = pageSize(req.pageSize);

@@ -56,7 +56,16 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             const subscription = parseSubscribe(req.subscribe, peer);
             const raw = subscription.rawJsonPayloads;
             session = broker.openSession(subscription, peer, (out) => call.write(toResponse(out, raw)));
-            call.write({ subscribed: { streamId: session.id, maxCredit: session.credit.max }, deliveries: [], settled: [], revoked: [], drain: undefined, stopped: undefined });
+            call.write({
+              subscribed: { streamId: session.id, maxCredit: session.credit.max },
+              deliveries: [],
+              settled: [],
+              revoked: [],
+              drain: undefined,
+              stopped: undefined,
+              // Paused now: said at once, so a worker that gets nothing can tell why.
+              queueNotices: subscription.queues.filter((q) => broker.queues.isPaused(q)).map((queue) => ({ queue, paused: true })),
+            });
           } else if (req.subscribe) {
             throw invalidArgument('subscribe may only be sent once, in the first message of the stream');
           }
@@ -153,5 +162,6 @@ function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
     })),
     drain: out.drainGraceMs === undefined ? undefined : { graceMs: out.drainGraceMs },
     stopped: out.stopped ? {} : undefined,
+    queueNotices: out.queueNotices ?? [],
   };
 }

@@ -150,6 +150,9 @@ export class JobStore {
     setQueuePaused: Statement;
     updateQueueDefaults: Statement;
     getQueue: Statement;
+    deleteFinishedOfQueue: Statement;
+    deleteQueue: Statement;
+    deleteQueueCounts: Statement;
   };
   /** Multi-row inserts by row count (see insertMany). */
   private readonly insertRows = new Map<number, Statement>();
@@ -221,6 +224,9 @@ export class JobStore {
                    retry = coalesce(@retry, retry), lease_timeout_ms = coalesce(@leaseTimeoutMs, lease_timeout_ms)
                  WHERE name = @name`),
       getQueue: p(`SELECT * FROM queues WHERE name = ?`),
+      deleteFinishedOfQueue: p(`DELETE FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')`),
+      deleteQueue: p(`DELETE FROM queues WHERE name = ?`),
+      deleteQueueCounts: p(`DELETE FROM queue_counts WHERE queue = ?`),
     };
   }
 
@@ -554,6 +560,17 @@ export class JobStore {
 
   updateQueueDefaults(name: string, changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null }): void {
     this.s.updateQueueDefaults.run({ name, ...changes });
+  }
+
+  /**
+   * Inside a transaction, after the caller checked that only completed and cancelled jobs
+   * are left: deletes them, the queue's settings and its counts. Returns the jobs deleted.
+   */
+  deleteQueue(name: string): number {
+    const deleted = this.s.deleteFinishedOfQueue.run(name).changes;
+    this.s.deleteQueue.run(name);
+    this.s.deleteQueueCounts.run(name);
+    return deleted;
   }
 }
 

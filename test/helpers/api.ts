@@ -15,6 +15,7 @@ import {
   type ConsumeResponse,
   type Delivery,
   type Drain,
+  type QueueNotice,
   type Revoke,
   type SettleResult,
   type Subscribed,
@@ -90,9 +91,14 @@ export class Api {
     return unary(a.getQueue, a, { queue });
   }
 
-  pauseQueue(queue: string): Promise<Queue> {
+  pauseQueue(queue: string, createIfMissing = false): Promise<Queue> {
     const a = this.clients.admin;
-    return unary(a.pauseQueue, a, { queue });
+    return unary(a.pauseQueue, a, { queue, createIfMissing });
+  }
+
+  deleteQueue(queue: string): Promise<void> {
+    const a = this.clients.admin;
+    return unary(a.deleteQueue, a, { queue }).then(() => undefined);
   }
 
   resumeQueue(queue: string): Promise<Queue> {
@@ -160,6 +166,7 @@ export class TestConsumer {
   readonly settled: SettleResult[] = [];
   readonly revoked: Revoke[] = [];
   readonly drains: Drain[] = [];
+  readonly queueNotices: QueueNotice[] = [];
   subscribed: Subscribed | undefined;
   /** The broker confirmed this stream's stop. */
   stopped = false;
@@ -190,6 +197,7 @@ export class TestConsumer {
       this.settled.push(...m.settled);
       this.revoked.push(...m.revoked);
       if (m.drain) this.drains.push(m.drain);
+      this.queueNotices.push(...m.queueNotices);
       if (m.stopped) this.stopped = true;
       this.poke();
     });

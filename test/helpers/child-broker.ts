@@ -175,7 +175,7 @@ export async function startChildBroker(options: ChildBrokerOptions): Promise<Chi
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => (stderr += chunk));
 
-  const waitForLog = (match: (line: LogLine) => boolean, what: string, timeoutMs = 10_000): Promise<LogLine> => {
+  const waitForLog = (match: (line: LogLine) => boolean, what: string, timeoutMs = 30_000): Promise<LogLine> => {
     const seen = logs.find(match);
     if (seen) return Promise.resolve(seen);
     if (exit) return Promise.reject(new Error(`broker already exited (code ${exit.code}, signal ${exit.signal}); no log line for ${what}${describe()}`));
@@ -189,7 +189,7 @@ export async function startChildBroker(options: ChildBrokerOptions): Promise<Chi
     });
   };
 
-  const startTimeout = options.startTimeoutMs ?? 15_000;
+  const startTimeout = options.startTimeoutMs ?? 60_000;
   let grpcLine: LogLine;
   let httpLine: LogLine | undefined;
   try {

@@ -65,6 +65,19 @@ export interface WorkerOptions<J extends object, Q extends QueueName<J>> extends
   shutdownSignals?: NodeJS.Signals[];
   /** How long a signal-initiated close lets in-flight handlers finish. Default 30 s. */
   shutdownTimeoutMs?: number;
+  /**
+   * Where the worker says what it does: `info` for connecting and paused or resumed queues,
+   * `warn` for an unreachable broker, `debug` for reconnect attempts. pino, console or anything
+   * with these methods (called as `(fields, message)`). Default: silent (events only).
+   */
+  logger?: WorkerLogger;
+}
+
+/** What `logger` needs: pino's and console's methods both fit. */
+export interface WorkerLogger {
+  debug?(fields: Record<string, unknown>, message: string): void;
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
 }
 
 export type WorkerState = 'idle' | 'connecting' | 'running' | 'reconnecting' | 'closing' | 'closed';
@@ -85,6 +98,10 @@ export interface WorkerEvents<J extends object = JobMap, Q extends keyof J = key
   error: [error: Error];
   /** The broker is shutting down; no new jobs until it is back. */
   draining: [];
+  /** A subscribed queue is paused (told on subscribe, and when it happens): nothing comes from it. */
+  paused: [queue: string];
+  /** A subscribed queue was resumed. */
+  resumed: [queue: string];
   /** Waiting `delayMs` before reconnect attempt `attempt`. */
   reconnecting: [attempt: number, delayMs: number];
   closing: [];
@@ -154,6 +171,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private conditionWaiters: (() => void)[] = [];
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
   private readonly channel: JobChannel;
+  private readonly paused = new Set<string>();
+  private readonly log: WorkerLogger | undefined;
 
   constructor(options: WorkerOptions<J, Q>) {
     super();
@@ -170,6 +189,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     }
     this.prefetch = prefetch;
     this.options = options;
+    this.log = options.logger;
     this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.clients = connect(options);
     this.channel = {
@@ -187,6 +207,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
 
   get state(): WorkerState {
     return this.stateValue;
+  }
+
+  /** Subscribed queues the broker reported paused (nothing is delivered from them). */
+  get pausedQueues(): ReadonlySet<string> {
+    return this.paused;
   }
 
   /** Handlers running now (including aborted ones that have not returned yet). */
@@ -268,8 +293,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       stream.subscribed = true;
       this.reconnectAttempt = 0;
       if (this.stateValue === 'connecting' || this.stateValue === 'reconnecting') this.setState('running');
+      // The broker lists the paused queues again with every subscribe.
+      this.paused.clear();
       this.emit('ready');
     }
+    for (const { queue, paused } of m.queueNotices) this.onQueueNotice(queue, paused);
     for (const r of m.settled) this.onSettled(stream, r);
     for (const r of m.revoked) {
       const job = this.running.get(r.leaseId) ?? this.takeWaiting((j) => j.leaseId === r.leaseId)[0];
@@ -291,6 +319,20 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     }
     if (m.stopped) stream.stopped = true;
     this.changed();
+  }
+
+  private onQueueNotice(queue: string, paused: boolean): void {
+    if (paused === this.paused.has(queue)) return;
+    if (paused) {
+      this.paused.add(queue);
+      const idle = this.options.queues.every((q) => this.paused.has(q));
+      this.log?.info({ queue }, `queue ${queue} is paused: no jobs from it until it is resumed${idle ? ' (every subscribed queue is paused)' : ''}`);
+      this.emit('paused', queue);
+    } else {
+      this.paused.delete(queue);
+      this.log?.info({ queue }, `queue ${queue} was resumed`);
+      this.emit('resumed', queue);
+    }
   }
 
   private onStreamEnd(stream: Stream, error: ServiceError | StatusObject | undefined): void {

@@ -83,6 +83,8 @@ export interface GetQueueRequest {
 export interface PauseQueueRequest {
   /** Queue name. */
   queue: string;
+  /** Create the queue (paused) when it does not exist, instead of answering NOT_FOUND. */
+  createIfMissing: boolean;
 }
 
 /** Which queue to resume. */
@@ -103,6 +105,18 @@ export interface UpdateQueueRequest {
     | undefined;
   /** New default lease timeout in milliseconds (0 = keep). */
   leaseTimeoutMs: number;
+  /** Create the queue with these defaults when it does not exist, instead of answering NOT_FOUND. */
+  createIfMissing: boolean;
+}
+
+/** Which queue to delete. */
+export interface DeleteQueueRequest {
+  /** Queue name. */
+  queue: string;
+}
+
+/** The queue is gone. */
+export interface DeleteQueueResponse {
 }
 
 /** A job search. */
@@ -745,13 +759,16 @@ export const GetQueueRequest: MessageFns<GetQueueRequest> = {
 };
 
 function createBasePauseQueueRequest(): PauseQueueRequest {
-  return { queue: "" };
+  return { queue: "", createIfMissing: false };
 }
 
 export const PauseQueueRequest: MessageFns<PauseQueueRequest> = {
   encode(message: PauseQueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.queue !== "") {
       writer.uint32(10).string(message.queue);
+    }
+    if (message.createIfMissing !== false) {
+      writer.uint32(16).bool(message.createIfMissing);
     }
     return writer;
   },
@@ -777,6 +794,14 @@ export const PauseQueueRequest: MessageFns<PauseQueueRequest> = {
             message.queue = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.createIfMissing = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -790,13 +815,23 @@ export const PauseQueueRequest: MessageFns<PauseQueueRequest> = {
   },
 
   fromJSON(object: any): PauseQueueRequest {
-    return { queue: isSet(object.queue) ? globalThis.String(object.queue) : "" };
+    return {
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+      createIfMissing: isSet(object.createIfMissing)
+        ? globalThis.Boolean(object.createIfMissing)
+        : isSet(object.create_if_missing)
+        ? globalThis.Boolean(object.create_if_missing)
+        : false,
+    };
   },
 
   toJSON(message: PauseQueueRequest): unknown {
     const obj: any = {};
     if (message.queue !== "") {
       obj.queue = message.queue;
+    }
+    if (message.createIfMissing !== false) {
+      obj.createIfMissing = message.createIfMissing;
     }
     return obj;
   },
@@ -807,6 +842,7 @@ export const PauseQueueRequest: MessageFns<PauseQueueRequest> = {
   fromPartial(object: DeepPartial<PauseQueueRequest>): PauseQueueRequest {
     const message = createBasePauseQueueRequest();
     message.queue = object.queue ?? "";
+    message.createIfMissing = object.createIfMissing ?? false;
     return message;
   },
 };
@@ -879,7 +915,7 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
 };
 
 function createBaseUpdateQueueRequest(): UpdateQueueRequest {
-  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0 };
+  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, createIfMissing: false };
 }
 
 export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
@@ -895,6 +931,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.leaseTimeoutMs !== 0) {
       writer.uint32(32).uint32(message.leaseTimeoutMs);
+    }
+    if (message.createIfMissing !== false) {
+      writer.uint32(40).bool(message.createIfMissing);
     }
     return writer;
   },
@@ -944,6 +983,14 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             message.leaseTimeoutMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.createIfMissing = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -970,6 +1017,11 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.lease_timeout_ms)
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
+      createIfMissing: isSet(object.createIfMissing)
+        ? globalThis.Boolean(object.createIfMissing)
+        : isSet(object.create_if_missing)
+        ? globalThis.Boolean(object.create_if_missing)
+        : false,
     };
   },
 
@@ -987,6 +1039,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.leaseTimeoutMs !== 0) {
       obj.leaseTimeoutMs = Math.round(message.leaseTimeoutMs);
     }
+    if (message.createIfMissing !== false) {
+      obj.createIfMissing = message.createIfMissing;
+    }
     return obj;
   },
 
@@ -1001,6 +1056,126 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
       ? RetryPolicy.fromPartial(object.retry)
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
+    message.createIfMissing = object.createIfMissing ?? false;
+    return message;
+  },
+};
+
+function createBaseDeleteQueueRequest(): DeleteQueueRequest {
+  return { queue: "" };
+}
+
+export const DeleteQueueRequest: MessageFns<DeleteQueueRequest> = {
+  encode(message: DeleteQueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteQueueRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteQueueRequest {
+    return { queue: isSet(object.queue) ? globalThis.String(object.queue) : "" };
+  },
+
+  toJSON(message: DeleteQueueRequest): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
+    return DeleteQueueRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
+    const message = createBaseDeleteQueueRequest();
+    message.queue = object.queue ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteQueueResponse(): DeleteQueueResponse {
+  return {};
+}
+
+export const DeleteQueueResponse: MessageFns<DeleteQueueResponse> = {
+  encode(_: DeleteQueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteQueueResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteQueueResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteQueueResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
+    return DeleteQueueResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
+    const message = createBaseDeleteQueueResponse();
     return message;
   },
 };
@@ -2294,7 +2469,10 @@ export const AdminServiceService = {
     responseSerialize: (value: Queue): Buffer => Buffer.from(Queue.encode(value).finish()),
     responseDeserialize: (value: Buffer): Queue => Queue.decode(value),
   },
-  /** Stop deliveries from a queue (enqueues are still accepted). */
+  /**
+   * Stop deliveries from a queue (enqueues are still accepted). NOT_FOUND for a queue that
+   * does not exist, unless create_if_missing is set.
+   */
   pauseQueue: {
     path: "/sluice.v1.AdminService/PauseQueue" as const,
     requestStream: false as const,
@@ -2304,7 +2482,7 @@ export const AdminServiceService = {
     responseSerialize: (value: Queue): Buffer => Buffer.from(Queue.encode(value).finish()),
     responseDeserialize: (value: Buffer): Queue => Queue.decode(value),
   },
-  /** Resume deliveries from a paused queue. */
+  /** Resume deliveries from a paused queue. NOT_FOUND for a queue that does not exist. */
   resumeQueue: {
     path: "/sluice.v1.AdminService/ResumeQueue" as const,
     requestStream: false as const,
@@ -2314,7 +2492,10 @@ export const AdminServiceService = {
     responseSerialize: (value: Queue): Buffer => Buffer.from(Queue.encode(value).finish()),
     responseDeserialize: (value: Buffer): Queue => Queue.decode(value),
   },
-  /** Change a queue's defaults for new attempts. */
+  /**
+   * Change a queue's defaults; they apply to its unfinished jobs that did not set their own.
+   * NOT_FOUND for a queue that does not exist, unless create_if_missing is set.
+   */
   updateQueue: {
     path: "/sluice.v1.AdminService/UpdateQueue" as const,
     requestStream: false as const,
@@ -2323,6 +2504,19 @@ export const AdminServiceService = {
     requestDeserialize: (value: Buffer): UpdateQueueRequest => UpdateQueueRequest.decode(value),
     responseSerialize: (value: Queue): Buffer => Buffer.from(Queue.encode(value).finish()),
     responseDeserialize: (value: Buffer): Queue => Queue.decode(value),
+  },
+  /**
+   * Delete a queue with no scheduled, pending, active or dead jobs (FAILED_PRECONDITION
+   * otherwise, naming the counts); its completed and cancelled jobs are deleted with it.
+   */
+  deleteQueue: {
+    path: "/sluice.v1.AdminService/DeleteQueue" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteQueueRequest): Buffer => Buffer.from(DeleteQueueRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteQueueRequest => DeleteQueueRequest.decode(value),
+    responseSerialize: (value: DeleteQueueResponse): Buffer => Buffer.from(DeleteQueueResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteQueueResponse => DeleteQueueResponse.decode(value),
   },
   /** List jobs, newest first, filtered and paginated. */
   listJobs: {
@@ -2386,12 +2580,23 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   listQueues: handleUnaryCall<ListQueuesRequest, ListQueuesResponse>;
   /** One queue with its counts and settings. */
   getQueue: handleUnaryCall<GetQueueRequest, Queue>;
-  /** Stop deliveries from a queue (enqueues are still accepted). */
+  /**
+   * Stop deliveries from a queue (enqueues are still accepted). NOT_FOUND for a queue that
+   * does not exist, unless create_if_missing is set.
+   */
   pauseQueue: handleUnaryCall<PauseQueueRequest, Queue>;
-  /** Resume deliveries from a paused queue. */
+  /** Resume deliveries from a paused queue. NOT_FOUND for a queue that does not exist. */
   resumeQueue: handleUnaryCall<ResumeQueueRequest, Queue>;
-  /** Change a queue's defaults for new attempts. */
+  /**
+   * Change a queue's defaults; they apply to its unfinished jobs that did not set their own.
+   * NOT_FOUND for a queue that does not exist, unless create_if_missing is set.
+   */
   updateQueue: handleUnaryCall<UpdateQueueRequest, Queue>;
+  /**
+   * Delete a queue with no scheduled, pending, active or dead jobs (FAILED_PRECONDITION
+   * otherwise, naming the counts); its completed and cancelled jobs are deleted with it.
+   */
+  deleteQueue: handleUnaryCall<DeleteQueueRequest, DeleteQueueResponse>;
   /** List jobs, newest first, filtered and paginated. */
   listJobs: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
   /** List dead jobs, newest first. */
@@ -2434,7 +2639,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Queue) => void,
   ): ClientUnaryCall;
-  /** Stop deliveries from a queue (enqueues are still accepted). */
+  /**
+   * Stop deliveries from a queue (enqueues are still accepted). NOT_FOUND for a queue that
+   * does not exist, unless create_if_missing is set.
+   */
   pauseQueue(
     request: PauseQueueRequest,
     callback: (error: ServiceError | null, response: Queue) => void,
@@ -2450,7 +2658,7 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Queue) => void,
   ): ClientUnaryCall;
-  /** Resume deliveries from a paused queue. */
+  /** Resume deliveries from a paused queue. NOT_FOUND for a queue that does not exist. */
   resumeQueue(
     request: ResumeQueueRequest,
     callback: (error: ServiceError | null, response: Queue) => void,
@@ -2466,7 +2674,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Queue) => void,
   ): ClientUnaryCall;
-  /** Change a queue's defaults for new attempts. */
+  /**
+   * Change a queue's defaults; they apply to its unfinished jobs that did not set their own.
+   * NOT_FOUND for a queue that does not exist, unless create_if_missing is set.
+   */
   updateQueue(
     request: UpdateQueueRequest,
     callback: (error: ServiceError | null, response: Queue) => void,
@@ -2481,6 +2692,25 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Queue) => void,
+  ): ClientUnaryCall;
+  /**
+   * Delete a queue with no scheduled, pending, active or dead jobs (FAILED_PRECONDITION
+   * otherwise, naming the counts); its completed and cancelled jobs are deleted with it.
+   */
+  deleteQueue(
+    request: DeleteQueueRequest,
+    callback: (error: ServiceError | null, response: DeleteQueueResponse) => void,
+  ): ClientUnaryCall;
+  deleteQueue(
+    request: DeleteQueueRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteQueueResponse) => void,
+  ): ClientUnaryCall;
+  deleteQueue(
+    request: DeleteQueueRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteQueueResponse) => void,
   ): ClientUnaryCall;
   /** List jobs, newest first, filtered and paginated. */
   listJobs(

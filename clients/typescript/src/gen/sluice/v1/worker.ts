@@ -139,7 +139,14 @@ export interface ConsumeResponse {
     | Drain
     | undefined;
   /** Answers the worker's `stop`: nothing more will be delivered on this stream. */
-  stopped: Stopped | undefined;
+  stopped:
+    | Stopped
+    | undefined;
+  /**
+   * Subscribed queues that are paused: sent with `subscribed` for those paused at that moment,
+   * then whenever one is paused or resumed (so a worker can say why it gets no jobs).
+   */
+  queueNotices: QueueNotice[];
 }
 
 /** Confirms a subscription. */
@@ -327,6 +334,14 @@ export function revoke_ReasonToJSON(object: Revoke_Reason): string {
 
 /** Confirms a worker's stop. */
 export interface Stopped {
+}
+
+/** A subscribed queue was paused or resumed. */
+export interface QueueNotice {
+  /** Queue name. */
+  queue: string;
+  /** True: paused, nothing is delivered from it until it is resumed. */
+  paused: boolean;
 }
 
 /** Shutdown notice. */
@@ -1255,7 +1270,15 @@ export const Extend: MessageFns<Extend> = {
 };
 
 function createBaseConsumeResponse(): ConsumeResponse {
-  return { subscribed: undefined, deliveries: [], settled: [], revoked: [], drain: undefined, stopped: undefined };
+  return {
+    subscribed: undefined,
+    deliveries: [],
+    settled: [],
+    revoked: [],
+    drain: undefined,
+    stopped: undefined,
+    queueNotices: [],
+  };
 }
 
 export const ConsumeResponse: MessageFns<ConsumeResponse> = {
@@ -1277,6 +1300,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     }
     if (message.stopped !== undefined) {
       Stopped.encode(message.stopped, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.queueNotices) {
+      QueueNotice.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1342,6 +1368,14 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
             message.stopped = Stopped.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.queueNotices.push(QueueNotice.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1366,6 +1400,11 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
       revoked: globalThis.Array.isArray(object?.revoked) ? object.revoked.map((e: any) => Revoke.fromJSON(e)) : [],
       drain: isSet(object.drain) ? Drain.fromJSON(object.drain) : undefined,
       stopped: isSet(object.stopped) ? Stopped.fromJSON(object.stopped) : undefined,
+      queueNotices: globalThis.Array.isArray(object?.queueNotices)
+        ? object.queueNotices.map((e: any) => QueueNotice.fromJSON(e))
+        : globalThis.Array.isArray(object?.queue_notices)
+        ? object.queue_notices.map((e: any) => QueueNotice.fromJSON(e))
+        : [],
     };
   },
 
@@ -1389,6 +1428,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     if (message.stopped !== undefined) {
       obj.stopped = Stopped.toJSON(message.stopped);
     }
+    if (message.queueNotices?.length) {
+      obj.queueNotices = message.queueNotices.map((e) => QueueNotice.toJSON(e));
+    }
     return obj;
   },
 
@@ -1407,6 +1449,7 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     message.stopped = (object.stopped !== undefined && object.stopped !== null)
       ? Stopped.fromPartial(object.stopped)
       : undefined;
+    message.queueNotices = object.queueNotices?.map((e) => QueueNotice.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2286,6 +2329,91 @@ export const Stopped: MessageFns<Stopped> = {
   },
   fromPartial(_: DeepPartial<Stopped>): Stopped {
     const message = createBaseStopped();
+    return message;
+  },
+};
+
+function createBaseQueueNotice(): QueueNotice {
+  return { queue: "", paused: false };
+}
+
+export const QueueNotice: MessageFns<QueueNotice> = {
+  encode(message: QueueNotice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    if (message.paused !== false) {
+      writer.uint32(16).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueNotice {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueNotice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueueNotice {
+    return {
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: QueueNotice): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueueNotice>): QueueNotice {
+    return QueueNotice.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueNotice>): QueueNotice {
+    const message = createBaseQueueNotice();
+    message.queue = object.queue ?? "";
+    message.paused = object.paused ?? false;
     return message;
   },
 };
