@@ -20,6 +20,14 @@ export interface BrokerConfig {
   retryMaxMs: number;
   retryJitter: number;
   shutdownGraceMs: number;
+  // Security (src/auth): empty strings mean "not set".
+  authFile: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+  tlsClientAuth: 'require' | 'optional';
+  publicEndpoints: ('health' | 'reflection' | 'metrics')[];
+  insecure: boolean;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -59,6 +67,22 @@ function oneOf<T extends string>(values: readonly T[], normalise: (s: string) =>
   };
 }
 
+function list<T extends string>(values: readonly T[]): Parser<T[]> {
+  return (raw) => {
+    const items = raw.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s && s !== 'none');
+    for (const item of items) if (!values.includes(item as T)) throw invalidArgument(`expected a comma-separated list of ${values.join(', ')} (or none), got ${JSON.stringify(raw)}`);
+    return [...new Set(items)] as T[];
+  };
+}
+
+/** Flags without a value (`--insecure`); the environment variable takes true/false/1/0. */
+export const boolean: Parser<boolean> = (raw) => {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  throw invalidArgument(`expected true or false, got ${JSON.stringify(raw)}`);
+};
+
 function setting<K extends keyof BrokerConfig>(s: Setting<K>): Setting<K> {
   return s;
 }
@@ -82,6 +106,13 @@ export const SETTINGS = [
   setting({ key: 'retryMaxMs', flag: '--retry-max-ms <ms>', env: 'SLUICE_RETRY_MAX_MS', description: 'default cap on one backoff delay', default: 3_600_000, parse: integer(1, 2_147_483_647) }),
   setting({ key: 'retryJitter', flag: '--retry-jitter <fraction>', env: 'SLUICE_RETRY_JITTER', description: 'default backoff jitter, 0..1 (0.2 = +/-20%)', default: 0.2, parse: decimal(0, 1) }),
   setting({ key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'SLUICE_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, how long in-flight jobs may still be settled before their leases are released', default: 30_000, parse: integer(0, 3_600_000) }),
+  setting({ key: 'authFile', flag: '--auth-file <path>', env: 'SLUICE_AUTH_FILE', description: 'token file (SHA-256 hashes of bearer tokens and client-certificate subjects with their scopes; see README "Security"); reloaded on SIGHUP and when it changes', default: '', parse: text }),
+  setting({ key: 'tlsCert', flag: '--tls-cert <path>', env: 'SLUICE_TLS_CERT', description: 'PEM certificate (chain) for TLS on gRPC and HTTP; reloaded on SIGHUP and when it changes', default: '', parse: text }),
+  setting({ key: 'tlsKey', flag: '--tls-key <path>', env: 'SLUICE_TLS_KEY', description: 'PEM private key of --tls-cert', default: '', parse: text }),
+  setting({ key: 'tlsClientCa', flag: '--tls-client-ca <path>', env: 'SLUICE_TLS_CLIENT_CA', description: 'PEM CA that signs client certificates (mTLS); a verified certificate authenticates like a token', default: '', parse: text }),
+  setting({ key: 'tlsClientAuth', flag: '--tls-client-auth <mode>', env: 'SLUICE_TLS_CLIENT_AUTH', description: 'with --tls-client-ca: require (every connection presents a certificate) or optional (a token will do; needs --auth-file)', default: 'require', parse: oneOf(['require', 'optional'] as const, (s) => s.toLowerCase()) }),
+  setting({ key: 'publicEndpoints', flag: '--public-endpoints <list>', env: 'SLUICE_PUBLIC_ENDPOINTS', description: 'what stays open without credentials when auth is on: health (gRPC health, /healthz), reflection, metrics (/metrics), or none', default: ['health', 'reflection'] as ('health' | 'reflection' | 'metrics')[], parse: list(['health', 'reflection', 'metrics'] as const) }),
+  setting({ key: 'insecure', flag: '--insecure', env: 'SLUICE_INSECURE', description: 'allow a non-loopback listen address without authentication (anyone who reaches the port can read, enqueue and purge jobs)', default: false, parse: boolean }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {

@@ -4,6 +4,7 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { createLogger, type Logger } from './log.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { startHttpServer, type HttpServer } from './http/http-server.js';
+import { createSecurity, type Security } from './auth/security.js';
 
 export interface RunningSluice {
   broker: Broker;
@@ -12,6 +13,8 @@ export interface RunningSluice {
   httpPort: number | undefined;
   /** host:port that clients dial. */
   address: string;
+  /** Auth and TLS: `security.reload('SIGHUP')`, and their 'reloaded' events for tests. */
+  security: Security;
   /**
    * Two-phase, idempotent shutdown: drain (health NOT_SERVING, `drain` to workers, settles
    * accepted until graceMs) then stop (release what is left, close the store). Calling
@@ -29,14 +32,17 @@ export interface StartOptions {
 /** Starts a broker with its gRPC and HTTP listeners. */
 export async function startSluice(config: BrokerConfig, options: StartOptions = {}): Promise<RunningSluice> {
   const log = options.logger ?? createLogger(config.logLevel);
+  // Before the store opens: a refused or broken security setup starts nothing.
+  const security = createSecurity(config, log);
   const broker = new Broker(config, options.clock ?? systemClock, log);
   broker.start();
   let grpc: GrpcServer;
   let http: HttpServer | undefined;
   try {
-    grpc = await startGrpcServer(broker, config.grpcAddress, log);
-    if (config.httpAddress !== 'off') http = await startHttpServer(broker, config.httpAddress, log);
+    grpc = await startGrpcServer(broker, config.grpcAddress, log, security);
+    if (config.httpAddress !== 'off') http = await startHttpServer(broker, config.httpAddress, log, security);
   } catch (error) {
+    security.close();
     await broker.stop();
     throw error;
   }
@@ -49,6 +55,7 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
     broker,
     grpcPort: grpc.port,
     httpPort: http?.port,
+    security,
     address: `${host === '0.0.0.0' || host === '' ? '127.0.0.1' : host}:${grpc.port}`,
     forceNow: () => force?.(),
     shutdown(graceMs = config.shutdownGraceMs) {
@@ -56,6 +63,7 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
         const forced = new Promise<void>((resolve) => (force = resolve));
         await Promise.race([broker.drain(graceMs), forced]);
         await broker.stop();
+        security.close();
         grpc.server.forceShutdown();
         if (http) {
           const closed = new Promise<void>((resolve) => http!.server.close(() => resolve()));

@@ -11,6 +11,7 @@ import { reportError } from './exit.js';
 import { jobCommands } from './jobs.js';
 import { queueCommands } from './queues.js';
 import { serveCommand } from './serve.js';
+import { tokenCommand } from './token.js';
 import { workersCommand } from './workers.js';
 
 export function createProgram(): Command {
@@ -39,6 +40,7 @@ Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), -
   program.addCommand(dlqCommand());
   program.addCommand(workersCommand());
   program.addCommand(benchCommand());
+  program.addCommand(tokenCommand());
 
   configureAll(program);
   return program;

@@ -1,13 +1,21 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SETTINGS, resolveConfig, type BrokerConfig } from '../config.js';
 import { examples } from './connection.js';
+import { usageError } from './exit.js';
 
 /** `sluice serve`: the broker itself. */
 export function serveCommand(): Command {
   const serve = new Command('serve').description('run the broker (every setting also reads a SLUICE_* environment variable; flags win)');
 
   for (const s of SETTINGS) {
-    const option = new Option(s.flag, s.description).default(s.default).env(s.env);
+    const option = new Option(s.flag, s.description).default(s.default);
+    // A flag without a value (--insecure): commander would take any value of its variable as
+    // true (SLUICE_INSECURE=0 too), so the variable is parsed in the action, strictly.
+    if (!s.flag.includes('<')) {
+      serve.addOption(option);
+      continue;
+    }
+    option.env(s.env);
     option.argParser((raw: string) => {
       try {
         return s.parse(raw);
@@ -24,6 +32,15 @@ export function serveCommand(): Command {
     // Loaded here, not at the top: client commands start faster without the broker's modules.
     const { createLogger } = await import('../log.js');
     const { startSluice } = await import('../sluice.js');
+    for (const s of SETTINGS) {
+      const raw = process.env[s.env];
+      if (s.flag.includes('<') || raw === undefined || serve.getOptionValueSource(s.key) !== 'default') continue;
+      try {
+        (options as Record<string, unknown>)[s.key] = s.parse(raw);
+      } catch (error) {
+        throw usageError(`${s.env}: ${(error as Error).message}`);
+      }
+    }
     const config = resolveConfig(options, {});
     const log = createLogger(config.logLevel);
     const running = await startSluice(config, { logger: log });
@@ -52,6 +69,8 @@ export function serveCommand(): Command {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // SIGHUP re-reads the auth file and the TLS certificates (a failed reload keeps the old ones).
+    process.on('SIGHUP', () => running.security.reload('SIGHUP'));
   });
   return serve;
 }

@@ -7,6 +7,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../log.js';
+import type { Security } from '../auth/security.js';
 import { ProducerServiceService } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { WorkerServiceService } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
 import { AdminServiceService } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
@@ -33,8 +34,17 @@ export interface GrpcServer {
   setServing(serving: boolean): void;
 }
 
-export async function startGrpcServer(broker: Broker, address: string, log: Logger): Promise<GrpcServer> {
+export async function startGrpcServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<GrpcServer> {
+  const jobQueue = (id: string) => {
+    try {
+      return broker.getJob(id).queue;
+    } catch {
+      return undefined;
+    }
+  };
   const server = new Server({
+    // Authentication and authorization of every call (src/auth/rpc-policy.ts); none when auth is off.
+    interceptors: security?.grpcInterceptors(jobQueue) ?? [],
     // Room for a full batch of payloads; single payloads are limited by --max-payload-bytes.
     'grpc.max_receive_message_length': Math.max(64 * 1024 * 1024, broker.config.maxPayloadBytes * 2),
     // Detect dead worker connections in seconds, and let idle streams live behind proxies.
@@ -60,9 +70,9 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   new ReflectionService(linkReflectionDescriptors(definitions)).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+    server.bindAsync(address, security?.grpcCredentials() ?? ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
-  log.info({ address, port }, 'gRPC listening');
+  log.info({ address, port, tls: Boolean(security?.tls) }, 'gRPC listening');
   return {
     server,
     port,

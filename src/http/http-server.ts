@@ -1,19 +1,27 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../log.js';
+import type { Security } from '../auth/security.js';
+import type { HttpAuth } from '../auth/http-auth.js';
 
 export interface HttpServer {
-  server: Server;
+  server: Server | HttpsServer;
   port: number;
 }
 
-/** Operator endpoints: /healthz for load balancers and container health checks. */
-export async function startHttpServer(broker: Broker, address: string, log: Logger): Promise<HttpServer> {
+/**
+ * Operator endpoints: /healthz for load balancers and container health checks. Every route
+ * asks `auth` first (src/auth/http-auth.ts): `auth.isPublic('health')`, `auth.guard(...)`.
+ */
+export async function startHttpServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
-  const server = createServer((req, res) => {
+  const auth: HttpAuth | undefined = security?.http;
+  const handler: RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
+      if (auth && !auth.isPublic('health') && !auth.guardAny(req, res, 'read')) return;
       const serving = broker.state === 'serving';
       res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state }));
@@ -21,13 +29,21 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
-  });
+  };
+  const tls = security?.tls;
+  let server: Server | HttpsServer;
+  if (tls) {
+    const https = createHttpsServer(tls.httpsOptions((options) => https.setSecureContext(options)), handler);
+    server = https;
+  } else {
+    server = createServer(handler);
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as AddressInfo).port;
-  log.info({ address, port: bound }, 'HTTP listening');
+  log.info({ address, port: bound, tls: Boolean(tls) }, 'HTTP listening');
   return { server, port: bound };
 }
 

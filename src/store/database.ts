@@ -1,3 +1,4 @@
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { migrate } from './migrations.js';
 import { WalSync } from './wal-sync.js';
@@ -14,10 +15,19 @@ export interface OpenStore {
 
 /** The only place SQLite is opened. */
 export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): OpenStore {
+  const onDisk = file !== ':memory:' && file !== '';
+  // Payloads are data: owner-only files. Creating the file 0600 first also makes SQLite
+  // create its -wal and -shm 0600 (it copies the database file's mode); files left by an
+  // older version are tightened too.
+  if (onDisk) {
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+    ownerOnly(file);
+  }
   const db = new Database(file);
   // WAL: readers never block the writer and a commit is one append + fsync of the log.
   // (An in-memory database answers "memory": nothing to make durable.)
   const wal = db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
+  if (onDisk) for (const f of [`${file}-wal`, `${file}-shm`]) if (existsSync(f)) ownerOnly(f);
   // FULL: nothing is acknowledged before the WAL holding it is fsynced, so an acknowledged
   // enqueue or ack survives power loss. SQLite's own FULL fsyncs inside COMMIT on the event
   // loop; the broker gets the same guarantee with SQLite at NORMAL and its own fsync of the
@@ -38,6 +48,10 @@ export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): O
   db.pragma('foreign_keys = ON');
   migrate(db);
   return { db, walSync: ownSync ? new WalSync(file) : undefined };
+}
+
+function ownerOnly(path: string): void {
+  chmodSync(path, 0o600);
 }
 
 /** Checkpoint and truncate the WAL so the file is self-contained, then close. */

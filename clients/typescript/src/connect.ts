@@ -1,4 +1,4 @@
-import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, InterceptingCall, Metadata, type ChannelCredentials, type ClientOptions, type Interceptor } from '@grpc/grpc-js';
 import { ProducerServiceClient } from './gen/sluice/v1/producer.js';
 import { WorkerServiceClient } from './gen/sluice/v1/worker.js';
 import { AdminServiceClient } from './gen/sluice/v1/admin.js';
@@ -12,8 +12,13 @@ export interface SluiceClients {
   close(): void;
 }
 
-/** TLS material; `true` uses the system's root certificates. */
-export type TlsOptions = true | { ca?: Buffer; cert?: Buffer; key?: Buffer };
+/**
+ * TLS to the broker: `true` trusts the system's root certificates; an object gives PEM text or
+ * Buffers: `ca` (the broker's CA, e.g. a private one), `cert` + `key` (a client certificate for
+ * mTLS), `serverName` (the name to verify in the broker's certificate when it differs from
+ * the address's host, e.g. dialling an IP).
+ */
+export type TlsOptions = true | { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; serverName?: string };
 
 /** How to reach a broker. Shared by Producer, Worker and `connect`. */
 export interface ConnectionOptions {
@@ -21,6 +26,8 @@ export interface ConnectionOptions {
   address?: string;
   /** TLS to the broker. Ignored when `credentials` is given. Default: plaintext. */
   tls?: TlsOptions;
+  /** Bearer token (from `sluice token create`), sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
   /** Full control over channel credentials (overrides `tls`). */
   credentials?: ChannelCredentials;
   /** Headers sent with every call, e.g. `{ authorization: 'Bearer ...' }`. */
@@ -45,11 +52,23 @@ export const DEFAULT_CHANNEL_OPTIONS: Partial<ClientOptions> = {
   'grpc.max_reconnect_backoff_ms': 5_000,
 };
 
+const pem = (v: string | Buffer | undefined): Buffer | null => (v === undefined ? null : Buffer.isBuffer(v) ? v : Buffer.from(v));
+
 function channelCredentials(options: ConnectionOptions): ChannelCredentials {
   if (options.credentials) return options.credentials;
   if (options.tls === true) return grpcCredentials.createSsl();
-  if (options.tls) return grpcCredentials.createSsl(options.tls.ca ?? null, options.tls.key ?? null, options.tls.cert ?? null);
+  if (options.tls) {
+    const { ca, cert, key } = options.tls;
+    if (Boolean(cert) !== Boolean(key)) throw new TypeError('tls.cert and tls.key go together (a client certificate and its private key)');
+    return grpcCredentials.createSsl(pem(ca), pem(key), pem(cert));
+  }
   return grpcCredentials.createInsecure();
+}
+
+/** Channel options that make TLS verify `serverName` instead of the address's host. */
+function serverNameOptions(options: ConnectionOptions): Partial<ClientOptions> {
+  const name = typeof options.tls === 'object' ? options.tls.serverName : undefined;
+  return name ? { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name } : {};
 }
 
 /** The generated gRPC clients for one broker, sharing one channel. */
@@ -57,7 +76,8 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
   const options = typeof addressOrOptions === 'string' ? { ...extra, address: addressOrOptions } : addressOrOptions;
   const address = options.address ?? DEFAULT_ADDRESS;
   const creds = channelCredentials(options);
-  const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...options.channelOptions };
+  const channelOptions: Partial<ClientOptions> = { ...DEFAULT_CHANNEL_OPTIONS, ...serverNameOptions(options), ...options.channelOptions };
+  if (options.token !== undefined) channelOptions.interceptors = [...(options.channelOptions?.interceptors ?? []), bearerToken(options.token)];
   const producer = new ProducerServiceClient(address, creds, channelOptions);
   const shared = { ...channelOptions, channelOverride: producer.getChannel() };
   const worker = new WorkerServiceClient(address, creds, shared);
@@ -75,6 +95,23 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
       producer.close();
     },
   };
+}
+
+/**
+ * Adds `authorization: Bearer <token>` to every call of the clients that share the options,
+ * whatever metadata the caller passes. An interceptor rather than call credentials: grpc-js
+ * refuses call credentials on a plaintext channel, and a token over loopback is legitimate.
+ */
+function bearerToken(token: string): Interceptor {
+  if (!token || /[\r\n]/.test(token)) throw new TypeError('token must be a non-empty single-line string');
+  const value = `Bearer ${token}`;
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', value);
+        next(metadata, listener);
+      },
+    });
 }
 
 /** Calls a generated unary method as a promise. */
