@@ -96,11 +96,14 @@ export class TlsMaterial extends EventEmitter {
 
   private provider(kind: 'identity' | 'ca'): experimental.CertificateProvider {
     const self = this;
+    // Listeners get the current material in a microtask, not synchronously: grpc-js registers
+    // its own watcher only after adding ours, so a synchronous first update would be lost
+    // and the listener would drop every connection as "credentials not loaded".
     return {
       addIdentityCertificateListener(l) {
         if (kind !== 'identity') return;
         self.identityListeners.add(l);
-        l({ certificate: self.material.cert, privateKey: self.material.key });
+        queueMicrotask(() => self.identityListeners.has(l) && l({ certificate: self.material.cert, privateKey: self.material.key }));
       },
       removeIdentityCertificateListener(l) {
         self.identityListeners.delete(l);
@@ -108,7 +111,7 @@ export class TlsMaterial extends EventEmitter {
       addCaCertificateListener(l) {
         if (kind !== 'ca') return;
         self.caListeners.add(l);
-        l({ caCertificate: self.material.ca! });
+        queueMicrotask(() => self.caListeners.has(l) && l({ caCertificate: self.material.ca! }));
       },
       removeCaCertificateListener(l) {
         self.caListeners.delete(l);
