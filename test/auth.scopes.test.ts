@@ -225,3 +225,45 @@ async function reflectionServices(client: Client): Promise<string> {
     call.write(Buffer.from([0x3a, 0x01, 0x2a])); // list_services: "*"
   });
 }
+
+describe('nothing public (--public-endpoints none)', () => {
+  it('asks for a token on gRPC health and on /healthz; authorizes HTTP with the same header', async () => {
+    const dir = tempDir();
+    const reader = createTokenLine('reader', [parseGrant('read:email.*')]);
+    const authFile = join(dir, 'auth');
+    writeFileSync(authFile, `${reader.line}\n`);
+    const closed = await startTestBroker({ authFile, publicEndpoints: [], httpAddress: '127.0.0.1:0' }, { dir });
+    const client = new Client(closed.running.address, credentials.createInsecure());
+    const check = (md: Metadata) =>
+      new Promise<Buffer>((resolve, reject) =>
+        client.makeUnaryRequest('/grpc.health.v1.Health/Check', (x: Buffer) => x, (x: Buffer) => x, Buffer.alloc(0), md, (e, r) => (e ? reject(e) : resolve(r!))),
+      );
+    try {
+      await expectStatus(check(new Metadata()), status.UNAUTHENTICATED);
+      const md = new Metadata();
+      md.set('authorization', `Bearer ${reader.token}`);
+      expect([...(await check(md))]).toEqual([0x08, 0x01]);
+
+      const url = `http://127.0.0.1:${closed.running.httpPort}/healthz`;
+      const anonymous = await fetch(url);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+      expect((await fetch(url, { headers: { authorization: 'Bearer slu_wrong' } })).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: `Bearer ${reader.token}` } })).status).toBe(200);
+
+      // The function other HTTP routes call: scope and queue, 403 when the token lacks them.
+      const http = closed.running.security.http;
+      const req = (token?: string) => ({ headers: token ? { authorization: `Bearer ${token}` } : {}, socket: {} }) as never;
+      expect(http.authorize(req(reader.token), 'read', 'email.x').name).toBe('reader');
+      expect(() => http.authorize(req(reader.token), 'read', 'sms')).toThrow(/lacks the read scope on queue "sms"/);
+      expect(() => http.authorize(req(reader.token), 'read')).toThrow(/every queue/);
+      expect(http.authorizeAny(req(reader.token), 'read').allows('read', 'email.y')).toBe(true);
+      expect(() => http.authorizeAny(req(reader.token), 'admin')).toThrow(/admin/);
+      expect(() => http.authorize(req(), 'read', 'email.x')).toThrow(/missing credentials/);
+    } finally {
+      client.close();
+      await closed.close();
+    }
+  });
+});

@@ -123,9 +123,14 @@ export class TlsMaterial extends EventEmitter {
     return { cert: this.material.cert, key: this.material.key, ca: this.material.ca };
   }
 
-  /** Options for https.createServer; `apply` is called with new options on each reload. */
+  /**
+   * Options for https.createServer; `apply` is called with new options on each reload. HTTP
+   * asks for a client certificate but never refuses the handshake: a request without a
+   * verified one is simply unauthenticated (HttpAuth), so /healthz stays reachable for load
+   * balancers and health checks that hold no client certificate.
+   */
   httpsOptions(apply: (options: SecureContextOptions) => void): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
     this.httpsContexts.add(apply);
-    return { ...this.contextOptions(), requestCert: this.material.ca !== undefined, rejectUnauthorized: this.material.ca !== undefined && this.files.requireClientCert };
+    return { ...this.contextOptions(), requestCert: this.material.ca !== undefined, rejectUnauthorized: false };
   }
 }

@@ -3,8 +3,11 @@
  * Memory is read from /proc/<pid>/status (VmRSS sampled, VmHWM = the kernel's peak).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseGrant } from '../auth/grants.js';
+import { createTokenLine } from '../auth/tokens.js';
 import { Tail, track } from './children.js';
 import { wallNow } from './protocol.js';
 
@@ -94,6 +97,7 @@ export class BrokerProcess {
       options.synchronous,
       '--log-level',
       'info',
+      ...benchAuthArgs(options.dataFile),
     ];
     // Settings come from flags only: SLUICE_* variables of the caller must not leak in.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_')));
@@ -205,4 +209,18 @@ export class BrokerProcess {
     if (this.sampler) clearInterval(this.sampler);
     this.sampler = undefined;
   }
+}
+
+/**
+ * SLUICE_BENCH_AUTH=1 measures the auth check on the hot path: the broker gets an auth file
+ * with one token (produce, consume, admin), and the role processes (which inherit this
+ * process's environment) send it.
+ */
+function benchAuthArgs(dataFile: string): string[] {
+  if (process.env.SLUICE_BENCH_AUTH !== '1') return [];
+  const { token, line } = createTokenLine('bench', ['produce', 'consume', 'admin'].map(parseGrant));
+  const file = join(dirname(dataFile), 'bench-auth');
+  writeFileSync(file, `${line}\n`, { mode: 0o600 });
+  process.env.SLUICE_BENCH_TOKEN = token;
+  return ['--auth-file', file];
 }

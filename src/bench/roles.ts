@@ -14,6 +14,9 @@ import {
   type EnqueueSingleTask,
 } from './protocol.js';
 
+/** Set by the orchestrator when the broker runs with auth (SLUICE_BENCH_AUTH=1); role processes inherit it. */
+const benchToken = (): string | undefined => process.env.SLUICE_BENCH_TOKEN || undefined;
+
 /** Runs `workers` async loops that each take the next index until `count` are done. */
 async function pool(count: number, workers: number, each: (index: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -24,7 +27,7 @@ async function pool(count: number, workers: number, each: (index: number) => Pro
 }
 
 export async function enqueueBatch(task: EnqueueBatchTask): Promise<EnqueueResult> {
-  const producer = new Producer({ address: task.address });
+  const producer = new Producer({ address: task.address, token: benchToken() });
   try {
     const batches = Math.ceil(task.count / task.batchSize);
     const startedAt = wallNow();
@@ -43,7 +46,7 @@ export async function enqueueBatch(task: EnqueueBatchTask): Promise<EnqueueResul
 }
 
 export async function enqueueSingle(task: EnqueueSingleTask): Promise<EnqueueResult> {
-  const producer = new Producer({ address: task.address });
+  const producer = new Producer({ address: task.address, token: benchToken() });
   try {
     const startedAt = wallNow();
     await pool(task.count, task.inFlight, async (n) => {
@@ -56,7 +59,7 @@ export async function enqueueSingle(task: EnqueueSingleTask): Promise<EnqueueRes
 }
 
 export async function enqueuePaced(task: EnqueuePacedTask): Promise<EnqueueResult> {
-  const producer = new Producer({ address: task.address });
+  const producer = new Producer({ address: task.address, token: benchToken() });
   try {
     // Warm-up: open the connection and the broker's statements before measuring.
     for (let i = 0; i < task.warmup; i++) await producer.enqueue(task.queue, { ...makePayload(-1 - i, wallNow()), warm: true });
@@ -101,6 +104,7 @@ export async function consume(task: ConsumeTask, ready: () => void): Promise<Con
 
   const worker = new Worker({
     address: task.address,
+    token: benchToken(),
     queues: [task.queue],
     concurrency: task.concurrency,
     shutdownSignals: [],
