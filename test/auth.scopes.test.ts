@@ -8,6 +8,7 @@ import { connect, type SluiceClients } from '../clients/typescript/src/connect.j
 import { PermissionDeniedError, Producer, UnauthenticatedError, Worker } from '../clients/typescript/src/index.js';
 import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 import { Api } from './helpers/api.js';
+import { runCli } from './helpers/cli.js';
 import { expectStatus, expectStreamStatus } from './helpers/expect-status.js';
 
 /** Tokens by name, each with the grants written into the auth file. */
@@ -208,6 +209,26 @@ describe('@sluice/client with a token', () => {
       await producer.close();
       await noToken.close();
     }
+  });
+});
+
+describe('the sluice CLI with a token', () => {
+  it('sends --token / SLUICE_TOKEN and reports refusals with their status', async () => {
+    const address = b.running.address;
+    const listed = await runCli(['queues', '--json'], { address, env: { SLUICE_TOKEN: tokens.readerEmail! } });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('email.welcome');
+    expect(listed.stdout).not.toContain('sms.alerts');
+
+    const anonymous = await runCli(['queues'], { address });
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/UNAUTHENTICATED/);
+
+    const denied = await runCli(['enqueue', 'sms.alerts', '{}', '--token', tokens.producerEmail!], { address });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/PERMISSION_DENIED: producerEmail may not call Enqueue on queue "sms.alerts"/);
+    const ok = await runCli(['enqueue', 'email.cli', '{}', '--token', tokens.producerEmail!], { address });
+    expect(ok.code, ok.stderr).toBe(0);
   });
 });
 

@@ -14,6 +14,7 @@ import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 import { Api } from './helpers/api.js';
 import { expectStatus } from './helpers/expect-status.js';
 import { makePki, type TestPki } from './helpers/certs.js';
+import { runCli } from './helpers/cli.js';
 
 let brokers: TestBroker[] = [];
 let opened: SluiceClients[] = [];
@@ -137,6 +138,13 @@ describe('mTLS', () => {
     const authFile = join(dir, 'auth');
     writeFileSync(authFile, `${line}\ncert worker-1 CN=worker-1,O=Acme produce:email.*\n`);
     const b = await broker({ tlsCert: pki.server.cert, tlsKey: pki.server.key, tlsClientCa: pki.ca.cert, tlsClientAuth: 'optional', authFile }, dir);
+
+    // The CLI's TLS flags: a client certificate, or the CA and a token.
+    const viaCert = await runCli(['enqueue', 'email.cli', '{}', '--tls-ca', pki.ca.cert, '--tls-cert', worker.cert, '--tls-key', worker.key], { address: b.running.address });
+    expect(viaCert.code, viaCert.stderr).toBe(0);
+    const viaToken = await runCli(['queues', '--json', '--tls-ca', pki.ca.cert], { address: b.running.address, env: { SLUICE_TOKEN: token } });
+    expect(viaToken.code, viaToken.stderr).toBe(0);
+    expect(viaToken.stdout).toContain('email.cli');
 
     const asWorker = api(b, { tls: { ca: pki.ca.certPem, cert: worker.certPem, key: worker.keyPem } });
     await asWorker.enqueue({ queue: 'email.x', payload: {} });

@@ -51,7 +51,7 @@ export let currentAddress: string | undefined;
 export function connectionOptions(flags: ConnectionFlags): ConnectionOptions {
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw usageError('--tls-cert and --tls-key go together (mutual TLS needs both)');
   const options: ConnectionOptions = { address: flags.address };
-  if (flags.token) options.metadata = { authorization: `Bearer ${flags.token}` };
+  if (flags.token) options.token = flags.token;
   if (flags.tlsCa || flags.tlsCert) {
     options.tls = {
       ca: flags.tlsCa ? readPem('--tls-ca', flags.tlsCa) : undefined,
