@@ -3,17 +3,25 @@ import type { BrokerConfig } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Logger } from '../log.js';
 import { backoffDelayMs, resolveRetryPolicy, type PartialRetryPolicy, type RetryPolicy } from '../domain/backoff.js';
-import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
+import { SluiceError, echo as quote, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
-import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
+import { JobStore, type ClaimedJob, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { WriteHealth } from './write-health.js';
+import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
+
+/** Test seams, like the clock. */
+export interface BrokerOptions {
+  /** Runs right after the database is opened (tests set PRAGMA max_page_count to fill the disk). */
+  onDatabaseOpen?: (db: Db) => void;
+}
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -109,6 +117,8 @@ export class Broker {
   readonly queues: QueueRegistry;
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
+  /** Whether writes currently succeed (a full disk makes them fail; reads go on). */
+  readonly writeHealth: WriteHealth;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -123,6 +133,8 @@ export class Broker {
   private leasesEmptyWaiters: (() => void)[] = [];
   private readonly walSync: WalSync | undefined;
   private readonly fatalListeners: ((error: Error) => void)[] = [];
+  /** Jobs the dispatcher claimed in the flush being committed (write health counts them as writes). */
+  private claimedInFlush = 0;
   /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
 
@@ -130,8 +142,11 @@ export class Broker {
     readonly config: BrokerConfig,
     readonly clock: Clock,
     readonly log: Logger,
+    options: BrokerOptions = {},
   ) {
+    this.writeHealth = new WriteHealth(log);
     const { db, walSync } = openDatabase(config.dataFile, config.synchronous);
+    options.onDatabaseOpen?.(db);
     this.db = db;
     this.walSync = walSync;
     this.store = new JobStore(this.db);
@@ -153,6 +168,7 @@ export class Broker {
     this.commits.setHooks({
       beforeCommit: (now) => {
         const claims = this.dispatcher.claim(now);
+        this.claimedInFlush = claims.claimed;
         const changes = this.uncommittedChanges;
         this.uncommittedChanges = [];
         return {
@@ -167,6 +183,15 @@ export class Broker {
         };
       },
       afterFlush: () => this.flushOutboxes(),
+      flushed: (error, results) => {
+        let wrote = this.claimedInFlush > 0;
+        this.claimedInFlush = 0;
+        const errors = results.map((r) => {
+          if (!r.error) wrote = true;
+          return r.error;
+        });
+        this.writeHealth.observe(error, errors, wrote);
+      },
     });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
@@ -204,12 +229,19 @@ export class Broker {
     const now = this.clock.now();
     const orphaned = this.store.activeLeases();
     if (orphaned.length > 0) {
-      this.db.transaction(() => {
-        for (const { id, lease_id } of orphaned) {
-          this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
-        }
-      })();
-      this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
+      try {
+        this.db.transaction(() => {
+          for (const { id, lease_id } of orphaned) {
+            this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+          }
+        })();
+        this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
+      } catch (error) {
+        if (!isDiskFull(error)) throw error;
+        // Start anyway and serve reads: the lease timer releases these once writes succeed.
+        this.writeHealth.failed(error);
+        this.log.error({ jobs: orphaned.length }, 'cannot release leases left by the previous broker: the disk is full; the lease timer retries');
+      }
     }
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
@@ -320,18 +352,18 @@ export class Broker {
 
   getJob(id: string): JobRow {
     const row = this.store.get(id);
-    if (!row) throw notFound(`job ${id} not found`);
+    if (!row) throw notFound(`job ${quote(id)} not found`);
     return row;
   }
 
   async cancelJob(id: string, reason: string): Promise<JobRow> {
     const outcome = await this.commits.run((now) => {
       const before = this.store.stateAndLease(id);
-      if (!before) throw notFound(`job ${id} not found`);
+      if (!before) throw notFound(`job ${quote(id)} not found`);
       if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null };
-      if (isTerminal(before.state)) throw failedPrecondition(`job ${id} is ${before.state} and cannot be cancelled`);
+      if (isTerminal(before.state)) throw failedPrecondition(`job ${quote(id)} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
-      if (!result.ok) throw failedPrecondition(`job ${id} changed while cancelling; try again`);
+      if (!result.ok) throw failedPrecondition(`job ${quote(id)} changed while cancelling; try again`);
       return { row: result.value, leaseId: before.lease_id };
     });
     if (outcome.leaseId) {
@@ -353,7 +385,7 @@ export class Broker {
 
   // --- consume sessions ------------------------------------------------------------------
 
-  openSession(subscription: Subscription, peer: string, write: (out: Outgoing) => void): ConsumeSession {
+  openSession(subscription: Subscription, peer: string, write: (out: Outgoing, written: () => void) => number): ConsumeSession {
     this.assertAccepting();
     if (this.sessions.size >= this.config.maxStreams) {
       throw new SluiceError('RESOURCE_EXHAUSTED', `the broker already serves ${this.sessions.size} Consume streams (--max-streams)`);
@@ -367,6 +399,7 @@ export class Broker {
       this.clock.now(),
       write,
       (s) => this.outboxes.add(s),
+      () => this.commits.schedule(),
     );
     this.sessions.set(id, session);
     this.dispatcher.addSession(session);
@@ -425,24 +458,41 @@ export class Broker {
   settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
     this.commits.submit<{ outcomes: SettleOutcome[]; owners: (ConsumeSession | undefined)[] }>({
       work: (now) => {
-        const out: SettleOutcome[] = acks.length > 0 ? this.ackMany(acks, now) : [];
-        for (const n of nacks) out.push(this.nackOne(n, now));
-        for (const e of extends_) out.push(this.extendOne(e, now));
-        for (const r of releases) out.push(this.releaseOne(r, now));
+        // A lease id is a fencing token, not a bearer token: only the stream the job was
+        // delivered to may settle or extend it. Anything else is answered without a write.
+        const refused: SettleOutcome[] = [];
+        const held = <T extends { jobId: string; leaseId: string }>(kind: SettleOutcome['kind'], items: readonly T[]): readonly T[] => {
+          let all = true;
+          for (const i of items) if (session.leases.get(i.jobId) !== i.leaseId) all = false;
+          if (all) return items;
+          return items.filter((i) => {
+            if (session.leases.get(i.jobId) === i.leaseId) return true;
+            refused.push(this.notHeld(kind, i.jobId, i.leaseId));
+            return false;
+          });
+        };
+        const heldAcks = held('ack', acks);
+        const out: SettleOutcome[] = heldAcks.length > 0 ? this.ackMany(heldAcks, now) : [];
+        for (const n of held('nack', nacks)) out.push(this.nackOne(n, now));
+        for (const e of held('extend', extends_)) out.push(this.extendOne(e, now));
+        for (const r of held('release', releases)) out.push(this.releaseOne(r, now));
+        for (const r of refused) out.push(r);
         // The owners now: a released job may be leased again before this commit is durable.
         // (The lease may belong to another stream of the same worker after a reconnect.)
         return { outcomes: out, owners: out.map((o) => this.leaseOwners.get(o.jobId)) };
       },
       done: (error, settled) => {
         if (error || !settled) {
-          const message = `store commit failed: ${error?.message ?? 'unknown'}`;
+          const known = storeErrorToDomain(error);
+          const code = known?.code ?? 'UNAVAILABLE';
+          const message = known?.message ?? `store commit failed: ${error?.message ?? 'unknown'}`;
           const all = [
             ...acks.map((a) => ({ kind: 'ack' as const, jobId: a.jobId, leaseId: a.leaseId })),
             ...nacks.map((n) => ({ kind: 'nack' as const, jobId: n.jobId, leaseId: n.leaseId })),
             ...extends_.map((e) => ({ kind: 'extend' as const, jobId: e.jobId, leaseId: e.leaseId })),
             ...releases.map((r) => ({ kind: 'release' as const, jobId: r.jobId, leaseId: r.leaseId })),
           ];
-          for (const s of all) session.settled({ ...s, errorCode: 'UNAVAILABLE', message });
+          for (const s of all) session.settled({ ...s, errorCode: code, message });
           return;
         }
         const { outcomes, owners } = settled;
@@ -457,6 +507,43 @@ export class Broker {
         this.checkLeasesEmpty();
       },
     });
+  }
+
+  /**
+   * A delivery this stream cannot be sent (its payload has no wire form for it). The job
+   * fails alone: it goes to the dead letter queue with the reason, and the stream gets its
+   * credit back, so neither the stream nor the other jobs of the message pay for it.
+   */
+  undeliverable(session: ConsumeSession, job: ClaimedJob, reason: string): void {
+    if (session.leases.get(job.id) !== job.lease_id) return;
+    session.leases.delete(job.id);
+    session.credit.refund();
+    if (this.leaseOwners.get(job.id) === session) this.leaseOwners.delete(job.id);
+    this.log.error({ jobId: job.id, queue: job.queue, streamId: session.id, reason }, 'delivery cannot be encoded: job dead-lettered');
+    this.commits.submit({
+      work: (now) => {
+        const error = { attempt: job.attempt, message: reason, at: now, nonRetryable: true };
+        const r = this.store.fail(job.id, job.lease_id, { state: JobState.Dead, runAt: now, error }, now);
+        if (r.ok) this.recordChange({ jobId: job.id, state: JobState.Dead, attempt: job.attempt, error: reason, at: now });
+      },
+      done: () => this.checkLeasesEmpty(),
+    });
+  }
+
+  /** The answer to a settle quoting a lease this stream does not hold. */
+  private notHeld(kind: SettleOutcome['kind'], jobId: string, leaseId: string): SettleOutcome {
+    const current = this.store.stateAndLease(jobId);
+    if (current?.state === JobState.Active && current.lease_id === leaseId) {
+      return {
+        kind,
+        jobId,
+        leaseId,
+        errorCode: 'FAILED_PRECONDITION',
+        message: `lease ${quote(leaseId)} of job ${quote(jobId)} is held by another Consume stream: settles and heartbeats are accepted only on the stream the job was delivered to`,
+        state: current.state,
+      };
+    }
+    return staleLease(kind, jobId, leaseId, current);
   }
 
   /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
@@ -611,7 +698,7 @@ export class Broker {
 
   getQueue(name: string): QueueInfo {
     const settings = this.queues.get(name);
-    if (!settings) throw notFound(`queue ${name} not found (queues exist once a job was enqueued to them)`);
+    if (!settings) throw notFound(`queue ${quote(name)} not found (queues exist once a job was enqueued to them)`);
     const counts = emptyCounts();
     for (const { state, n } of this.store.countsForQueue(name)) counts[state] = n;
     return { settings, counts, consumers: this.dispatcher.consumersOf(name) };
@@ -716,8 +803,8 @@ export class Broker {
     if (selection.ids?.length) {
       for (const id of selection.ids) {
         const job = this.store.stateAndLease(id);
-        if (!job) throw notFound(`job ${id} not found`);
-        if (job.state !== JobState.Dead) throw failedPrecondition(`job ${id} is ${job.state}, not dead`);
+        if (!job) throw notFound(`job ${quote(id)} not found`);
+        if (job.state !== JobState.Dead) throw failedPrecondition(`job ${quote(id)} is ${job.state}, not dead`);
       }
     }
   }
@@ -785,16 +872,18 @@ export class Broker {
 }
 
 function staleLease(kind: SettleOutcome['kind'], jobId: string, leaseId: string, current: Pick<JobRow, 'state' | 'lease_id'> | undefined): SettleOutcome {
-  if (!current) return { kind, jobId, leaseId, errorCode: 'NOT_FOUND', message: `job ${jobId} not found` };
+  if (!current) return { kind, jobId, leaseId, errorCode: 'NOT_FOUND', message: `job ${quote(jobId)} not found` };
   const why =
     current.state === JobState.Active
       ? 'the job was redelivered under a newer lease'
       : `the job is ${current.state}${current.state === JobState.Cancelled ? '' : ' (lease expired, released or already settled)'}`;
-  return { kind, jobId, leaseId, errorCode: 'FAILED_PRECONDITION', message: `lease ${leaseId} is not current for job ${jobId}: ${why}`, state: current.state };
+  return { kind, jobId, leaseId, errorCode: 'FAILED_PRECONDITION', message: `lease ${quote(leaseId)} is not current for job ${quote(jobId)}: ${why}`, state: current.state };
 }
 
 function toSluiceError(error: unknown): SluiceError {
   if (error instanceof SluiceError) return error;
+  const known = storeErrorToDomain(error);
+  if (known) return known;
   const message = (error as Error).message ?? String(error);
   if (/UNIQUE constraint failed: jobs\.queue, jobs\.dedup_key/.test(message)) return invalidArgument('dedup key conflict');
   return new SluiceError('INTERNAL', message);

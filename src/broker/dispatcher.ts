@@ -1,10 +1,13 @@
 import type { ClaimedJob, JobStore, ReadyRef } from '../store/job-store.js';
 import type { AfterCommit } from './group-commit.js';
-import type { ConsumeSession } from './consume-session.js';
+import { FLUSH_BYTES_PER_STREAM, type ConsumeSession } from './consume-session.js';
 import type { QueueRegistry } from './queue-registry.js';
 
 /** Most jobs claimed in one flush; more work triggers another flush right away. */
 const MAX_CLAIMS_PER_FLUSH = 1000;
+/** Backoff of the dispatcher's own retries after a failed flush (a full disk). */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 2000;
 
 /** Streams with the same queues and types compete for the same jobs and share them fairly. */
 interface SubscriptionGroup {
@@ -36,6 +39,9 @@ export class Dispatcher {
   private groupRotation = 0;
   private leaseCounter = 0;
   private enabled = true;
+  /** A flush that would have claimed jobs failed: the next try (see retryLater). */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = RETRY_MIN_MS;
 
   constructor(
     private readonly store: JobStore,
@@ -92,6 +98,19 @@ export class Dispatcher {
   /** Stops all further deliveries (shutdown). */
   disable(): void {
     this.enabled = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer || !this.enabled) return;
+    const delay = this.retryDelayMs;
+    this.retryDelayMs = Math.min(delay * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.requestFlush();
+    }, delay);
+    this.retryTimer.unref();
   }
 
   /** Number of streams subscribed to a queue. */
@@ -102,27 +121,61 @@ export class Dispatcher {
   }
 
   /** Inside the flush transaction: lease ready jobs to streams with credit. */
-  claim(now: number): AfterCommit {
+  claim(now: number): AfterCommit & { claimed: number } {
     const claims: Claim[] = [];
     if (this.enabled && this.groups.size > 0) {
       const groups = [...this.groups.values()];
       const start = this.groupRotation++ % groups.length;
       let budget = MAX_CLAIMS_PER_FLUSH;
-      for (let i = 0; i < groups.length && budget > 0; i++) {
-        budget -= this.claimForGroup(groups[(start + i) % groups.length]!, now, budget, claims);
+      try {
+        for (let i = 0; i < groups.length && budget > 0; i++) {
+          budget -= this.claimForGroup(groups[(start + i) % groups.length]!, now, budget, claims);
+        }
+      } catch (error) {
+        // A claim statement failed (a full disk): the flush rolls back without reaching the
+        // rolledBack hook below, so undo here.
+        this.undoClaims(claims);
+        throw error;
       }
       if (budget <= 0) this.requestFlush();
     }
     return {
+      claimed: claims.length,
       committed: () => {
+        if (claims.length > 0) this.retryDelayMs = RETRY_MIN_MS;
         for (const { session, job } of claims) session.deliver(job);
         if (claims.length > 0) this.onDelivered(claims);
       },
-      rolledBack: () => {
-        for (const { session } of claims) session.credit.refund();
-        for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
-      },
+      rolledBack: () => this.undoClaims(claims),
     };
+  }
+
+  private undoClaims(claims: readonly Claim[]): void {
+    for (const { session } of claims) session.credit.refund();
+    for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
+    // Nothing else may write for a while (a full disk fails every flush alike), so the
+    // dispatcher tries again by itself, backing off, instead of waiting for an unrelated write.
+    if (this.groups.size > 0) this.retryLater();
+  }
+
+  /**
+   * Gives back (unclaimed, attempt refunded) the jobs past the per-stream byte budget; true if
+   * any. Rare: the session sizes its claims from the payloads it was sent before, so this
+   * only trims a flush whose payloads are much larger than the stream's recent ones.
+   */
+  private overBudget(session: ConsumeSession, jobs: ClaimedJob[], now: number): boolean {
+    let bytes = 0;
+    for (let k = 0; k < jobs.length; k++) {
+      bytes += jobs[k]!.payload.length;
+      if (k > 0 && bytes > FLUSH_BYTES_PER_STREAM) {
+        for (const job of jobs.slice(k)) this.store.release(job.id, job.lease_id, '', false, now);
+        jobs.length = k;
+        session.notePayloadBytes(bytes, k + 1);
+        return true;
+      }
+    }
+    if (jobs.length > 0) session.notePayloadBytes(bytes, jobs.length);
+    return false;
   }
 
   private claimForGroup(group: SubscriptionGroup, now: number, budget: number, claims: Claim[]): number {
@@ -130,7 +183,13 @@ export class Dispatcher {
     const ready = group.sessions.filter((s) => s.wantsWork);
     if (ready.length === 0) return 0;
     let credit = 0;
-    for (const s of ready) credit += s.credit.available;
+    let limited = false;
+    const room = ready.map((s) => {
+      const n = Math.min(s.credit.available, s.claimLimit);
+      if (n < s.credit.available) limited = true;
+      credit += n;
+      return n;
+    });
     const want = Math.min(credit, budget);
 
     // Peek each queue's head, then merge by priority and age: FIFO inside a level holds
@@ -148,7 +207,7 @@ export class Dispatcher {
     // Round-robin over streams with credit: nobody gets a second job while another stream
     // with credit has not had its first. Jobs are assigned here and then claimed with one
     // statement per stream.
-    const left = ready.map((s) => s.credit.available);
+    const left = room;
     const assigned: number[][] = ready.map(() => []);
     let planned = 0;
     let cursor = group.cursor % ready.length;
@@ -180,6 +239,10 @@ export class Dispatcher {
       const jobs = this.store.claim(seqs, leasePrefix, session.subscription.workerId, now);
       // Deliver in dispatch order (the statement returns rows in no particular order).
       if (jobs.length > 1) jobs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+      if (this.overBudget(session, jobs, now)) {
+        for (const q of group.queues) group.maybeReady.add(q);
+        this.requestFlush();
+      }
       for (const job of jobs) {
         session.credit.take();
         claims.push({ session, job });
@@ -187,6 +250,8 @@ export class Dispatcher {
       }
     }
     group.cursor = cursor;
+    // A stream held to its per-flush size with credit left gets the rest in the next flush.
+    if (limited && taken > 0) this.requestFlush();
     // More ready jobs than we took means the queue stays ready for the next flush.
     return taken;
   }

@@ -1,12 +1,14 @@
 import type { BrokerConfig } from '../config.js';
 import type { EnqueueInput } from '../broker/broker.js';
-import { invalidArgument } from '../domain/errors.js';
+import { echo, invalidArgument } from '../domain/errors.js';
 import { priorityFromWire } from '../domain/priority.js';
 import { validateRetryPolicy } from '../domain/backoff.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
+import { MAX_DURATION_MS, inRange } from '../domain/ranges.js';
+import { checkJsonShape } from '../domain/json-shape.js';
 import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 
-export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes'>;
+export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes' | 'maxJsonDepth' | 'maxJsonValues'>;
 
 const MAX_KEY_LENGTH = 256;
 
@@ -15,15 +17,17 @@ export function parseEnqueueRequest(req: EnqueueRequest, limits: EnqueueLimits):
   const queue = validateQueueName(req.queue);
   const type = validateTypeName(req.type);
   const payload = payloadText(req, limits.maxPayloadBytes);
+  checkJsonShape(payload, 'payload', { maxDepth: limits.maxJsonDepth, maxValues: limits.maxJsonValues });
   if (req.delayMs > 0 && req.runAt) throw invalidArgument('set delay_ms or run_at, not both');
   let runAt: number | undefined;
   if (req.runAt) {
     runAt = req.runAt.getTime();
     if (!Number.isFinite(runAt)) throw invalidArgument('run_at is not a valid time');
   }
+  inRange(req.delayMs, 'delay_ms', 0, MAX_DURATION_MS);
   const leaseTimeoutMs = req.leaseTimeoutMs;
-  if (leaseTimeoutMs !== 0 && leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50 (or 0 for the queue default), got ${leaseTimeoutMs}`);
-  if (req.maxAttempts > 1_000_000) throw invalidArgument(`max_attempts must be <= 1000000, got ${req.maxAttempts}`);
+  if (leaseTimeoutMs !== 0) inRange(leaseTimeoutMs, 'lease_timeout_ms (0 = the queue default)', 50, MAX_DURATION_MS);
+  inRange(req.maxAttempts, 'max_attempts (0 = the queue default)', 0, 1_000_000);
   return {
     queue,
     type,
@@ -53,7 +57,7 @@ function payloadText(req: EnqueueRequest, maxBytes: number): string {
     try {
       JSON.parse(text);
     } catch (error) {
-      throw invalidArgument(`payload_json is not valid JSON: ${(error as Error).message}`);
+      throw invalidArgument(`payload_json is not valid JSON: ${echo((error as Error).message, 200)}`);
     }
     // Invalid UTF-8 decodes to U+FFFD (3 bytes per bad byte): recount only when that could matter.
     if (json.length * 3 > maxBytes) {
@@ -62,7 +66,7 @@ function payloadText(req: EnqueueRequest, maxBytes: number): string {
     }
     return text;
   }
-  const text = JSON.stringify(hasValue ? req.payload : null);
+  const text = jsonText(hasValue ? req.payload : null, 'payload');
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) throw tooLarge(bytes, maxBytes);
   return text;
@@ -85,4 +89,13 @@ function key(value: string, field: string): string | undefined {
   if (value === '') return undefined;
   if (value.length > MAX_KEY_LENGTH) throw invalidArgument(`${field} must be at most ${MAX_KEY_LENGTH} characters`);
   return value;
+}
+
+/** A decoded Value as JSON text; a document too deep to stringify is the caller's error, not ours. */
+export function jsonText(value: unknown, field: string): string {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    throw invalidArgument(`${field} cannot be stored as JSON: ${echo((error as Error).message, 100)}`);
+  }
 }
