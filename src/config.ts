@@ -20,6 +20,7 @@ export interface BrokerConfig {
   retryMaxMs: number;
   retryJitter: number;
   shutdownGraceMs: number;
+  scheduleMisfireGraceMs: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -82,6 +83,7 @@ export const SETTINGS = [
   setting({ key: 'retryMaxMs', flag: '--retry-max-ms <ms>', env: 'SLUICE_RETRY_MAX_MS', description: 'default cap on one backoff delay', default: 3_600_000, parse: integer(1, 2_147_483_647) }),
   setting({ key: 'retryJitter', flag: '--retry-jitter <fraction>', env: 'SLUICE_RETRY_JITTER', description: 'default backoff jitter, 0..1 (0.2 = +/-20%)', default: 0.2, parse: decimal(0, 1) }),
   setting({ key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'SLUICE_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, how long in-flight jobs may still be settled before their leases are released', default: 30_000, parse: integer(0, 3_600_000) }),
+  setting({ key: 'scheduleMisfireGraceMs', flag: '--schedule-misfire-grace-ms <ms>', env: 'SLUICE_SCHEDULE_MISFIRE_GRACE_MS', description: 'a cron fire time reached later than this (broker down, clock jump) counts as missed and follows the schedule\'s catch-up policy', default: 60_000, parse: integer(0, 86_400_000) }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {

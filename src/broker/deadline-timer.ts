@@ -8,7 +8,7 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
  * is a no-op; arming earlier replaces it. The callback recomputes and re-arms.
  */
 export class DeadlineTimer {
-  private handle: NodeJS.Timeout | undefined;
+  private handle: unknown;
   private armedAt: number | undefined;
   private stopped = false;
 
@@ -20,21 +20,29 @@ export class DeadlineTimer {
   armAt(at: number | undefined): void {
     if (at === undefined || this.stopped) return;
     if (this.armedAt !== undefined && this.armedAt <= at) return;
-    if (this.handle) clearTimeout(this.handle);
+    this.clear();
     this.armedAt = at;
     const delay = Math.min(MAX_TIMEOUT_MS, Math.max(0, at - this.clock.now()));
-    this.handle = setTimeout(() => {
+    const fire = () => {
       this.handle = undefined;
       this.armedAt = undefined;
       this.onFire();
-    }, delay);
-    this.handle.unref();
+    };
+    // A clock with its own timers (tests) runs them on its time; otherwise Node's, unref'd.
+    if (this.clock.setTimer) this.handle = this.clock.setTimer(fire, delay);
+    else this.handle = setTimeout(fire, delay).unref();
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.handle) clearTimeout(this.handle);
-    this.handle = undefined;
+    this.clear();
     this.armedAt = undefined;
+  }
+
+  private clear(): void {
+    if (this.handle === undefined) return;
+    if (this.clock.clearTimer) this.clock.clearTimer(this.handle);
+    else clearTimeout(this.handle as NodeJS.Timeout);
+    this.handle = undefined;
   }
 }
