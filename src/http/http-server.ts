@@ -8,7 +8,7 @@ export interface HttpServer {
   port: number;
 }
 
-/** Operator endpoints: /healthz for load balancers and container health checks. */
+/** Operator endpoints: /healthz for load balancers and container health checks, /metrics for Prometheus. */
 export async function startHttpServer(broker: Broker, address: string, log: Logger): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
   const server = createServer((req, res) => {
@@ -17,6 +17,20 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
       const serving = broker.state === 'serving';
       res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state }));
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics') {
+      broker.metrics.text().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': broker.metrics.contentType });
+          res.end(body);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'collecting metrics failed');
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('collecting metrics failed (logged by the broker)\n');
+        },
+      );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
