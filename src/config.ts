@@ -20,6 +20,10 @@ export interface BrokerConfig {
   retryMaxMs: number;
   retryJitter: number;
   shutdownGraceMs: number;
+  retentionMaxAgeMs: number;
+  retentionMaxCount: number;
+  retentionIntervalMs: number;
+  retentionBatchSize: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -82,6 +86,10 @@ export const SETTINGS = [
   setting({ key: 'retryMaxMs', flag: '--retry-max-ms <ms>', env: 'SLUICE_RETRY_MAX_MS', description: 'default cap on one backoff delay', default: 3_600_000, parse: integer(1, 2_147_483_647) }),
   setting({ key: 'retryJitter', flag: '--retry-jitter <fraction>', env: 'SLUICE_RETRY_JITTER', description: 'default backoff jitter, 0..1 (0.2 = +/-20%)', default: 0.2, parse: decimal(0, 1) }),
   setting({ key: 'shutdownGraceMs', flag: '--shutdown-grace-ms <ms>', env: 'SLUICE_SHUTDOWN_GRACE_MS', description: 'on SIGTERM, how long in-flight jobs may still be settled before their leases are released', default: 30_000, parse: integer(0, 3_600_000) }),
+  setting({ key: 'retentionMaxAgeMs', flag: '--retention-max-age-ms <ms>', env: 'SLUICE_RETENTION_MAX_AGE_MS', description: 'delete completed and cancelled jobs (with their history) this long after they finished, for queues that set none; 0 = never by age (dead jobs are never deleted automatically)', default: 7 * 24 * 3_600_000, parse: integer(0) }),
+  setting({ key: 'retentionMaxCount', flag: '--retention-max-count <n>', env: 'SLUICE_RETENTION_MAX_COUNT', description: 'keep at most this many completed and cancelled jobs per queue (oldest deleted first), for queues that set none; 0 = no limit', default: 0, parse: integer(0) }),
+  setting({ key: 'retentionIntervalMs', flag: '--retention-interval-ms <ms>', env: 'SLUICE_RETENTION_INTERVAL_MS', description: 'how often retention looks for jobs to delete; 0 = never', default: 60_000, parse: integer(0, 2_147_483_647) }),
+  setting({ key: 'retentionBatchSize', flag: '--retention-batch-size <n>', env: 'SLUICE_RETENTION_BATCH_SIZE', description: 'jobs retention examines per write transaction (keeps each pause short)', default: 500, parse: integer(1, 100_000) }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {
