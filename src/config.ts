@@ -32,6 +32,10 @@ export interface BrokerConfig {
   publicEndpoints: ('health' | 'reflection' | 'metrics')[];
   insecure: boolean;
   scheduleMisfireGraceMs: number;
+  retentionMaxAgeMs: number;
+  retentionMaxCount: number;
+  retentionIntervalMs: number;
+  retentionBatchSize: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -95,7 +99,7 @@ function setting<K extends keyof BrokerConfig>(s: Setting<K>): Setting<K> {
 export const SETTINGS = [
   setting({ key: 'dataFile', flag: '--data-file <path>', env: 'SLUICE_DATA_FILE', description: 'SQLite database file', default: './sluice.db', parse: text }),
   setting({ key: 'grpcAddress', flag: '--grpc-address <host:port>', env: 'SLUICE_GRPC_ADDRESS', description: 'gRPC listen address (port 0 picks a free port)', default: '127.0.0.1:50051', parse: text }),
-  setting({ key: 'httpAddress', flag: '--http-address <host:port>', env: 'SLUICE_HTTP_ADDRESS', description: 'HTTP listen address for /healthz, or "off"', default: '127.0.0.1:50052', parse: text }),
+  setting({ key: 'httpAddress', flag: '--http-address <host:port>', env: 'SLUICE_HTTP_ADDRESS', description: 'HTTP listen address for /healthz and /metrics, or "off"', default: '127.0.0.1:50052', parse: text }),
   setting({ key: 'synchronous', flag: '--synchronous <mode>', env: 'SLUICE_SYNCHRONOUS', description: 'durability: FULL (nothing is acknowledged before its WAL is fsynced; the broker fsyncs off the event loop), EXTRA (SQLite fsyncs in line), NORMAL (a power loss may drop the last commits), OFF', default: 'FULL', parse: oneOf(['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const, (s) => s.toUpperCase()) }),
   setting({ key: 'logLevel', flag: '--log-level <level>', env: 'SLUICE_LOG_LEVEL', description: 'pino log level: fatal, error, warn, info, debug, trace, silent', default: 'info', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, (s) => s.toLowerCase()) }),
   setting({ key: 'maxPayloadBytes', flag: '--max-payload-bytes <n>', env: 'SLUICE_MAX_PAYLOAD_BYTES', description: 'largest accepted payload (JSON text bytes)', default: 1024 * 1024, parse: integer(1, 64 * 1024 * 1024) }),
@@ -120,6 +124,10 @@ export const SETTINGS = [
   setting({ key: 'publicEndpoints', flag: '--public-endpoints <list>', env: 'SLUICE_PUBLIC_ENDPOINTS', description: 'what stays open without credentials when auth is on: health (gRPC health, /healthz), reflection, metrics (/metrics), or none', default: ['health', 'reflection'] as ('health' | 'reflection' | 'metrics')[], parse: list(['health', 'reflection', 'metrics'] as const) }),
   setting({ key: 'insecure', flag: '--insecure', env: 'SLUICE_INSECURE', description: 'allow a non-loopback listen address without authentication (anyone who reaches the port can read, enqueue and purge jobs)', default: false, parse: boolean }),
   setting({ key: 'scheduleMisfireGraceMs', flag: '--schedule-misfire-grace-ms <ms>', env: 'SLUICE_SCHEDULE_MISFIRE_GRACE_MS', description: 'a cron fire time reached later than this (broker down, clock jump) counts as missed and follows the schedule\'s catch-up policy', default: 60_000, parse: integer(0, 86_400_000) }),
+  setting({ key: 'retentionMaxAgeMs', flag: '--retention-max-age-ms <ms>', env: 'SLUICE_RETENTION_MAX_AGE_MS', description: 'delete completed and cancelled jobs (with their history) this long after they finished, for queues that set none; 0 = never by age (dead jobs are never deleted automatically)', default: 7 * 24 * 3_600_000, parse: integer(0) }),
+  setting({ key: 'retentionMaxCount', flag: '--retention-max-count <n>', env: 'SLUICE_RETENTION_MAX_COUNT', description: 'keep at most this many completed and cancelled jobs per queue (oldest deleted first), for queues that set none; 0 = no limit', default: 0, parse: integer(0) }),
+  setting({ key: 'retentionIntervalMs', flag: '--retention-interval-ms <ms>', env: 'SLUICE_RETENTION_INTERVAL_MS', description: 'how often retention looks for jobs to delete; 0 = never', default: 60_000, parse: integer(0, 2_147_483_647) }),
+  setting({ key: 'retentionBatchSize', flag: '--retention-batch-size <n>', env: 'SLUICE_RETENTION_BATCH_SIZE', description: 'jobs retention examines per write transaction (keeps each pause short)', default: 500, parse: integer(1, 100_000) }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {

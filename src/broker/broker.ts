@@ -25,6 +25,12 @@ export interface BrokerOptions {
 import { ScheduleStore } from '../store/schedule-store.js';
 import { Scheduler } from './scheduler.js';
 import { ScheduleManager } from './schedules.js';
+import { BrokerMetrics } from '../metrics/broker-metrics.js';
+import { storeFileSizes } from '../store/file-sizes.js';
+import { decodeJobHistory, type HistoryEntry } from '../store/job-history.js';
+import { backupDatabase, validateBackupPath } from '../store/backup.js';
+import { Retention, type RetentionPolicy } from './retention.js';
+import { jobLogFields } from './job-log.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -124,6 +130,8 @@ export class Broker {
   readonly writeHealth: WriteHealth;
   /** Cron schedules (broker/schedules.ts). */
   readonly schedules: ScheduleManager;
+  readonly metrics: BrokerMetrics;
+  readonly retention: Retention;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -142,6 +150,7 @@ export class Broker {
   private claimedInFlush = 0;
   /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
+  private backupInFlight: Promise<unknown> | undefined;
 
   constructor(
     readonly config: BrokerConfig,
@@ -198,6 +207,30 @@ export class Broker {
         this.writeHealth.observe(error, errors, wrote);
       },
     });
+    this.metrics = new BrokerMetrics(
+      {
+        queueCounts: () => this.store.countsByQueueAndState(),
+        oldestPendingAgeMs: () => this.oldestPendingAges(),
+        activeLeases: () => this.leaseOwners.size,
+        connectedStreams: () => this.sessions.size,
+        outstandingCredit: () => {
+          let unused = 0;
+          let unsettled = 0;
+          for (const s of this.sessions.values()) (unused += s.credit.available), (unsettled += s.credit.outstanding);
+          return { unused, unsettled };
+        },
+        fileSizes: () => storeFileSizes(config.dataFile),
+      },
+      { processMetrics: config.httpAddress !== 'off' },
+    );
+    this.commits.setObserver({
+      flushed: (ops, ms) => this.metrics.observeFlush(ops, ms),
+      synced: (ms) => this.metrics.observeSync(ms),
+    });
+    this.retention = new Retention(this.store, this.commits, clock, log, (queue) => this.retentionPolicy(queue), {
+      intervalMs: config.retentionIntervalMs,
+      batchSize: config.retentionBatchSize,
+    });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
     const scheduleStore = new ScheduleStore(this.db);
@@ -247,7 +280,8 @@ export class Broker {
       try {
         this.db.transaction(() => {
           for (const { id, lease_id } of orphaned) {
-            this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+            const released = this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+            if (released) this.countLostAttempt(released);
           }
         })();
         this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
@@ -261,6 +295,7 @@ export class Broker {
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
     this.schedules.start();
+    this.retention.start();
     this.setState('serving');
   }
 
@@ -273,11 +308,30 @@ export class Broker {
   // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
-    return this.commits.run((now) => {
+    const outcomes = await this.commits.run((now) => {
       // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
       if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
       return this.insertJobs(inputs, now, false);
     });
+    // Counted once committed: an atomic batch that failed inserted nothing.
+    if (this.log.isLevelEnabled('debug')) {
+      for (let i = 0; i < outcomes.length; i++) {
+        const o = outcomes[i]!;
+        if ('error' in o) continue;
+        const input = inputs[i]!;
+        this.log.debug({ ...jobLogFields(o.id, input.queue, input.metadata), state: o.state, deduplicated: o.deduplicated }, 'job enqueued');
+      }
+    }
+    let queue = '';
+    let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i]!;
+      if ('error' in o || o.deduplicated) continue;
+      const q = inputs[i]!.queue;
+      if (q !== queue || !tally) (queue = q), (tally = this.metrics.tally(q));
+      tally.enqueued++;
+    }
+    return outcomes;
   }
 
   /**
@@ -387,11 +441,11 @@ export class Broker {
     const outcome = await this.commits.run((now) => {
       const before = this.store.stateAndLease(id);
       if (!before) throw notFound(`job ${quote(id)} not found`);
-      if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null };
+      if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null, changed: false };
       if (isTerminal(before.state)) throw failedPrecondition(`job ${quote(id)} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
       if (!result.ok) throw failedPrecondition(`job ${quote(id)} changed while cancelling; try again`);
-      return { row: result.value, leaseId: before.lease_id };
+      return { row: result.value, leaseId: before.lease_id, changed: true };
     });
     if (outcome.leaseId) {
       const session = this.leaseOwners.get(id);
@@ -401,9 +455,15 @@ export class Broker {
         this.commits.schedule();
       }
     }
+    if (outcome.changed) this.metrics.tally(outcome.row.queue).cancelled++;
     this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
-    this.log.debug({ jobId: id, queue: outcome.row.queue }, 'job cancelled');
+    if (outcome.changed) this.log.debug({ ...jobLogFields(id, outcome.row.queue, outcome.row.metadata), reason: reason || undefined }, 'job cancelled');
     return outcome.row;
+  }
+
+  /** Every attempt and transition of a job, oldest first. */
+  jobHistory(id: string): HistoryEntry[] {
+    return decodeJobHistory(this.getJob(id));
   }
 
   watchJob(id: string, listener: JobListener): () => void {
@@ -460,6 +520,10 @@ export class Broker {
         leases.map(([jobId, leaseId]) => {
           const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
           if (released) {
+            if (countsAsAttempt) this.countLostAttempt(released);
+            if (this.log.isLevelEnabled('debug')) {
+              this.log.debug({ ...jobLogFields(jobId, released.queue, released.metadata), leaseId, state: released.state, reason }, 'job released');
+            }
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
           }
@@ -575,14 +639,18 @@ export class Broker {
 
   /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
   private ackMany(acks: readonly AckInput[], now: number): SettleOutcome[] {
-    const attempts = this.store.completeMany(
+    const completed = this.store.completeMany(
       acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
       now,
     );
+    const debug = this.log.isLevelEnabled('debug');
     return acks.map((a, i) => {
-      const attempt = attempts[i];
-      if (attempt === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
-      this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt, result: a.result, at: now });
+      const job = completed[i];
+      if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      this.metrics.tally(job.queue).completed++;
+      this.metrics.observeRun(job.queue, now - job.started_at);
+      if (debug) this.log.debug({ ...jobLogFields(a.jobId, job.queue, job.metadata), attempt: job.attempt, leaseId: a.leaseId }, 'job acked');
+      this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: job.attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
   }
@@ -599,6 +667,12 @@ export class Broker {
     const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
     if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
     if (!dies) this.scheduledTimer.armAt(runAt);
+    const tally = this.metrics.tally(ctx.queue);
+    if (dies) tally.deadLettered++;
+    else tally.retried++;
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ ...jobLogFields(n.jobId, ctx.queue, ctx.metadata), attempt: ctx.attempt, leaseId: n.leaseId, error: message, state }, 'job nacked');
+    }
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
   }
@@ -616,6 +690,9 @@ export class Broker {
     const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
     if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
     this.dispatcher.markReady(released.queue, released.type);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ ...jobLogFields(r.jobId, released.queue, released.metadata), leaseId: r.leaseId, state: released.state, reason }, 'job released');
+    }
     this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
     return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
   }
@@ -623,6 +700,15 @@ export class Broker {
   /** Watch events are sent only after the commit that made them true. */
   private recordChange(change: JobChange): void {
     if (this.watchers.isWatched(change.jobId)) this.uncommittedChanges.push(change);
+  }
+
+  /** The queue's retention over the broker's (0 = no limit). */
+  retentionPolicy(queue: string): RetentionPolicy {
+    const q = this.queues.get(queue);
+    return {
+      maxAgeMs: q?.retentionMaxAgeMs ?? this.config.retentionMaxAgeMs,
+      maxCount: q?.retentionMaxCount ?? this.config.retentionMaxCount,
+    };
   }
 
   /** The job's policy fields over the queue's over the broker's defaults. */
@@ -636,13 +722,45 @@ export class Broker {
     return resolveRetryPolicy(defaults, this.queues.get(queue)?.retry, job);
   }
 
+  /** An attempt that ended without a settle (lease expired, stream lost): retried or dead. */
+  private countLostAttempt(released: { state: JobState; queue: string }): void {
+    const tally = this.metrics.tally(released.queue);
+    if (released.state === JobState.Dead) tally.deadLettered++;
+    else tally.retried++;
+  }
+
+  /** Scrape time: the oldest ready job per queue that has any. */
+  private oldestPendingAges(): { queue: string; ageMs: number }[] {
+    const now = this.clock.now();
+    const out: { queue: string; ageMs: number }[] = [];
+    for (const { queue, state } of this.store.countsByQueueAndState()) {
+      if (state !== JobState.Pending) continue;
+      const at = this.store.oldestPendingRunAt(queue);
+      if (at !== undefined) out.push({ queue, ageMs: Math.max(0, now - at) });
+    }
+    return out;
+  }
+
   private onDelivered(claims: readonly Claim[]): void {
     let earliest = Infinity;
+    const now = this.clock.now();
+    let queue = '';
+    let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
+    const debug = this.log.isLevelEnabled('debug');
     for (const { session, job } of claims) {
+      if (debug) {
+        this.log.debug(
+          { ...jobLogFields(job.id, job.queue, job.metadata), attempt: job.attempt, leaseId: job.lease_id, workerId: session.subscription.workerId, streamId: session.id },
+          'job delivered',
+        );
+      }
+      if (job.queue !== queue || !tally) (queue = job.queue), (tally = this.metrics.tally(queue));
+      tally.started++;
+      this.metrics.observeWait(queue, now - job.run_at);
       this.leaseOwners.set(job.id, session);
       if (job.lease_expires_at < earliest) earliest = job.lease_expires_at;
       if (this.watchers.isWatched(job.id)) {
-        this.watchers.emit({ jobId: job.id, state: JobState.Active, attempt: job.attempt, at: this.clock.now() });
+        this.watchers.emit({ jobId: job.id, state: JobState.Active, attempt: job.attempt, at: now });
       }
     }
     this.leaseTimer.armAt(earliest);
@@ -679,8 +797,9 @@ export class Broker {
       work: (now) => {
         const expired = this.store.expiredLeases(now, TIMER_BATCH);
         const results = expired.map(({ id, lease_id }) => {
-          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
+          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now, 'expired');
           if (released) {
+            this.countLostAttempt(released);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }
@@ -698,7 +817,9 @@ export class Broker {
             if (owner.leaseEnded(id, leaseId) && this.leaseOwners.get(id) === owner) this.leaseOwners.delete(id);
             owner.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
           }
-          if (released) this.log.debug({ jobId: id, queue: released.queue, state: released.state }, 'lease expired');
+          if (released && this.log.isLevelEnabled('debug')) {
+            this.log.debug({ ...jobLogFields(id, released.queue, released.metadata), leaseId, state: released.state }, 'job lease expired');
+          }
         }
         this.leaseTimer.armAt(r.next);
         this.checkLeasesEmpty();
@@ -758,12 +879,15 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number },
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; retentionMaxAgeMs?: number; retentionMaxCount?: number },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
     await this.commits.run((now) => {
       this.store.ensureQueue(name, now);
+      if (changes.retentionMaxAgeMs !== undefined || changes.retentionMaxCount !== undefined) {
+        this.store.setQueueRetention(name, changes.retentionMaxAgeMs, changes.retentionMaxCount);
+      }
       this.store.updateQueueDefaults(name, {
         maxAttempts: changes.maxAttempts ?? null,
         // Field by field: fields not set in the update keep their current value.
@@ -836,6 +960,31 @@ export class Broker {
     }
   }
 
+  /**
+   * Writes a consistent snapshot of the database to `path` (absolute, new, in an existing
+   * directory on the broker host) while the broker keeps serving. One at a time.
+   */
+  async backup(path: string): Promise<{ path: string; bytes: number; durationMs: number }> {
+    this.assertAccepting();
+    const target = validateBackupPath(path, this.config.dataFile);
+    if (this.backupInFlight) throw failedPrecondition('a backup is already running; wait for it to finish');
+    const started = performance.now();
+    this.log.info({ path: target }, 'backup started');
+    const running = backupDatabase(this.db, target);
+    this.backupInFlight = running;
+    try {
+      const { bytes } = await running;
+      const durationMs = Math.round(performance.now() - started);
+      this.log.info({ path: target, bytes, durationMs }, 'backup written');
+      return { path: target, bytes, durationMs };
+    } catch (error) {
+      this.log.error({ err: error, path: target }, 'backup failed');
+      throw error instanceof SluiceError ? error : new SluiceError('INTERNAL', `backup failed: ${(error as Error).message}`);
+    } finally {
+      this.backupInFlight = undefined;
+    }
+  }
+
   listSessions(): ConsumeSession[] {
     return [...this.sessions.values()];
   }
@@ -877,6 +1026,8 @@ export class Broker {
    */
   async stop(): Promise<void> {
     if (this.stateValue === 'stopped') return;
+    // The backup copies through this connection: let it finish before closing it.
+    await this.backupInFlight?.catch(() => {});
     if (this.stateValue === 'serving') {
       this.dispatcher.disable();
       this.stateValue = 'draining';
@@ -890,6 +1041,7 @@ export class Broker {
     }
     if (remaining > 0) this.log.warn({ jobs: remaining }, 'released unsettled leases at shutdown');
     this.schedules.stop();
+    this.retention.stop();
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
@@ -922,5 +1074,5 @@ function emptyCounts(): Record<JobState, number> {
 }
 
 function defaultSettings(name: string): QueueSettings {
-  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined };
+  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, retentionMaxAgeMs: undefined, retentionMaxCount: undefined };
 }

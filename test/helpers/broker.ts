@@ -6,6 +6,7 @@ import { startSluice, type RunningSluice } from '../../src/sluice.js';
 import { createLogger } from '../../src/log.js';
 import type { Clock } from '../../src/domain/clock.js';
 import type { Db } from '../../src/store/database.js';
+import type { Logger } from '../../src/log.js';
 import { connect, type SluiceClients } from '../../clients/typescript/src/connect.js';
 import { Api } from './api.js';
 
@@ -33,12 +34,12 @@ export function testConfig(dataFile: string, overrides: Partial<BrokerConfig> = 
 /** A real broker in this process, on an ephemeral port, with a temp SQLite file. */
 export async function startTestBroker(
   overrides: Partial<BrokerConfig> = {},
-  options: { clock?: Clock; dir?: string; onDatabaseOpen?: (db: Db) => void } = {},
+  options: { clock?: Clock; dir?: string; onDatabaseOpen?: (db: Db) => void; logger?: Logger } = {},
 ): Promise<TestBroker> {
   const dir = options.dir ?? tempDir();
   const dataFile = join(dir, 'sluice.db');
   const config = testConfig(dataFile, overrides);
-  const running = await startSluice(config, { clock: options.clock, logger: createLogger(config.logLevel), onDatabaseOpen: options.onDatabaseOpen });
+  const running = await startSluice(config, { clock: options.clock, logger: options.logger ?? createLogger(config.logLevel), onDatabaseOpen: options.onDatabaseOpen });
   const clients = connect(running.address);
   let closed = false;
   return {
