@@ -151,6 +151,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX schedule_runs_fire ON schedule_runs (schedule_id, fire_time) WHERE kind = 'scheduled';
   -- History listing and trimming, newest first.
   CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule_id, seq);
+  `,
   // 4: per-job history, retention settings per queue.
   //
   // History is a compact append-only column of the job row, not a table: the row is
