@@ -6,6 +6,7 @@ import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import type { QueueCounts } from '../clients/typescript/src/gen/sluice/v1/admin.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/migrations.js';
 import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
+import { ManualClock } from './helpers/clock.js';
 
 let b: TestBroker | undefined;
 const dirs: string[] = [];
@@ -51,7 +52,10 @@ async function expectCountsMatchTable(broker: TestBroker, expected: Record<strin
 
 describe('queue counts', () => {
   it('match the jobs table through every transition: enqueue, delay, claim, ack, retry, dead, release, stream loss, cancel, replay, purge', async () => {
-    b = await startTestBroker();
+    // Injected clock: the delayed job stays scheduled until the test moves time past its
+    // run_at (with real time, a loaded machine promoted it before the first checks).
+    const clock = new ManualClock();
+    b = await startTestBroker({}, { clock });
     const broker = b;
     const q = 'counts';
     const [j1, j2, j3, j4, j5] = await broker.api.enqueueMany(q, 5);
@@ -79,6 +83,7 @@ describe('queue counts', () => {
 
     // The released job and the delayed one (promoted by the timer) come back; one is cancelled
     // while active, the other is lost with the stream.
+    clock.advance(150);
     worker.credit(2);
     const [again, promoted] = await worker.waitForDeliveries(6).then((ds) => ds.slice(4));
     expect(new Set([again!.jobId, promoted!.jobId])).toEqual(new Set([j4, soon]));
