@@ -31,6 +31,9 @@ import { decodeJobHistory, type HistoryEntry } from '../store/job-history.js';
 import { backupDatabase, validateBackupPath } from '../store/backup.js';
 import { Retention, type RetentionPolicy } from './retention.js';
 import { jobLogFields } from './job-log.js';
+import { DispatchLimits } from './dispatch-limits.js';
+import { explainJob, type Explanation } from './explain.js';
+import { hasGroupPolicy, limitsToJson, type QueueLimits } from '../domain/queue-limits.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -133,6 +136,8 @@ export class Broker {
   readonly metrics: BrokerMetrics;
   readonly retention: Retention;
   private readonly dispatcher: Dispatcher;
+  /** Rate, concurrency and fairness limits of the queues that have them (dispatch-limits.ts). */
+  private readonly limits: DispatchLimits;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
   private readonly leaseOwners = new Map<string, ConsumeSession>();
@@ -179,6 +184,8 @@ export class Broker {
       () => this.commits.schedule(),
       (claims) => this.onDelivered(claims),
     );
+    this.limits = new DispatchLimits(this.store, this.queues, clock, (queue) => this.dispatcher.markReady(queue));
+    this.dispatcher.setLimits(this.limits);
     this.commits.setHooks({
       beforeCommit: (now) => {
         const claims = this.dispatcher.claim(now);
@@ -292,6 +299,8 @@ export class Broker {
         this.log.error({ jobs: orphaned.length }, 'cannot release leases left by the previous broker: the disk is full; the lease timer retries');
       }
     }
+    // After the orphaned leases are gone: limiters count the slots still held.
+    this.limits.syncAll();
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
     this.schedules.start();
@@ -418,7 +427,8 @@ export class Broker {
       retry: input.retry ? JSON.stringify(input.retry) : null,
       leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
       dedupKey: input.dedupKey ?? null,
-      groupKey: input.groupKey ?? null,
+      // '': the group of jobs without a key, in a queue that dispatches by group (migration 5).
+      groupKey: input.groupKey ?? (this.queues.hasGroupPolicy(input.queue) ? '' : null),
     };
     return { index, job, state };
   }
@@ -445,6 +455,8 @@ export class Broker {
       if (isTerminal(before.state)) throw failedPrecondition(`job ${quote(id)} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
       if (!result.ok) throw failedPrecondition(`job ${quote(id)} changed while cancelling; try again`);
+      if (before.state === JobState.Active) this.limits.leaseEnded(id, false);
+      else if (before.state === JobState.Scheduled) this.limits.retryEnded(id);
       return { row: result.value, leaseId: before.lease_id, changed: true };
     });
     if (outcome.leaseId) {
@@ -520,6 +532,7 @@ export class Broker {
         leases.map(([jobId, leaseId]) => {
           const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
           if (released) {
+            this.limits.leaseEnded(jobId, false);
             if (countsAsAttempt) this.countLostAttempt(released);
             if (this.log.isLevelEnabled('debug')) {
               this.log.debug({ ...jobLogFields(jobId, released.queue, released.metadata), leaseId, state: released.state, reason }, 'job released');
@@ -647,6 +660,7 @@ export class Broker {
     return acks.map((a, i) => {
       const job = completed[i];
       if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      this.limits.leaseEnded(a.jobId, false);
       this.metrics.tally(job.queue).completed++;
       this.metrics.observeRun(job.queue, now - job.started_at);
       if (debug) this.log.debug({ ...jobLogFields(a.jobId, job.queue, job.metadata), attempt: job.attempt, leaseId: a.leaseId }, 'job acked');
@@ -666,6 +680,7 @@ export class Broker {
     const message = n.error || '(no error message)';
     const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
     if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
+    this.limits.leaseEnded(n.jobId, !dies);
     if (!dies) this.scheduledTimer.armAt(runAt);
     const tally = this.metrics.tally(ctx.queue);
     if (dies) tally.deadLettered++;
@@ -689,6 +704,7 @@ export class Broker {
     const reason = r.reason || 'released by the worker';
     const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
     if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
+    this.limits.leaseEnded(r.jobId, false);
     this.dispatcher.markReady(released.queue, released.type);
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ ...jobLogFields(r.jobId, released.queue, released.metadata), leaseId: r.leaseId, state: released.state, reason }, 'job released');
@@ -780,6 +796,7 @@ export class Broker {
       work: (now) => {
         const promoted = this.store.promoteDue(now, TIMER_BATCH);
         for (const { id, queue, type, attempt } of promoted) {
+          this.limits.retryEnded(id);
           this.dispatcher.markReady(queue, type);
           this.recordChange({ jobId: id, state: JobState.Pending, attempt, at: now });
         }
@@ -799,6 +816,7 @@ export class Broker {
         const results = expired.map(({ id, lease_id }) => {
           const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now, 'expired');
           if (released) {
+            this.limits.leaseEnded(id, false);
             this.countLostAttempt(released);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
@@ -879,7 +897,7 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; retentionMaxAgeMs?: number; retentionMaxCount?: number },
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; retentionMaxAgeMs?: number; retentionMaxCount?: number; limits?: QueueLimits },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
@@ -894,8 +912,20 @@ export class Broker {
         retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
       });
+      if (changes.limits) {
+        // Limits replace the previous ones as a whole. The mirror changes inside the flush, so
+        // every later flush inserts and dispatches under the new limits (jobs without a group
+        // key must get the key '' from the same commit on).
+        this.store.limits.setQueueLimits(name, limitsToJson(changes.limits));
+        if (hasGroupPolicy(changes.limits)) this.store.limits.assignDefaultGroup(name);
+        this.queues.refresh(name);
+        this.limits.sync(name);
+      }
     });
     this.queues.refresh(name);
+    if (changes.limits) {
+      this.log.info({ queue: name, limits: changes.limits }, 'queue limits changed');
+    }
     return this.getQueue(name);
   }
 
@@ -926,6 +956,16 @@ export class Broker {
       // Rolled back (or re-created by an enqueue in the same flush): mirror what the store has.
       this.queues.refresh(name);
     }
+  /** Why a job is (not) running: structured reasons and a summary line (explain.ts). */
+  explainJob(id: string): Explanation {
+    const row = this.getJob(id);
+    return explainJob(row, {
+      store: this.store,
+      queues: this.queues,
+      limits: this.limits,
+      subscribersOf: (queue) => this.dispatcher.subscribersOf(queue),
+      now: this.clock.now(),
+    });
   }
 
   listJobs(filter: JobFilter, limit: number, beforeSeq?: number): JobRow[] {
@@ -1045,6 +1085,7 @@ export class Broker {
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
+    this.limits.stop();
     this.walSync?.close();
     closeDatabase(this.db);
     this.setState('stopped');
@@ -1074,5 +1115,5 @@ function emptyCounts(): Record<JobState, number> {
 }
 
 function defaultSettings(name: string): QueueSettings {
-  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, retentionMaxAgeMs: undefined, retentionMaxCount: undefined };
+  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, retentionMaxAgeMs: undefined, retentionMaxCount: undefined, limits: undefined };
 }

@@ -1,5 +1,6 @@
 import type { JobStore, QueueRow } from '../store/job-store.js';
 import type { PartialRetryPolicy } from '../domain/backoff.js';
+import { hasGroupPolicy, limitsFromJson, type QueueLimits } from '../domain/queue-limits.js';
 
 export interface QueueSettings {
   name: string;
@@ -10,6 +11,8 @@ export interface QueueSettings {
   /** Retention overrides (0 = no limit); undefined = the broker's setting. */
   retentionMaxAgeMs: number | undefined;
   retentionMaxCount: number | undefined;
+  /** Dispatch limits; undefined = none (the dispatcher's fast path). */
+  limits: QueueLimits | undefined;
 }
 
 /**
@@ -33,6 +36,15 @@ export class QueueRegistry {
 
   isPaused(name: string): boolean {
     return this.queues.get(name)?.paused ?? false;
+  }
+
+  limitsOf(name: string): QueueLimits | undefined {
+    return this.queues.get(name)?.limits;
+  }
+
+  /** Jobs without a group key are stored with the key '' in such a queue (see migration 5). */
+  hasGroupPolicy(name: string): boolean {
+    return hasGroupPolicy(this.queues.get(name)?.limits);
   }
 
   names(): string[] {
@@ -68,5 +80,6 @@ function fromRow(row: QueueRow): QueueSettings {
     leaseTimeoutMs: row.lease_timeout_ms ?? undefined,
     retentionMaxAgeMs: row.retention_max_age_ms ?? undefined,
     retentionMaxCount: row.retention_max_count ?? undefined,
+    limits: limitsFromJson(row.limits),
   };
 }

@@ -16,6 +16,7 @@ import type {
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import { decodePageToken, encodePageToken, jobToWire, pageSize, retryToWire, stateFilterFromWire } from './convert.js';
 import { toServiceError } from './status.js';
+import { limitsFromWire, limitsToWire } from './limits-wire.js';
 
 /** Wraps a synchronous or async handler body: one error path for every admin RPC. */
 function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Promise<Res>) {
@@ -41,6 +42,7 @@ function queueToWire(q: QueueInfo, broker: Broker): Queue {
     retry: retryToWire(q.settings.retry),
     leaseTimeoutMs: q.settings.leaseTimeoutMs ?? 0,
     consumers: q.consumers,
+    limits: limitsToWire(q.settings.limits),
   };
 }
 
@@ -94,12 +96,14 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
       if (req.leaseTimeoutMs !== 0) inRange(req.leaseTimeoutMs, 'lease_timeout_ms (0 = unchanged)', 50, MAX_DURATION_MS);
       inRange(req.maxAttempts, 'max_attempts (0 = unchanged)', 0, 1_000_000);
       const retry = req.retry && validateRetryPolicy(req.retry);
+      const limits = req.limits && limitsFromWire(req.limits);
       const info = await broker.updateQueue(name, {
         maxAttempts: req.maxAttempts || undefined,
         retry,
         leaseTimeoutMs: req.leaseTimeoutMs || undefined,
         retentionMaxAgeMs: req.retentionMaxAgeMs,
         retentionMaxCount: req.retentionMaxCount,
+        limits,
       }, req.createIfMissing);
       return queueToWire(info, broker);
     }),

@@ -10,6 +10,8 @@ import type {
   EnqueueBatchResponse,
   EnqueueRequest,
   EnqueueResponse,
+  ExplainJobRequest,
+  ExplainJobResponse,
   GetJobRequest,
   JobEvent,
   ProducerServiceServer,
@@ -19,6 +21,7 @@ import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import { jobToWire, jsonValue, stateToWire } from './convert.js';
 import { parseEnqueueRequest } from './enqueue-input.js';
 import { traceContextOfCall, withTraceContext } from './trace-context.js';
+import { explanationToWire } from './limits-wire.js';
 import { grpcCode, toServiceError } from './status.js';
 
 export function producerService(broker: Broker, log: Logger): ProducerServiceServer {
@@ -94,6 +97,15 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
         callback(null, jobToWire(broker.getJob(validateJobId(call.request.id))));
       } catch (error) {
         fail(callback, error, { rpc: 'GetJob', jobId: echo(call.request.id) });
+      }
+    },
+
+    explainJob(call: ServerUnaryCall<ExplainJobRequest, ExplainJobResponse>, callback: sendUnaryData<ExplainJobResponse>) {
+      try {
+        if (!call.request.id) throw invalidArgument('id is required');
+        callback(null, explanationToWire(broker.explainJob(call.request.id)));
+      } catch (error) {
+        fail(callback, error, { rpc: 'ExplainJob', jobId: call.request.id });
       }
     },
 

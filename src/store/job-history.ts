@@ -27,7 +27,7 @@ export interface HistoryEntry {
 }
 
 /**
- * The stored form (migration 3): the `history` column holds comma-separated JSON arrays,
+ * The stored form (migration 4): the `history` column holds comma-separated JSON arrays,
  * appended by the transition statements in job-store.ts:
  *
  *   ['a', attempt, workerId, leaseId, startedAt, lastHeartbeatAt|null, endedAt, outcome, error?, nextState?, retryAt?]

@@ -27,3 +27,4 @@ export {
   type OverlapName,
   type Page,
 } from './schedules.js';
+export type { JobExplanation, ExplainReasonInfo, ExplainReasonName } from './explain.js';
