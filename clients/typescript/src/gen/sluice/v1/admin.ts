@@ -61,7 +61,6 @@ export interface Queue {
   leaseTimeoutMs: number;
   /** Worker streams subscribed to this queue right now. */
   consumers: number;
-<<<<<<< HEAD
   /**
    * Completed and cancelled jobs are deleted this long after they finished (0 = never by age).
    * The queue's own setting, or the broker's --retention-max-age-ms.
@@ -72,10 +71,8 @@ export interface Queue {
    * (0 = no limit). The queue's own setting, or the broker's --retention-max-count.
    */
   retentionMaxCount: number;
-=======
   /** Dispatch limits (issue 10). */
   limits: QueueLimits | undefined;
->>>>>>> i10
 }
 
 /** No filter yet. */
@@ -120,7 +117,6 @@ export interface UpdateQueueRequest {
     | undefined;
   /** New default lease timeout in milliseconds (0 = keep). */
   leaseTimeoutMs: number;
-<<<<<<< HEAD
   /** Create the queue with these defaults when it does not exist, instead of answering NOT_FOUND. */
   createIfMissing: boolean;
   /**
@@ -134,18 +130,9 @@ export interface UpdateQueueRequest {
    * Keep at most this many completed and cancelled jobs (unset = keep the current setting,
    * 0 = no limit).
    */
-  retentionMaxCount?: number | undefined;
-}
-
-/** Which queue to delete. */
-export interface DeleteQueueRequest {
-  /** Queue name. */
-  queue: string;
-}
-
-/** The queue is gone. */
-export interface DeleteQueueResponse {
-=======
+  retentionMaxCount?:
+    | number
+    | undefined;
   /** New dispatch limits, replacing the current ones as a whole (unset = keep; {} = no limits). */
   limits: QueueLimits | undefined;
 }
@@ -197,7 +184,16 @@ export interface QueueLimits_GroupWeightsEntry {
 export interface QueueLimits_GroupRatesEntry {
   key: string;
   value: RateLimit | undefined;
->>>>>>> i10
+}
+
+/** Which queue to delete. */
+export interface DeleteQueueRequest {
+  /** Queue name. */
+  queue: string;
+}
+
+/** The queue is gone. */
+export interface DeleteQueueResponse {
 }
 
 /** A job search. */
@@ -531,12 +527,9 @@ function createBaseQueue(): Queue {
     retry: undefined,
     leaseTimeoutMs: 0,
     consumers: 0,
-<<<<<<< HEAD
     retentionMaxAgeMs: 0,
     retentionMaxCount: 0,
-=======
     limits: undefined,
->>>>>>> i10
   };
 }
 
@@ -563,16 +556,14 @@ export const Queue: MessageFns<Queue> = {
     if (message.consumers !== 0) {
       writer.uint32(56).uint32(message.consumers);
     }
-<<<<<<< HEAD
     if (message.retentionMaxAgeMs !== 0) {
       writer.uint32(160).uint64(message.retentionMaxAgeMs);
     }
     if (message.retentionMaxCount !== 0) {
       writer.uint32(168).uint32(message.retentionMaxCount);
-=======
+    }
     if (message.limits !== undefined) {
       QueueLimits.encode(message.limits, writer.uint32(66).fork()).join();
->>>>>>> i10
     }
     return writer;
   },
@@ -646,7 +637,6 @@ export const Queue: MessageFns<Queue> = {
             message.consumers = reader.uint32();
             continue;
           }
-<<<<<<< HEAD
           case 20: {
             if (tag !== 160) {
               break;
@@ -661,14 +651,14 @@ export const Queue: MessageFns<Queue> = {
             }
 
             message.retentionMaxCount = reader.uint32();
-=======
+            continue;
+          }
           case 8: {
             if (tag !== 66) {
               break;
             }
 
             message.limits = QueueLimits.decode(reader, reader.uint32());
->>>>>>> i10
             continue;
           }
         }
@@ -700,7 +690,6 @@ export const Queue: MessageFns<Queue> = {
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
       consumers: isSet(object.consumers) ? globalThis.Number(object.consumers) : 0,
-<<<<<<< HEAD
       retentionMaxAgeMs: isSet(object.retentionMaxAgeMs)
         ? globalThis.Number(object.retentionMaxAgeMs)
         : isSet(object.retention_max_age_ms)
@@ -711,9 +700,7 @@ export const Queue: MessageFns<Queue> = {
         : isSet(object.retention_max_count)
         ? globalThis.Number(object.retention_max_count)
         : 0,
-=======
       limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
->>>>>>> i10
     };
   },
 
@@ -740,16 +727,14 @@ export const Queue: MessageFns<Queue> = {
     if (message.consumers !== 0) {
       obj.consumers = Math.round(message.consumers);
     }
-<<<<<<< HEAD
     if (message.retentionMaxAgeMs !== 0) {
       obj.retentionMaxAgeMs = Math.round(message.retentionMaxAgeMs);
     }
     if (message.retentionMaxCount !== 0) {
       obj.retentionMaxCount = Math.round(message.retentionMaxCount);
-=======
+    }
     if (message.limits !== undefined) {
       obj.limits = QueueLimits.toJSON(message.limits);
->>>>>>> i10
     }
     return obj;
   },
@@ -770,14 +755,11 @@ export const Queue: MessageFns<Queue> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.consumers = object.consumers ?? 0;
-<<<<<<< HEAD
     message.retentionMaxAgeMs = object.retentionMaxAgeMs ?? 0;
     message.retentionMaxCount = object.retentionMaxCount ?? 0;
-=======
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? QueueLimits.fromPartial(object.limits)
       : undefined;
->>>>>>> i10
     return message;
   },
 };
@@ -1125,7 +1107,6 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
 };
 
 function createBaseUpdateQueueRequest(): UpdateQueueRequest {
-<<<<<<< HEAD
   return {
     queue: "",
     maxAttempts: 0,
@@ -1134,10 +1115,8 @@ function createBaseUpdateQueueRequest(): UpdateQueueRequest {
     createIfMissing: false,
     retentionMaxAgeMs: undefined,
     retentionMaxCount: undefined,
+    limits: undefined,
   };
-=======
-  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, limits: undefined };
->>>>>>> i10
 }
 
 export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
@@ -1154,7 +1133,6 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.leaseTimeoutMs !== 0) {
       writer.uint32(32).uint32(message.leaseTimeoutMs);
     }
-<<<<<<< HEAD
     if (message.createIfMissing !== false) {
       writer.uint32(40).bool(message.createIfMissing);
     }
@@ -1163,10 +1141,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.retentionMaxCount !== undefined) {
       writer.uint32(168).uint32(message.retentionMaxCount);
-=======
+    }
     if (message.limits !== undefined) {
-      QueueLimits.encode(message.limits, writer.uint32(42).fork()).join();
->>>>>>> i10
+      QueueLimits.encode(message.limits, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1217,7 +1194,6 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             continue;
           }
           case 5: {
-<<<<<<< HEAD
             if (tag !== 40) {
               break;
             }
@@ -1239,13 +1215,14 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             }
 
             message.retentionMaxCount = reader.uint32();
-=======
-            if (tag !== 42) {
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
               break;
             }
 
             message.limits = QueueLimits.decode(reader, reader.uint32());
->>>>>>> i10
             continue;
           }
         }
@@ -1274,7 +1251,6 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.lease_timeout_ms)
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
-<<<<<<< HEAD
       createIfMissing: isSet(object.createIfMissing)
         ? globalThis.Boolean(object.createIfMissing)
         : isSet(object.create_if_missing)
@@ -1290,9 +1266,7 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.retention_max_count)
         ? globalThis.Number(object.retention_max_count)
         : undefined,
-=======
       limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
->>>>>>> i10
     };
   },
 
@@ -1310,7 +1284,6 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.leaseTimeoutMs !== 0) {
       obj.leaseTimeoutMs = Math.round(message.leaseTimeoutMs);
     }
-<<<<<<< HEAD
     if (message.createIfMissing !== false) {
       obj.createIfMissing = message.createIfMissing;
     }
@@ -1319,10 +1292,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.retentionMaxCount !== undefined) {
       obj.retentionMaxCount = Math.round(message.retentionMaxCount);
-=======
+    }
     if (message.limits !== undefined) {
       obj.limits = QueueLimits.toJSON(message.limits);
->>>>>>> i10
     }
     return obj;
   },
@@ -1338,29 +1310,16 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
       ? RetryPolicy.fromPartial(object.retry)
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
-<<<<<<< HEAD
     message.createIfMissing = object.createIfMissing ?? false;
     message.retentionMaxAgeMs = object.retentionMaxAgeMs ?? undefined;
     message.retentionMaxCount = object.retentionMaxCount ?? undefined;
-=======
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? QueueLimits.fromPartial(object.limits)
       : undefined;
->>>>>>> i10
     return message;
   },
 };
 
-<<<<<<< HEAD
-function createBaseDeleteQueueRequest(): DeleteQueueRequest {
-  return { queue: "" };
-}
-
-export const DeleteQueueRequest: MessageFns<DeleteQueueRequest> = {
-  encode(message: DeleteQueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.queue !== "") {
-      writer.uint32(10).string(message.queue);
-=======
 function createBaseRateLimit(): RateLimit {
   return { count: 0, intervalMs: 0, burst: 0 };
 }
@@ -1375,16 +1334,11 @@ export const RateLimit: MessageFns<RateLimit> = {
     }
     if (message.burst !== 0) {
       writer.uint32(24).int32(message.burst);
->>>>>>> i10
     }
     return writer;
   },
 
-<<<<<<< HEAD
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueRequest {
-=======
   decode(input: BinaryReader | Uint8Array, length?: number): RateLimit {
->>>>>>> i10
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1393,22 +1347,11 @@ export const RateLimit: MessageFns<RateLimit> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-<<<<<<< HEAD
-      const message = createBaseDeleteQueueRequest();
-=======
       const message = createBaseRateLimit();
->>>>>>> i10
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-<<<<<<< HEAD
-            if (tag !== 10) {
-              break;
-            }
-
-            message.queue = reader.string();
-=======
             if (tag !== 8) {
               break;
             }
@@ -1430,7 +1373,6 @@ export const RateLimit: MessageFns<RateLimit> = {
             }
 
             message.burst = reader.int32();
->>>>>>> i10
             continue;
           }
         }
@@ -1445,16 +1387,6 @@ export const RateLimit: MessageFns<RateLimit> = {
     }
   },
 
-<<<<<<< HEAD
-  fromJSON(object: any): DeleteQueueRequest {
-    return { queue: isSet(object.queue) ? globalThis.String(object.queue) : "" };
-  },
-
-  toJSON(message: DeleteQueueRequest): unknown {
-    const obj: any = {};
-    if (message.queue !== "") {
-      obj.queue = message.queue;
-=======
   fromJSON(object: any): RateLimit {
     return {
       count: isSet(object.count) ? globalThis.Number(object.count) : 0,
@@ -1477,19 +1409,10 @@ export const RateLimit: MessageFns<RateLimit> = {
     }
     if (message.burst !== 0) {
       obj.burst = Math.round(message.burst);
->>>>>>> i10
     }
     return obj;
   },
 
-<<<<<<< HEAD
-  create(base?: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
-    return DeleteQueueRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
-    const message = createBaseDeleteQueueRequest();
-    message.queue = object.queue ?? "";
-=======
   create(base?: DeepPartial<RateLimit>): RateLimit {
     return RateLimit.fromPartial(base ?? {});
   },
@@ -1498,23 +1421,10 @@ export const RateLimit: MessageFns<RateLimit> = {
     message.count = object.count ?? 0;
     message.intervalMs = object.intervalMs ?? 0;
     message.burst = object.burst ?? 0;
->>>>>>> i10
     return message;
   },
 };
 
-<<<<<<< HEAD
-function createBaseDeleteQueueResponse(): DeleteQueueResponse {
-  return {};
-}
-
-export const DeleteQueueResponse: MessageFns<DeleteQueueResponse> = {
-  encode(_: DeleteQueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueResponse {
-=======
 function createBaseQueueLimits(): QueueLimits {
   return {
     rate: undefined,
@@ -1562,7 +1472,6 @@ export const QueueLimits: MessageFns<QueueLimits> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): QueueLimits {
->>>>>>> i10
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1571,12 +1480,6 @@ export const QueueLimits: MessageFns<QueueLimits> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-<<<<<<< HEAD
-      const message = createBaseDeleteQueueResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-=======
       const message = createBaseQueueLimits();
       while (reader.pos < end) {
         const tag = reader.uint32();
@@ -1659,7 +1562,6 @@ export const QueueLimits: MessageFns<QueueLimits> = {
             }
             continue;
           }
->>>>>>> i10
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1672,22 +1574,6 @@ export const QueueLimits: MessageFns<QueueLimits> = {
     }
   },
 
-<<<<<<< HEAD
-  fromJSON(_: any): DeleteQueueResponse {
-    return {};
-  },
-
-  toJSON(_: DeleteQueueResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create(base?: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
-    return DeleteQueueResponse.fromPartial(base ?? {});
-  },
-  fromPartial(_: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
-    const message = createBaseDeleteQueueResponse();
-=======
   fromJSON(object: any): QueueLimits {
     return {
       rate: isSet(object.rate) ? RateLimit.fromJSON(object.rate) : undefined,
@@ -2022,7 +1908,125 @@ export const QueueLimits_GroupRatesEntry: MessageFns<QueueLimits_GroupRatesEntry
     message.value = (object.value !== undefined && object.value !== null)
       ? RateLimit.fromPartial(object.value)
       : undefined;
->>>>>>> i10
+    return message;
+  },
+};
+
+function createBaseDeleteQueueRequest(): DeleteQueueRequest {
+  return { queue: "" };
+}
+
+export const DeleteQueueRequest: MessageFns<DeleteQueueRequest> = {
+  encode(message: DeleteQueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteQueueRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteQueueRequest {
+    return { queue: isSet(object.queue) ? globalThis.String(object.queue) : "" };
+  },
+
+  toJSON(message: DeleteQueueRequest): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
+    return DeleteQueueRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteQueueRequest>): DeleteQueueRequest {
+    const message = createBaseDeleteQueueRequest();
+    message.queue = object.queue ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteQueueResponse(): DeleteQueueResponse {
+  return {};
+}
+
+export const DeleteQueueResponse: MessageFns<DeleteQueueResponse> = {
+  encode(_: DeleteQueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteQueueResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteQueueResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteQueueResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteQueueResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
+    return DeleteQueueResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DeleteQueueResponse>): DeleteQueueResponse {
+    const message = createBaseDeleteQueueResponse();
     return message;
   },
 };
