@@ -956,6 +956,8 @@ export class Broker {
       // Rolled back (or re-created by an enqueue in the same flush): mirror what the store has.
       this.queues.refresh(name);
     }
+  }
+
   /** Why a job is (not) running: structured reasons and a summary line (explain.ts). */
   explainJob(id: string): Explanation {
     const row = this.getJob(id);

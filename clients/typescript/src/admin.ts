@@ -2,7 +2,7 @@ import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { fromGrpcError } from './errors.js';
 import { JobState } from './gen/sluice/v1/job.js';
-import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, WorkerStream } from './gen/sluice/v1/admin.js';
+import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, QueueLimits, WorkerStream } from './gen/sluice/v1/admin.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
 import { toJobInfo } from './wire.js';
 
@@ -28,6 +28,12 @@ export interface QueueDefaults {
   maxAttempts?: number;
   retry?: BackoffOptions;
   leaseTimeoutMs?: number;
+  /** Completed and cancelled jobs are deleted this long after they finished (0 = never by age). */
+  retentionMaxAgeMs?: number;
+  /** Most completed and cancelled jobs kept (0 = no limit). */
+  retentionMaxCount?: number;
+  /** Dispatch limits (rate, concurrency, fairness, aging), replacing the current ones as a whole; `{}` removes them. */
+  limits?: QueueLimits;
 }
 
 /** Which jobs `listJobs` returns (all fields optional, combined with AND). */
@@ -130,6 +136,9 @@ export class Admin {
       retry: defaults.retry,
       leaseTimeoutMs: defaults.leaseTimeoutMs ?? 0,
       createIfMissing: options.createIfMissing ?? false,
+      retentionMaxAgeMs: defaults.retentionMaxAgeMs,
+      retentionMaxCount: defaults.retentionMaxCount,
+      limits: defaults.limits,
     };
     return toQueueInfo(await this.call<WireQueue>((o, cb) => this.clients.admin.updateQueue(req, this.clients.metadata, o, cb)));
   }

@@ -28,3 +28,4 @@ export {
   type Page,
 } from './schedules.js';
 export type { JobExplanation, ExplainReasonInfo, ExplainReasonName } from './explain.js';
+export type { QueueLimits, RateLimit } from './gen/sluice/v1/admin.js';
