@@ -30,10 +30,11 @@ export interface StartOptions {
 export async function startSluice(config: BrokerConfig, options: StartOptions = {}): Promise<RunningSluice> {
   const log = options.logger ?? createLogger(config.logLevel);
   const broker = new Broker(config, options.clock ?? systemClock, log);
-  broker.start();
   let grpc: GrpcServer;
   let http: HttpServer | undefined;
   try {
+    // Bind first: a port in use fails here, before the broker says it is serving. Calls that
+    // arrive before start() are answered UNAVAILABLE ("broker is starting").
     grpc = await startGrpcServer(broker, config.grpcAddress, log);
     if (config.httpAddress !== 'off') http = await startHttpServer(broker, config.httpAddress, log);
   } catch (error) {
@@ -41,6 +42,7 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
     throw error;
   }
   broker.onStateChange((state) => grpc.setServing(state === 'serving'));
+  broker.start();
 
   let shuttingDown: Promise<void> | undefined;
   let force: (() => void) | undefined;
