@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { status as Status, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { connectivityState, status as Status, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import {
   errorForCode,
   JobCancelledError,
   LeaseLostError,
   NonRetryableError,
+  RetryAfterError,
   UnavailableError,
   WorkerClosingError,
   type JobAbortedError,
@@ -133,6 +134,14 @@ interface Stream {
   waiters: Map<string, SettleWaiter[]>;
 }
 
+/** The delay a handler asked for with RetryAfterError (0 = the job's backoff policy). */
+function retryDelayOf(error: Error): number {
+  if (!(error instanceof RetryAfterError) && error.name !== 'RetryAfterError') return 0;
+  const ms = (error as RetryAfterError).retryAfterMs;
+  // The wire field is a uint32 of milliseconds; 0 would mean "use the policy".
+  return Number.isFinite(ms) && ms >= 1 ? Math.min(Math.round(ms), 0xffff_ffff) : 0;
+}
+
 const DEFAULT_RECONNECT = { initialMs: 100, maxMs: 10_000 };
 const CLOSE_SETTLE_WAIT_MS = 5_000;
 
@@ -172,6 +181,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
   private readonly channel: JobChannel;
   private readonly paused = new Set<string>();
+  private unreachableReported = false;
   private readonly log: WorkerLogger | undefined;
 
   constructor(options: WorkerOptions<J, Q>) {
@@ -192,6 +202,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.log = options.logger;
     this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.clients = connect(options);
+    this.clients.reachability.onChange((state) => this.onConnectivity(state));
     this.channel = {
       progress: async (job, value) => {
         await this.sendExtend(job, job.leaseMs, toJson(value));
@@ -321,6 +332,28 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.changed();
   }
 
+  /**
+   * The Consume stream waits for the broker (waitForReady), which rides out a restart but is
+   * silent: say once per outage, early, that nothing answers at the address (the worker keeps
+   * trying), and say when it answers again.
+   */
+  private onConnectivity(state: connectivityState): void {
+    if (this.stateValue === 'idle' || this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    const reach = this.clients.reachability;
+    if (state === connectivityState.TRANSIENT_FAILURE && !this.unreachableReported) {
+      this.unreachableReported = true;
+      void reach.describe().then((why) => {
+        const message = `${why}; the worker keeps trying to connect`;
+        this.log?.warn({ address: reach.address }, message);
+        this.reportError(new UnavailableError(message, Status.UNAVAILABLE));
+      });
+    } else if (state === connectivityState.READY) {
+      if (this.unreachableReported) this.log?.info({ address: reach.address }, `broker at ${reach.address} is reachable again`);
+      else this.log?.info({ address: reach.address }, `connected to the broker at ${reach.address}`);
+      this.unreachableReported = false;
+    }
+  }
+
   private onQueueNotice(queue: string, paused: boolean): void {
     if (paused === this.paused.has(queue)) return;
     if (paused) {
@@ -356,7 +389,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       void this.close({ timeoutMs: 0 });
       return;
     }
-    if (error && !stream.brokerDraining) this.reportError(lost);
+    // The broker's own status when it sent one (RESOURCE_EXHAUSTED: its stream limit), so a
+    // refusal is not mistaken for an unreachable broker.
+    if (error && !stream.brokerDraining) {
+      this.reportError(error.code === Status.UNAVAILABLE || !error.code ? lost : errorForCode(error.code, `Consume stream ended: ${error.details || Status[error.code]}`));
+    }
     this.scheduleReconnect();
   }
 
@@ -366,6 +403,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const ceiling = Math.min(this.reconnect.maxMs, this.reconnect.initialMs * 2 ** (attempt - 1));
     const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     this.emit('reconnecting', attempt, delayMs);
+    this.log?.debug?.({ attempt, delayMs }, `stream to the broker lost; reconnect attempt ${attempt} in ${delayMs} ms`);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.stateValue === 'reconnecting') this.openStream();
@@ -439,12 +477,13 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
         }, ids, (m) => m.acks.push({ ...ids, result }));
       } else {
         const nonRetryable = outcome.error instanceof NonRetryableError || outcome.error.name === 'NonRetryableError';
+        const retryAfterMs = nonRetryable ? 0 : retryDelayOf(outcome.error);
         const message = outcome.error.message || outcome.error.name || 'handler failed';
         this.settle(stream, {
           kind: 'nack',
           resolve: (r) => this.emit('failed', view, outcome.error, stateName(r.state)),
           reject: (error) => this.reportError(error),
-        }, ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs: 0 }));
+        }, ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs }));
       }
     }
     this.startWaiting();
