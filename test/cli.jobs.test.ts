@@ -185,7 +185,8 @@ describe('sluice exit codes and help', () => {
       const full = [...path, c.name()];
       const help = helpOf(c);
       expect(help, full.join(' ')).toContain('Examples:\n  $ sluice');
-      if (c.commands.length === 0 && !['serve', 'bench'].includes(c.name())) leaves.push(c);
+      // serve, bench and token run locally: no connection flags.
+      if (c.commands.length === 0 && !['serve', 'bench', 'token'].includes(full[0]!)) leaves.push(c);
       for (const sub of c.commands) visit(sub, full);
     };
     for (const c of createProgram().commands) if (c.name() !== 'help') visit(c, []);

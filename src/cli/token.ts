@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createTokenLine, grantsFromFlags, tokenDigest } from '../auth/tokens.js';
 import { usageError } from './exit.js';
+import { examples } from './connection.js';
 
 const NAME = /^[A-Za-z0-9_.@:-]{1,64}$/;
 
@@ -9,14 +10,21 @@ const NAME = /^[A-Za-z0-9_.@:-]{1,64}$/;
  * only its SHA-256. The broker never sees or stores the token itself.
  */
 export function tokenCommand(): Command {
-  const token = new Command('token').description('bearer tokens for the auth file (--auth-file)');
-  token
+  const token = new Command('token').description('bearer tokens for the auth file (--auth-file); no broker needed');
+  examples(token, "sluice token create --scopes produce,consume --queues 'email.*' --name email-app");
+  const create = token
     .command('create')
     .description('print a new token (once) and the line to add to the auth file')
     .requiredOption('--scopes <list>', 'comma-separated scopes: produce, consume, admin (includes read), read; each may carry :queue-patterns')
     .option('--queues <patterns>', "limit every scope to these queue patterns, comma separated ('email.*' matches email.welcome)")
     .option('--name <name>', 'name shown in logs and errors (default: token-<first hash digits>)')
-    .option('--json', 'print {"name", "token", "line"} as JSON')
+    .option('--json', 'print {"name", "token", "line"} as JSON');
+  examples(
+    create,
+    "sluice token create --scopes produce,read --queues 'email.*' --name billing-api",
+    'sluice token create --scopes admin --name ops --json',
+  );
+  create
     .action((options: { scopes: string; queues?: string; name?: string; json?: boolean }) => {
       let grants;
       try {
