@@ -30,7 +30,8 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
       return;
     }
     if (req.method === 'GET' && path === '/metrics') {
-      if (auth && !auth.isPublic('metrics') && !auth.guardAny(req, res, 'read')) return;
+      // Every queue's series: a read scope on every queue, unless metrics are a public endpoint.
+      if (auth && !auth.isPublic('metrics') && !auth.guard(req, res, 'read')) return;
       broker.metrics.text().then(
         (body) => {
           res.writeHead(200, { 'content-type': broker.metrics.contentType });
