@@ -62,7 +62,7 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     const pendingEnd = lines[0]!.indexOf('PENDING') + 'PENDING'.length;
     for (const l of lines.slice(1)) expect(l[pendingEnd - 1]).toMatch(/\d/);
     const queues = parseJson<{ queues: QueueJson[] }>(ok(doc)).queues;
-    expect(queues.find((q) => q.name === 'cli-q1')).toEqual({
+    expect(queues.find((q) => q.name === 'cli-q1')).toMatchObject({
       name: 'cli-q1',
       paused: false,
       counts: { scheduled: 0, pending: 3, active: 0, completed: 0, dead: 0, cancelled: 0 },
@@ -94,6 +94,29 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     expect(nothing.stderr).toContain('nothing to change');
     expect(ok(text2).stdout).toMatch(/^updated cli-q2\n/);
     expect(text2.stdout).toMatch(/^retry\s+initial 1\.5s, x3, max 1h/m);
+  });
+  it('pause of an unknown queue is NOT_FOUND unless --create; delete asks (exit 2 without --yes) and refuses a queue with pending jobs', async () => {
+    await b.api.enqueue({ queue: 'cli-busy', payload: {} });
+    const [unknown, created, noYes, busy] = await Promise.all([
+      sluice('queue', 'pause', 'cli-nowhere'),
+      sluice('queue', 'pause', 'cli-new', '--create', '--json'),
+      sluice('queue', 'delete', 'cli-busy'),
+      sluice('queue', 'delete', 'cli-busy', '--yes'),
+    ]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^sluice: NOT_FOUND: /);
+    expect(parseJson<QueueJson>(ok(created))).toMatchObject({ name: 'cli-new', paused: true });
+    expect(noYes.code).toBe(2);
+    expect(noYes.stderr).toContain('pass --yes to confirm');
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/^sluice: FAILED_PRECONDITION: /);
+    expect((await b.api.getQueue('cli-busy')).counts?.pending).toBe(1);
+
+    const deleted = await sluice('queue', 'delete', 'cli-new', '--yes', '--json');
+    expect(parseJson(ok(deleted))).toEqual({ deleted: 'cli-new' });
+    const queues = (await b.api.listQueues()).map((q) => q.name);
+    expect(queues).not.toContain('cli-new');
+    expect(queues).toContain('cli-busy');
   });
 });
 

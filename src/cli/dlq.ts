@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import {
   DeadLetterFilter,
@@ -8,6 +7,7 @@ import {
   ReplayDeadLettersRequest,
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import { addConnectionOptions, examples, out, withSession, type ConnectionFlags, type Session } from './connection.js';
+import { confirm } from './confirm.js';
 import { usageError } from './exit.js';
 import { count, json } from './output.js';
 import { pageSize, timeOrAgo } from './parse.js';
@@ -62,19 +62,10 @@ async function deadUpperBound(session: Session, f: DeadLetterFilter): Promise<nu
  * (exit 2) when there is no terminal to ask on, so a script never deletes by accident.
  */
 async function confirmPurge(session: Session, f: DeadLetterFilter): Promise<boolean> {
-  if (!process.stdin.isTTY) {
-    throw usageError('dlq purge deletes dead jobs for good: pass --yes to confirm (no terminal to ask on)');
-  }
+  if (!process.stdin.isTTY) return confirm('', 'dlq purge deletes dead jobs for good');
   const bound = await deadUpperBound(session, f);
   if (bound === 0) return true; // nothing it could delete: no question to ask
-  const what = bound === undefined ? 'dead jobs' : `up to ${count(bound)} dead job(s)`;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`Permanently delete ${what} (${describeFilter(f)})? Type "yes" to confirm: `);
-    return answer.trim().toLowerCase() === 'yes' || answer.trim().toLowerCase() === 'y';
-  } finally {
-    rl.close();
-  }
+  return confirm(`Permanently delete up to ${count(bound ?? 0)} dead job(s) (${describeFilter(f)})?`, 'dlq purge');
 }
 
 export function dlqCommand(): Command {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import {
+  DeleteQueueRequest,
   GetQueueRequest,
   ListQueuesRequest,
   PauseQueueRequest,
@@ -8,6 +9,7 @@ import {
   type Queue,
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import { addConnectionOptions, examples, out, withSession, type ConnectionFlags, type Session } from './connection.js';
+import { confirm } from './confirm.js';
 import { usageError } from './exit.js';
 import { count, duration, fields, json, table } from './output.js';
 import { durationMs, nonNegativeNumber, positiveInt } from './parse.js';
@@ -63,13 +65,14 @@ interface UpdateFlags extends ConnectionFlags {
   retryMultiplier?: number;
   retryMax?: number;
   retryJitter?: number;
+  create?: boolean;
 }
 
 /** A command taking one <queue> argument, with the connection flags and an example. */
-function queueSubcommand(name: string, description: string, example: string): Command {
+function queueSubcommand(name: string, description: string, ...example: string[]): Command {
   const cmd = new Command(name).description(description).argument('<queue>', 'queue name');
   addConnectionOptions(cmd);
-  return examples(cmd, example);
+  return examples(cmd, ...example);
 }
 
 export function queueCommands(): Command[] {
@@ -84,7 +87,7 @@ export function queueCommands(): Command[] {
     else out(queueTable(views));
   });
 
-  const queue = new Command('queue').description('inspect and steer one queue: show, pause, resume, update');
+  const queue = new Command('queue').description('inspect and steer one queue: show, pause, resume, update, delete');
   examples(queue, 'sluice queue pause email', 'sluice queue update email --max-attempts 5 --retry-initial 2s');
 
   const show = queueSubcommand('show', "one queue's counts and settings", 'sluice queue show email');
@@ -92,9 +95,13 @@ export function queueCommands(): Command[] {
     printQueue(await session.call(session.admin, session.admin.getQueue, GetQueueRequest.fromPartial({ queue: name })), flags.json);
   });
 
-  const pause = queueSubcommand('pause', 'stop deliveries from a queue (enqueues are still accepted)', 'sluice queue pause email');
-  withSession(pause, async (session: Session, flags: ConnectionFlags, name: string) => {
-    printQueue(await session.call(session.admin, session.admin.pauseQueue, PauseQueueRequest.fromPartial({ queue: name })), flags.json, `paused ${name}`);
+  const pause = queueSubcommand('pause', 'stop deliveries from a queue (enqueues are still accepted)', 'sluice queue pause email', 'sluice queue pause imports --create').option(
+    '--create',
+    'create the queue (paused) when it does not exist yet, instead of failing with NOT_FOUND',
+  );
+  withSession(pause, async (session: Session, flags: ConnectionFlags & { create?: boolean }, name: string) => {
+    const request = PauseQueueRequest.fromPartial({ queue: name, createIfMissing: flags.create ?? false });
+    printQueue(await session.call(session.admin, session.admin.pauseQueue, request), flags.json, `paused ${name}`);
   });
 
   const resume = queueSubcommand('resume', 'resume deliveries from a paused queue', 'sluice queue resume email');
@@ -108,7 +115,8 @@ export function queueCommands(): Command[] {
     .option('--retry-initial <duration>', 'delay before the first retry', durationMs)
     .option('--retry-multiplier <x>', 'growth of the delay per attempt (>= 1)', nonNegativeNumber)
     .option('--retry-max <duration>', 'upper bound of one delay', durationMs)
-    .option('--retry-jitter <fraction>', 'random spread, 0..1 (0.2 = +/-20%)', nonNegativeNumber);
+    .option('--retry-jitter <fraction>', 'random spread, 0..1 (0.2 = +/-20%)', nonNegativeNumber)
+    .option('--create', 'create the queue with these defaults when it does not exist yet, instead of failing with NOT_FOUND');
   withSession<UpdateFlags>(update, async (session, flags, name: string) => {
     const retry = {
       initialMs: flags.retryInitial,
@@ -125,10 +133,26 @@ export function queueCommands(): Command[] {
       maxAttempts: flags.maxAttempts ?? 0,
       leaseTimeoutMs: flags.leaseTimeout ?? 0,
       retry: anyRetry ? retry : undefined,
+      createIfMissing: flags.create ?? false,
     });
     printQueue(await session.call(session.admin, session.admin.updateQueue, request), flags.json, `updated ${name}`);
   });
 
-  for (const sub of [show, pause, resume, update]) queue.addCommand(sub);
+  const del = queueSubcommand('delete', 'delete a queue that has no scheduled, pending, active or dead jobs (its completed and cancelled jobs go with it)', 'sluice queue delete old-imports --yes').option(
+    '--yes',
+    'do not ask for confirmation (required without a terminal)',
+  );
+  withSession(del, async (session: Session, flags: ConnectionFlags & { yes?: boolean }, name: string) => {
+    if (!flags.yes && !(await confirm(`Delete queue ${name} with its completed and cancelled jobs?`, `queue delete ${name}`))) {
+      process.stderr.write('nothing deleted\n');
+      if (flags.json) out(json({ deleted: null }));
+      return;
+    }
+    await session.call(session.admin, session.admin.deleteQueue, DeleteQueueRequest.fromPartial({ queue: name }));
+    if (flags.json) out(json({ deleted: name }));
+    else out(`deleted queue ${name}\n`);
+  });
+
+  for (const sub of [show, pause, resume, update, del]) queue.addCommand(sub);
   return [queues, queue];
 }
