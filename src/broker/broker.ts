@@ -955,6 +955,7 @@ export class Broker {
     } finally {
       // Rolled back (or re-created by an enqueue in the same flush): mirror what the store has.
       this.queues.refresh(name);
+      this.limits.sync(name);
     }
   }
 

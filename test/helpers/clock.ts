@@ -70,17 +70,3 @@ export class TestClock implements Clock {
     }
   }
 }
-
-/**
- * A clock the test moves by hand, without timers of its own: the broker's timers still use
- * real delays computed from its readings (the dispatch-limit tests drive token buckets with it).
- */
-export class ManualClock implements Clock {
-  constructor(private t = Date.parse('2030-01-01T00:00:00Z')) {}
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}

@@ -2,11 +2,10 @@ import type { DeepPartial } from '../../clients/typescript/src/gen/sluice/v1/job
 import type { QueueLimits } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import type { Delivery } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
 import type { Api, TestConsumer } from './api.js';
-export { ManualClock } from './clock.js';
 
-/** Sets a queue's limits through AdminService/UpdateQueue. */
+/** Sets a queue's limits through AdminService/UpdateQueue (creating the queue if needed). */
 export function setLimits(api: Api, queue: string, limits: DeepPartial<QueueLimits>) {
-  return api.updateQueue({ queue, limits });
+  return api.updateQueue({ queue, limits, createIfMissing: true });
 }
 
 /** One record per delivery, in arrival order, with the arrival time (ms, performance clock). */

@@ -1,16 +1,18 @@
 import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { guardedCall, type CallLimits } from './call.js';
-import { JobState } from './gen/sluice/v1/job.js';
-import type {
-  BackupResponse,
-  DeadLetterFilter as WireDeadLetterFilter,
-  GetJobHistoryResponse,
-  ListJobsResponse,
-  Queue as WireQueue,
-  QueueLimits,
-  WorkerStream,
+import { JobState, type DeepPartial } from './gen/sluice/v1/job.js';
+import {
+  QueueLimits as WireQueueLimits,
+  type BackupResponse,
+  type DeadLetterFilter as WireDeadLetterFilter,
+  type GetJobHistoryResponse,
+  type ListJobsResponse,
+  type Queue as WireQueue,
+  type WorkerStream,
 } from './gen/sluice/v1/admin.js';
+import type { ExplainJobResponse } from './gen/sluice/v1/producer.js';
+import { toJobExplanation, type JobExplanation } from './explain.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
 import { toJobInfo } from './wire.js';
 import { Schedules } from './schedules.js';
@@ -36,6 +38,8 @@ export interface QueueInfo {
   retentionMaxAgeMs: number;
   /** At most this many completed and cancelled jobs are kept (0 = no limit). */
   retentionMaxCount: number;
+  /** Dispatch limits (rate, concurrency, fairness, aging); undefined = none. */
+  limits: WireQueueLimits | undefined;
 }
 
 /** One step of a job's life, oldest first (see `Admin.jobHistory`). */
@@ -59,8 +63,8 @@ export interface QueueDefaults {
   retentionMaxAgeMs?: number;
   /** Most completed and cancelled jobs kept (0 = no limit). */
   retentionMaxCount?: number;
-  /** Dispatch limits (rate, concurrency, fairness, aging), replacing the current ones as a whole; `{}` removes them. */
-  limits?: QueueLimits;
+  /** Dispatch limits, replacing the current ones as a whole ({} = none); see README "Limits". */
+  limits?: DeepPartial<WireQueueLimits>;
 }
 
 /** Which jobs `listJobs` returns (all fields optional, combined with AND). */
@@ -171,9 +175,14 @@ export class Admin {
       retentionMaxAgeMs: defaults.retentionMaxAgeMs,
       retentionMaxCount: defaults.retentionMaxCount,
       createIfMissing: options.createIfMissing ?? false,
-      limits: defaults.limits,
+      limits: defaults.limits ? WireQueueLimits.fromPartial(defaults.limits) : undefined,
     };
     return toQueueInfo(await this.call<WireQueue>((o, cb) => this.clients.admin.updateQueue(req, this.clients.metadata, o, cb)));
+  }
+
+  /** Why a job is (not) running: the same answer as `producer.explain(id)`. */
+  async explain(id: string): Promise<JobExplanation> {
+    return toJobExplanation(await this.call<ExplainJobResponse>((o, cb) => this.clients.producer.explainJob({ id }, this.clients.metadata, o, cb)));
   }
 
   /**
@@ -290,6 +299,7 @@ function toQueueInfo(q: WireQueue): QueueInfo {
     consumers: q.consumers,
     retentionMaxAgeMs: q.retentionMaxAgeMs,
     retentionMaxCount: q.retentionMaxCount,
+    limits: q.limits,
   };
 }
 
