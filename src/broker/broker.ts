@@ -34,6 +34,7 @@ import { jobLogFields } from './job-log.js';
 import { DispatchLimits } from './dispatch-limits.js';
 import { explainJob, type Explanation } from './explain.js';
 import { hasGroupPolicy, limitsToJson, type QueueLimits } from '../domain/queue-limits.js';
+import { Throughput } from './throughput.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -135,6 +136,8 @@ export class Broker {
   readonly schedules: ScheduleManager;
   readonly metrics: BrokerMetrics;
   readonly retention: Retention;
+  /** Completed/failed per second, last 15 minutes (the dashboard's chart). */
+  readonly throughput = new Throughput();
   private readonly dispatcher: Dispatcher;
   /** Rate, concurrency and fairness limits of the queues that have them (dispatch-limits.ts). */
   private readonly limits: DispatchLimits;
@@ -657,9 +660,11 @@ export class Broker {
       now,
     );
     const debug = this.log.isLevelEnabled('debug');
-    return acks.map((a, i) => {
+    let acked = 0;
+    const outcomes = acks.map((a, i): SettleOutcome => {
       const job = completed[i];
       if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      acked++;
       this.limits.leaseEnded(a.jobId, false);
       this.metrics.tally(job.queue).completed++;
       this.metrics.observeRun(job.queue, now - job.started_at);
@@ -667,6 +672,8 @@ export class Broker {
       this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: job.attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
+    this.throughput.record(now, acked, 0);
+    return outcomes;
   }
 
   private nackOne(n: NackInput, now: number): SettleOutcome {
@@ -688,6 +695,7 @@ export class Broker {
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ ...jobLogFields(n.jobId, ctx.queue, ctx.metadata), attempt: ctx.attempt, leaseId: n.leaseId, error: message, state }, 'job nacked');
     }
+    this.throughput.record(now, 0, 1);
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
   }
@@ -818,6 +826,7 @@ export class Broker {
           if (released) {
             this.limits.leaseEnded(id, false);
             this.countLostAttempt(released);
+            this.throughput.record(now, 0, 1);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }
@@ -1026,6 +1035,16 @@ export class Broker {
     } finally {
       this.backupInFlight = undefined;
     }
+  }
+
+  /** Dead jobs grouped by last error, most frequent first. */
+  deadLetterSummary(queue: string | undefined, limit: number): { message: string; count: number; lastAt: number }[] {
+    return this.store.deadLetterSummary(queue, limit).map((r) => ({ message: r.message, count: r.n, lastAt: r.last_at }));
+  }
+
+  /** Queue name -> when its next pending job became ready (queues with nothing pending are absent). */
+  pendingSince(): Map<string, number> {
+    return new Map(this.store.pendingHeads().map((r) => [r.queue, r.run_at]));
   }
 
   listSessions(): ConsumeSession[] {
