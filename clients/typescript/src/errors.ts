@@ -97,6 +97,25 @@ export class NonRetryableError extends Error {
   override name = 'NonRetryableError';
 }
 
+/**
+ * Thrown by a handler to fail this attempt and retry after exactly `retryAfterMs` (instead of
+ * the backoff policy), e.g. when an upstream answered 429 with a Retry-After. Counts as an
+ * attempt: after the last one the job is dead as usual.
+ *
+ *     throw new RetryAfterError(30_000, 'rate limited by the mail provider');
+ */
+export class RetryAfterError extends Error {
+  override name = 'RetryAfterError';
+  constructor(
+    readonly retryAfterMs: number,
+    message = `retry in ${retryAfterMs} ms`,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    if (!Number.isFinite(retryAfterMs) || retryAfterMs < 1) throw new RangeError(`RetryAfterError: retryAfterMs must be >= 1, got ${retryAfterMs}`);
+  }
+}
+
 /** Why a handler's `signal` was aborted; `signal.reason` is one of these. */
 export type AbortReasonKind = 'lease-lost' | 'cancelled' | 'worker-closing';
 

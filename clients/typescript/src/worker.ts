@@ -6,6 +6,7 @@ import {
   JobCancelledError,
   LeaseLostError,
   NonRetryableError,
+  RetryAfterError,
   UnavailableError,
   WorkerClosingError,
   type JobAbortedError,
@@ -131,6 +132,14 @@ interface Stream {
   outgoing: ConsumeRequest | undefined;
   /** By lease id (one per delivery): several settles of one lease may wait at once (extend, then ack). */
   waiters: Map<string, SettleWaiter[]>;
+}
+
+/** The delay a handler asked for with RetryAfterError (0 = the job's backoff policy). */
+function retryDelayOf(error: Error): number {
+  if (!(error instanceof RetryAfterError) && error.name !== 'RetryAfterError') return 0;
+  const ms = (error as RetryAfterError).retryAfterMs;
+  // The wire field is a uint32 of milliseconds; 0 would mean "use the policy".
+  return Number.isFinite(ms) && ms >= 1 ? Math.min(Math.round(ms), 0xffff_ffff) : 0;
 }
 
 const DEFAULT_RECONNECT = { initialMs: 100, maxMs: 10_000 };
@@ -439,12 +448,13 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
         }, ids, (m) => m.acks.push({ ...ids, result }));
       } else {
         const nonRetryable = outcome.error instanceof NonRetryableError || outcome.error.name === 'NonRetryableError';
+        const retryAfterMs = nonRetryable ? 0 : retryDelayOf(outcome.error);
         const message = outcome.error.message || outcome.error.name || 'handler failed';
         this.settle(stream, {
           kind: 'nack',
           resolve: (r) => this.emit('failed', view, outcome.error, stateName(r.state)),
           reject: (error) => this.reportError(error),
-        }, ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs: 0 }));
+        }, ids, (m) => m.nacks.push({ ...ids, error: message, nonRetryable, retryAfterMs }));
       }
     }
     this.startWaiting();
