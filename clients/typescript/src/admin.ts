@@ -1,6 +1,6 @@
 import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
-import { fromGrpcError } from './errors.js';
+import { guardedCall, type CallLimits } from './call.js';
 import { JobState } from './gen/sluice/v1/job.js';
 import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, WorkerStream } from './gen/sluice/v1/admin.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
@@ -9,6 +9,8 @@ import { toJobInfo } from './wire.js';
 export interface AdminOptions extends ConnectionOptions {
   /** How long a call may take, including waiting for an unreachable broker. Default 30 s. */
   callTimeoutMs?: number;
+  /** How long a call waits for a broker never reached before rejecting with its address. Default 5 s. */
+  connectTimeoutMs?: number;
 }
 
 /** A queue with its job counts per state and its defaults (undefined = the broker's). */
@@ -87,11 +89,11 @@ const STATE_TO_WIRE: Record<JobStateName, JobState> = {
  */
 export class Admin {
   private readonly clients: SluiceClients;
-  private readonly callTimeoutMs: number;
+  private readonly limits: CallLimits;
 
   constructor(options: AdminOptions = {}) {
     this.clients = connect(options);
-    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    this.limits = { callTimeoutMs: options.callTimeoutMs ?? 30_000, connectTimeoutMs: options.connectTimeoutMs ?? 5_000 };
   }
 
   /** Every queue that has jobs or settings, by name. */
@@ -198,14 +200,12 @@ export class Admin {
   }
 
   /** One unary call with a deadline, its error mapped to the typed errors. */
-  private call<T>(start: (options: Partial<CallOptions>, callback: (error: ServiceError | null, response?: T) => void) => unknown): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      start({ deadline: Date.now() + this.callTimeoutMs }, (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response as T)));
-    });
+  private call<T>(start: (options: Partial<CallOptions>, callback: (error: ServiceError | null, response?: T) => void) => { cancel(): void }): Promise<T> {
+    return guardedCall(this.clients.reachability, this.limits, start);
   }
 
   private async *pages<P>(
-    fetch: (pageToken: string, options: Partial<CallOptions>, callback: (error: ServiceError | null, response?: ListJobsResponse) => void) => unknown,
+    fetch: (pageToken: string, options: Partial<CallOptions>, callback: (error: ServiceError | null, response?: ListJobsResponse) => void) => { cancel(): void },
   ): AsyncGenerator<JobInfo<P>, void, undefined> {
     let pageToken = '';
     do {

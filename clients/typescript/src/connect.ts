@@ -2,6 +2,7 @@ import { credentials as grpcCredentials, InterceptingCall, Metadata, type Channe
 import { ProducerServiceClient } from './gen/sluice/v1/producer.js';
 import { WorkerServiceClient } from './gen/sluice/v1/worker.js';
 import { AdminServiceClient } from './gen/sluice/v1/admin.js';
+import { BrokerReachability } from './reachability.js';
 
 export interface SluiceClients {
   producer: ProducerServiceClient;
@@ -9,6 +10,8 @@ export interface SluiceClients {
   admin: AdminServiceClient;
   /** Metadata to send with every call (e.g. an authorization token); empty when none. */
   metadata: Metadata;
+  /** Whether the broker has been reached, and a message naming the address when it cannot be. */
+  reachability: BrokerReachability;
   close(): void;
 }
 
@@ -86,12 +89,15 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
   // connection instead of failing at once with UNAVAILABLE; callers bound them with deadlines.
   const metadata = new Metadata({ waitForReady: true });
   for (const [k, v] of Object.entries(options.metadata ?? {})) metadata.set(k, v);
+  const reachability = new BrokerReachability(producer.getChannel(), address);
   return {
     producer,
     worker,
     admin,
     metadata,
+    reachability,
     close() {
+      reachability.stop();
       producer.close();
     },
   };

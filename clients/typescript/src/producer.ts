@@ -1,7 +1,8 @@
-import type { CallOptions, ClientReadableStream } from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
 import { fromGrpcError } from './errors.js';
+import { guardedCall, type CallLimits } from './call.js';
 import type { Job } from './gen/sluice/v1/job.js';
 import type { EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
 import type { BatchItem, EnqueueArgs, EnqueuedJob, EnqueueOptions, JobEvent, JobInfo, JobMap, QueueName } from './types.js';
@@ -16,6 +17,12 @@ export interface ProducerOptions extends ConnectionOptions {
    * call rejects with DeadlineExceededError. Default 30 s.
    */
   callTimeoutMs?: number;
+  /**
+   * How long a call waits for a broker this producer has never reached before it rejects with
+   * UnavailableError naming the address ("no Sluice broker at 127.0.0.1:50051 (connection
+   * refused)"). A broker reached before (a restart) is waited for up to `callTimeoutMs`. Default 5 s.
+   */
+  connectTimeoutMs?: number;
 }
 
 const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 * 1024 * 1024, maxInFlight: 4, lingerMs: 0 };
@@ -32,11 +39,11 @@ export class Producer<J extends object = JobMap> {
   private readonly batcher: EnqueueBatcher;
   private readonly watches = new Set<ClientReadableStream<WireJobEvent>>();
   private closed = false;
-  private readonly callTimeoutMs: number;
+  private readonly limits: CallLimits;
 
   constructor(options: ProducerOptions = {}) {
     this.clients = connect(options);
-    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    this.limits = { callTimeoutMs: options.callTimeoutMs ?? 30_000, connectTimeoutMs: options.connectTimeoutMs ?? 5_000 };
     this.batcher = new EnqueueBatcher((jobs) => this.sendBatch({ jobs, atomic: false }), { ...DEFAULT_BATCHING, ...options.batching });
   }
 
@@ -71,9 +78,7 @@ export class Producer<J extends object = JobMap> {
 
   /** The job as stored now. Rejects with NotFoundError for an unknown id. */
   async getJob<P = unknown>(id: string): Promise<JobInfo<P>> {
-    const job = await new Promise<Job>((resolve, reject) =>
-      this.clients.producer.getJob({ id }, this.clients.metadata, this.callOptions(), (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
-    );
+    const job = await guardedCall<Job>(this.clients.reachability, this.limits, (o, cb) => this.clients.producer.getJob({ id }, this.clients.metadata, o, cb));
     return toJobInfo<P>(job);
   }
 
@@ -82,9 +87,7 @@ export class Producer<J extends object = JobMap> {
    * with JobCancelledError). Rejects with FailedPreconditionError when the job already finished.
    */
   async cancel(id: string, reason = ''): Promise<JobInfo> {
-    const job = await new Promise<Job>((resolve, reject) =>
-      this.clients.producer.cancelJob({ id, reason }, this.clients.metadata, this.callOptions(), (e, job) => (e ? reject(fromGrpcError(e)) : resolve(job))),
-    );
+    const job = await guardedCall<Job>(this.clients.reachability, this.limits, (o, cb) => this.clients.producer.cancelJob({ id, reason }, this.clients.metadata, o, cb));
     return toJobInfo(job);
   }
 
@@ -120,15 +123,7 @@ export class Producer<J extends object = JobMap> {
     this.clients.close();
   }
 
-  /** Calls wait for a connection (see `connect`), so each is bounded by a deadline. */
-  private callOptions(): Partial<CallOptions> {
-    return { deadline: Date.now() + this.callTimeoutMs };
-  }
-
   private sendBatch(request: EnqueueBatchRequest): Promise<EnqueueBatchResponse> {
-    const p = this.clients.producer;
-    return new Promise((resolve, reject) => {
-      p.enqueueBatch(request, this.clients.metadata, this.callOptions(), (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
-    });
+    return guardedCall(this.clients.reachability, this.limits, (o, cb) => this.clients.producer.enqueueBatch(request, this.clients.metadata, o, cb));
   }
 }

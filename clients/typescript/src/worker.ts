@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { status as Status, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { connectivityState, status as Status, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import {
   errorForCode,
@@ -181,6 +181,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private readonly signalHandlers = new Map<NodeJS.Signals, () => void>();
   private readonly channel: JobChannel;
   private readonly paused = new Set<string>();
+  private unreachableReported = false;
   private readonly log: WorkerLogger | undefined;
 
   constructor(options: WorkerOptions<J, Q>) {
@@ -201,6 +202,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.log = options.logger;
     this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.clients = connect(options);
+    this.clients.reachability.onChange((state) => this.onConnectivity(state));
     this.channel = {
       progress: async (job, value) => {
         await this.sendExtend(job, job.leaseMs, toJson(value));
@@ -330,6 +332,28 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     this.changed();
   }
 
+  /**
+   * The Consume stream waits for the broker (waitForReady), which rides out a restart but is
+   * silent: say once per outage, early, that nothing answers at the address (the worker keeps
+   * trying), and say when it answers again.
+   */
+  private onConnectivity(state: connectivityState): void {
+    if (this.stateValue === 'idle' || this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    const reach = this.clients.reachability;
+    if (state === connectivityState.TRANSIENT_FAILURE && !this.unreachableReported) {
+      this.unreachableReported = true;
+      void reach.describe().then((why) => {
+        const message = `${why}; the worker keeps trying to connect`;
+        this.log?.warn({ address: reach.address }, message);
+        this.reportError(new UnavailableError(message, Status.UNAVAILABLE));
+      });
+    } else if (state === connectivityState.READY) {
+      if (this.unreachableReported) this.log?.info({ address: reach.address }, `broker at ${reach.address} is reachable again`);
+      else this.log?.info({ address: reach.address }, `connected to the broker at ${reach.address}`);
+      this.unreachableReported = false;
+    }
+  }
+
   private onQueueNotice(queue: string, paused: boolean): void {
     if (paused === this.paused.has(queue)) return;
     if (paused) {
@@ -375,6 +399,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const ceiling = Math.min(this.reconnect.maxMs, this.reconnect.initialMs * 2 ** (attempt - 1));
     const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     this.emit('reconnecting', attempt, delayMs);
+    this.log?.debug?.({ attempt, delayMs }, `stream to the broker lost; reconnect attempt ${attempt} in ${delayMs} ms`);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.stateValue === 'reconnecting') this.openStream();
