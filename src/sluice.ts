@@ -35,10 +35,11 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
   // Before the store opens: a refused or broken security setup starts nothing.
   const security = createSecurity(config, log);
   const broker = new Broker(config, options.clock ?? systemClock, log);
-  broker.start();
   let grpc: GrpcServer;
   let http: HttpServer | undefined;
   try {
+    // Bind first: a port in use fails here, before the broker says it is serving. Calls that
+    // arrive before start() are answered UNAVAILABLE ("broker is starting").
     grpc = await startGrpcServer(broker, config.grpcAddress, log, security);
     if (config.httpAddress !== 'off') http = await startHttpServer(broker, config.httpAddress, log, security);
   } catch (error) {
@@ -47,6 +48,7 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
     throw error;
   }
   broker.onStateChange((state) => grpc.setServing(state === 'serving'));
+  broker.start();
 
   let shuttingDown: Promise<void> | undefined;
   let force: (() => void) | undefined;

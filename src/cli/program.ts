@@ -2,6 +2,7 @@
  * The `sluice` command line: one module per command group (STYLE §18), assembled here.
  * Client commands talk gRPC through clients/typescript like any other client.
  */
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { benchCommand } from './bench.js';
 import { dlqCommand } from './dlq.js';
@@ -18,6 +19,7 @@ export function createProgram(): Command {
   const program = new Command()
     .name('sluice')
     .description('Durable job broker: one process, one SQLite file, gRPC streams to workers.')
+    .version(packageVersion(), '-V, --version', 'print the version of sluice')
     .addHelpText(
       'after',
       `
@@ -44,6 +46,19 @@ Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), -
 
   configureAll(program);
   return program;
+}
+
+/** The version in the repository's package.json (dist/src/cli/ or src/cli/ are below it). */
+function packageVersion(): string {
+  for (const up of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'sluice' && pkg.version) return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown';
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Broker, EnqueueOutcome } from '../broker/broker.js';
 import { invalidArgument } from '../domain/errors.js';
-import { isTerminal } from '../domain/job-state.js';
+import { JobState, isTerminal } from '../domain/job-state.js';
 import type { Logger } from '../log.js';
 import type {
   CancelJobRequest,
@@ -135,7 +135,9 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
           attempt: row.attempt,
           progress: jsonValue(row.progress),
           result: jsonValue(row.result),
-          error: row.last_error ?? '',
+          // Only an error that explains this state: a completed or running job's last error
+          // belongs to an earlier, failed attempt (it stays in the job's error history).
+          error: row.state === JobState.Completed || row.state === JobState.Active ? '' : (row.last_error ?? ''),
           at: new Date(row.updated_at),
         });
         if (isTerminal(row.state)) {

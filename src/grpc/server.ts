@@ -58,7 +58,8 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   server.addService(AdminServiceService, adminService(broker, log));
 
   const statuses = (status: ServingStatus) => Object.fromEntries(['', ...SERVICE_NAMES].map((name) => [name, status]));
-  const health = new HealthImplementation(statuses('SERVING'));
+  // NOT_SERVING until the broker has started (it turns SERVING through setServing).
+  const health = new HealthImplementation(statuses('NOT_SERVING'));
   health.addToServer(server);
 
   // Reflection describes our services and the standard ones, so grpcurl needs no .proto file.

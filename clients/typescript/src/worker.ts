@@ -389,7 +389,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       void this.close({ timeoutMs: 0 });
       return;
     }
-    if (error && !stream.brokerDraining) this.reportError(lost);
+    // The broker's own status when it sent one (RESOURCE_EXHAUSTED: its stream limit), so a
+    // refusal is not mistaken for an unreachable broker.
+    if (error && !stream.brokerDraining) {
+      this.reportError(error.code === Status.UNAVAILABLE || !error.code ? lost : errorForCode(error.code, `Consume stream ended: ${error.details || Status[error.code]}`));
+    }
     this.scheduleReconnect();
   }
 
