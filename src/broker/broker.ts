@@ -7,7 +7,7 @@ import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
-import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
+import { INHERITS_LEASE_TIMEOUT, INHERITS_MAX_ATTEMPTS, JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
@@ -306,6 +306,7 @@ export class Broker {
       leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
       dedupKey: input.dedupKey ?? null,
       groupKey: input.groupKey ?? null,
+      inherits: (input.maxAttempts === undefined ? INHERITS_MAX_ATTEMPTS : 0) | (input.leaseTimeoutMs === undefined ? INHERITS_LEASE_TIMEOUT : 0),
     };
     return { index, job, state };
   }
@@ -656,6 +657,11 @@ export class Broker {
         retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
       });
+      // One rule for every queue default: it applies to the queue's unfinished jobs that did
+      // not set their own (retry policies are read at failure time, these two are rewritten).
+      return this.store.applyQueueDefaults(name, { maxAttempts: changes.maxAttempts, leaseTimeoutMs: changes.leaseTimeoutMs });
+    }).then((jobs) => {
+      if (jobs > 0) this.log.info({ queue: name, jobs }, 'new queue defaults applied to unfinished jobs');
     });
     this.queues.refresh(name);
     return this.getQueue(name);
