@@ -248,7 +248,7 @@ describe('defect 2: deeply nested documents are refused, and one that got in fai
     const now = Date.now();
     const legacy: NewJob = {
       queue: 'poison', type: '', payload: nested(100_000), metadata: null, priority: 2, runAt: now, maxAttempts: 25,
-      retry: null, leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null,
+      retry: null, leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0,
     };
     const bad = b.running.broker.store.insert(legacy, 'pending', now);
     const good = (await b.api.enqueueBatch(Array.from({ length: 9 }, (_, i) => ({ queue: 'poison', payload: { i } })), true)).results.map((r) => r.id);

@@ -7,7 +7,7 @@ import { SluiceError, echo as quote, failedPrecondition, invalidArgument, notFou
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
-import { JobStore, type ClaimedJob, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
+import { INHERITS_LEASE_TIMEOUT, INHERITS_MAX_ATTEMPTS, JobStore, type ClaimedJob, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
@@ -432,6 +432,7 @@ export class Broker {
       dedupKey: input.dedupKey ?? null,
       // '': the group of jobs without a key, in a queue that dispatches by group (migration 5).
       groupKey: input.groupKey ?? (this.queues.hasGroupPolicy(input.queue) ? '' : null),
+      inherits: (input.maxAttempts === undefined ? INHERITS_MAX_ATTEMPTS : 0) | (input.leaseTimeoutMs === undefined ? INHERITS_LEASE_TIMEOUT : 0),
     };
     return { index, job, state };
   }
@@ -930,6 +931,11 @@ export class Broker {
         this.queues.refresh(name);
         this.limits.sync(name);
       }
+      // One rule for every queue default: it applies to the queue's unfinished jobs that did
+      // not set their own (retry policies are read at failure time, these two are rewritten).
+      return this.store.applyQueueDefaults(name, { maxAttempts: changes.maxAttempts, leaseTimeoutMs: changes.leaseTimeoutMs });
+    }).then((jobs) => {
+      if (jobs > 0) this.log.info({ queue: name, jobs }, 'new queue defaults applied to unfinished jobs');
     });
     this.queues.refresh(name);
     if (changes.limits) {

@@ -49,7 +49,13 @@ export interface NewJob {
   leaseTimeoutMs: number;
   dedupKey: string | null;
   groupKey: string | null;
+  /** Which of maxAttempts / leaseTimeoutMs came from a default (INHERITS_* bits), not the job. */
+  inherits: number;
 }
+
+/** `jobs.inherits` bits: the job did not set this itself, so the queue's default applies (migration 6). */
+export const INHERITS_MAX_ATTEMPTS = 1;
+export const INHERITS_LEASE_TIMEOUT = 2;
 
 /** What a worker needs to run a leased job. */
 export interface ClaimedJob {
@@ -156,8 +162,8 @@ export interface DeadLetterSelection {
 export type Transition<T> = { ok: true; value: T } | { ok: false; current: Pick<JobRow, 'state' | 'lease_id'> | undefined };
 
 const INSERT_SQL = `INSERT INTO jobs (queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
-  lease_timeout_ms, dedup_key, group_key, created_at, updated_at) VALUES `;
-const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+  lease_timeout_ms, dedup_key, group_key, created_at, updated_at, inherits) VALUES `;
+const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 /** Rows per multi-row INSERT, largest first; the remainder goes one row at a time. */
 const INSERT_CHUNKS = [32, 8] as const;
 
@@ -217,6 +223,8 @@ export class JobStore {
     getQueue: Statement;
     deleteFinishedOfQueue: Statement;
     deleteQueue: Statement;
+    inheritMaxAttempts: Statement;
+    inheritLeaseTimeout: Statement;
     deleteQueueCounts: Statement;
     setQueueRetention: Statement;
     retentionWindow: Statement;
@@ -304,6 +312,10 @@ export class JobStore {
       getQueue: p(`SELECT * FROM queues WHERE name = ?`),
       deleteFinishedOfQueue: p(`DELETE FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')`),
       deleteQueue: p(`DELETE FROM queues WHERE name = ?`),
+      inheritMaxAttempts: p(`UPDATE jobs SET max_attempts = @value WHERE queue = @queue
+                   AND state IN ('scheduled', 'pending', 'active') AND (inherits & ${INHERITS_MAX_ATTEMPTS}) != 0 AND max_attempts != @value`),
+      inheritLeaseTimeout: p(`UPDATE jobs SET lease_timeout_ms = @value WHERE queue = @queue
+                   AND state IN ('scheduled', 'pending', 'active') AND (inherits & ${INHERITS_LEASE_TIMEOUT}) != 0 AND lease_timeout_ms != @value`),
       deleteQueueCounts: p(`DELETE FROM queue_counts WHERE queue = ?`),
       setQueueRetention: p(`UPDATE queues SET retention_max_age_ms = coalesce(@maxAgeMs, retention_max_age_ms),
                    retention_max_count = coalesce(@maxCount, retention_max_count) WHERE name = @name`),
@@ -326,7 +338,7 @@ export class JobStore {
   insert(job: NewJob, state: JobState, now: number): string {
     const { lastInsertRowid } = this.s.insert.run(
       job.queue, job.type, state, job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
-      job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now,
+      job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now, job.inherits,
     );
     return formatJobId(Number(lastInsertRowid), now);
   }
@@ -348,7 +360,7 @@ export class JobStore {
       for (let k = i; k < i + size; k++) {
         const job = jobs[k]!;
         args.push(job.queue, job.type, states[k], job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
-          job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now);
+          job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now, job.inherits);
       }
       // One writer and no AUTOINCREMENT: each row takes max(seq) + 1, so a statement's rows
       // get consecutive seqs ending at the last inserted one.
@@ -707,6 +719,18 @@ export class JobStore {
 
   updateQueueDefaults(name: string, changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null }): void {
     this.s.updateQueueDefaults.run({ name, ...changes });
+  }
+
+  /**
+   * A queue default changed: the queue's unfinished jobs that did not set their own value take
+   * the new one (a running job's lease timeout applies from its next heartbeat). Returns the
+   * jobs changed. Scans the queue's unfinished jobs: rare (an operator's UpdateQueue).
+   */
+  applyQueueDefaults(queue: string, defaults: { maxAttempts?: number; leaseTimeoutMs?: number }): number {
+    let changed = 0;
+    if (defaults.maxAttempts !== undefined) changed += this.s.inheritMaxAttempts.run({ queue, value: defaults.maxAttempts }).changes;
+    if (defaults.leaseTimeoutMs !== undefined) changed += this.s.inheritLeaseTimeout.run({ queue, value: defaults.leaseTimeoutMs }).changes;
+    return changed;
   }
 
   /**

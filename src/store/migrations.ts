@@ -180,6 +180,13 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_group_ready ON jobs (queue, priority DESC, group_key, seq)
     WHERE state = 'pending' AND group_key IS NOT NULL;
   `,
+  // 6: which defaults a job inherited. max_attempts and lease_timeout_ms hold the value in force
+  // (so claims and failures read one column, as before); these bits say the job did not set it
+  // itself, so UpdateQueue rewrites it for the queue's unfinished jobs (1 = max_attempts,
+  // 2 = lease_timeout_ms). Jobs from before are treated as having set their own.
+  `
+  ALTER TABLE jobs ADD COLUMN inherits INTEGER NOT NULL DEFAULT 0 CHECK (inherits BETWEEN 0 AND 3);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

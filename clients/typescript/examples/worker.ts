@@ -35,7 +35,7 @@ worker.on('completed', (job) => console.log(`[worker] ${job.queue}/${job.id} com
 worker.on('failed', (job, error, state) => console.log(`[worker] ${job.queue}/${job.id} failed on attempt ${job.attempt}: ${error.message} -> ${state}`));
 worker.on('error', (error) => console.error(`[worker] ${error.message}`));
 // A paused queue delivers nothing: say so, or the example just waits (resume it with ResumeQueue).
-worker.on('paused', (queue) => console.log(`[worker] queue ${queue} is paused: no jobs from it until it is resumed (AdminService/ResumeQueue)`));
+worker.on('paused', (queue) => console.log(`[worker] queue ${queue} is paused: no jobs from it until it is resumed (npx sluice queue resume ${queue})`));
 worker.on('resumed', (queue) => console.log(`[worker] queue ${queue} resumed`));
 worker.on('closing', () => console.log('[worker] closing: finishing in-flight jobs'));
 
