@@ -1,4 +1,4 @@
-import { invalidArgument } from './domain/errors.js';
+import { echo, invalidArgument } from './domain/errors.js';
 
 /** Every broker setting. Each one has a flag and a SLUICE_* environment variable (see SETTINGS). */
 export interface BrokerConfig {
@@ -46,7 +46,7 @@ const text: Parser<string> = (raw) => raw;
 function integer(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
   return (raw) => {
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`expected an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
+    if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`expected an integer in ${min}..${max}, got ${JSON.stringify(echo(raw))}`);
     return n;
   };
 }
@@ -54,7 +54,7 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
 function decimal(min: number, max: number): Parser<number> {
   return (raw) => {
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max) throw invalidArgument(`expected a number in ${min}..${max}, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(n) || n < min || n > max) throw invalidArgument(`expected a number in ${min}..${max}, got ${JSON.stringify(echo(raw))}`);
     return n;
   };
 }
@@ -62,7 +62,7 @@ function decimal(min: number, max: number): Parser<number> {
 function oneOf<T extends string>(values: readonly T[], normalise: (s: string) => string = (s) => s): Parser<T> {
   return (raw) => {
     const v = normalise(raw) as T;
-    if (!values.includes(v)) throw invalidArgument(`expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    if (!values.includes(v)) throw invalidArgument(`expected one of ${values.join(', ')}, got ${JSON.stringify(echo(raw))}`);
     return v;
   };
 }

@@ -3,7 +3,7 @@ import type { BrokerConfig } from '../config.js';
 import type { Clock } from '../domain/clock.js';
 import type { Logger } from '../log.js';
 import { backoffDelayMs, resolveRetryPolicy, type PartialRetryPolicy, type RetryPolicy } from '../domain/backoff.js';
-import { SluiceError, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
+import { SluiceError, echo as quote, failedPrecondition, invalidArgument, notFound, unavailable } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
@@ -320,18 +320,18 @@ export class Broker {
 
   getJob(id: string): JobRow {
     const row = this.store.get(id);
-    if (!row) throw notFound(`job ${id} not found`);
+    if (!row) throw notFound(`job ${quote(id)} not found`);
     return row;
   }
 
   async cancelJob(id: string, reason: string): Promise<JobRow> {
     const outcome = await this.commits.run((now) => {
       const before = this.store.stateAndLease(id);
-      if (!before) throw notFound(`job ${id} not found`);
+      if (!before) throw notFound(`job ${quote(id)} not found`);
       if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null };
-      if (isTerminal(before.state)) throw failedPrecondition(`job ${id} is ${before.state} and cannot be cancelled`);
+      if (isTerminal(before.state)) throw failedPrecondition(`job ${quote(id)} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
-      if (!result.ok) throw failedPrecondition(`job ${id} changed while cancelling; try again`);
+      if (!result.ok) throw failedPrecondition(`job ${quote(id)} changed while cancelling; try again`);
       return { row: result.value, leaseId: before.lease_id };
     });
     if (outcome.leaseId) {
@@ -425,10 +425,25 @@ export class Broker {
   settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
     this.commits.submit<{ outcomes: SettleOutcome[]; owners: (ConsumeSession | undefined)[] }>({
       work: (now) => {
-        const out: SettleOutcome[] = acks.length > 0 ? this.ackMany(acks, now) : [];
-        for (const n of nacks) out.push(this.nackOne(n, now));
-        for (const e of extends_) out.push(this.extendOne(e, now));
-        for (const r of releases) out.push(this.releaseOne(r, now));
+        // A lease id is a fencing token, not a bearer token: only the stream the job was
+        // delivered to may settle or extend it. Anything else is answered without a write.
+        const refused: SettleOutcome[] = [];
+        const held = <T extends { jobId: string; leaseId: string }>(kind: SettleOutcome['kind'], items: readonly T[]): readonly T[] => {
+          let all = true;
+          for (const i of items) if (session.leases.get(i.jobId) !== i.leaseId) all = false;
+          if (all) return items;
+          return items.filter((i) => {
+            if (session.leases.get(i.jobId) === i.leaseId) return true;
+            refused.push(this.notHeld(kind, i.jobId, i.leaseId));
+            return false;
+          });
+        };
+        const heldAcks = held('ack', acks);
+        const out: SettleOutcome[] = heldAcks.length > 0 ? this.ackMany(heldAcks, now) : [];
+        for (const n of held('nack', nacks)) out.push(this.nackOne(n, now));
+        for (const e of held('extend', extends_)) out.push(this.extendOne(e, now));
+        for (const r of held('release', releases)) out.push(this.releaseOne(r, now));
+        for (const r of refused) out.push(r);
         // The owners now: a released job may be leased again before this commit is durable.
         // (The lease may belong to another stream of the same worker after a reconnect.)
         return { outcomes: out, owners: out.map((o) => this.leaseOwners.get(o.jobId)) };
@@ -457,6 +472,22 @@ export class Broker {
         this.checkLeasesEmpty();
       },
     });
+  }
+
+  /** The answer to a settle quoting a lease this stream does not hold. */
+  private notHeld(kind: SettleOutcome['kind'], jobId: string, leaseId: string): SettleOutcome {
+    const current = this.store.stateAndLease(jobId);
+    if (current?.state === JobState.Active && current.lease_id === leaseId) {
+      return {
+        kind,
+        jobId,
+        leaseId,
+        errorCode: 'FAILED_PRECONDITION',
+        message: `lease ${quote(leaseId)} of job ${quote(jobId)} is held by another Consume stream: settles and heartbeats are accepted only on the stream the job was delivered to`,
+        state: current.state,
+      };
+    }
+    return staleLease(kind, jobId, leaseId, current);
   }
 
   /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
@@ -611,7 +642,7 @@ export class Broker {
 
   getQueue(name: string): QueueInfo {
     const settings = this.queues.get(name);
-    if (!settings) throw notFound(`queue ${name} not found (queues exist once a job was enqueued to them)`);
+    if (!settings) throw notFound(`queue ${quote(name)} not found (queues exist once a job was enqueued to them)`);
     const counts = emptyCounts();
     for (const { state, n } of this.store.countsForQueue(name)) counts[state] = n;
     return { settings, counts, consumers: this.dispatcher.consumersOf(name) };
@@ -716,8 +747,8 @@ export class Broker {
     if (selection.ids?.length) {
       for (const id of selection.ids) {
         const job = this.store.stateAndLease(id);
-        if (!job) throw notFound(`job ${id} not found`);
-        if (job.state !== JobState.Dead) throw failedPrecondition(`job ${id} is ${job.state}, not dead`);
+        if (!job) throw notFound(`job ${quote(id)} not found`);
+        if (job.state !== JobState.Dead) throw failedPrecondition(`job ${quote(id)} is ${job.state}, not dead`);
       }
     }
   }
@@ -785,12 +816,12 @@ export class Broker {
 }
 
 function staleLease(kind: SettleOutcome['kind'], jobId: string, leaseId: string, current: Pick<JobRow, 'state' | 'lease_id'> | undefined): SettleOutcome {
-  if (!current) return { kind, jobId, leaseId, errorCode: 'NOT_FOUND', message: `job ${jobId} not found` };
+  if (!current) return { kind, jobId, leaseId, errorCode: 'NOT_FOUND', message: `job ${quote(jobId)} not found` };
   const why =
     current.state === JobState.Active
       ? 'the job was redelivered under a newer lease'
       : `the job is ${current.state}${current.state === JobState.Cancelled ? '' : ' (lease expired, released or already settled)'}`;
-  return { kind, jobId, leaseId, errorCode: 'FAILED_PRECONDITION', message: `lease ${leaseId} is not current for job ${jobId}: ${why}`, state: current.state };
+  return { kind, jobId, leaseId, errorCode: 'FAILED_PRECONDITION', message: `lease ${quote(leaseId)} is not current for job ${quote(jobId)}: ${why}`, state: current.state };
 }
 
 function toSluiceError(error: unknown): SluiceError {

@@ -1,4 +1,5 @@
 import { invalidArgument } from './errors.js';
+import { MAX_DURATION_MS } from './ranges.js';
 
 /** Exponential backoff between attempts. All durations in milliseconds. */
 export interface RetryPolicy {
@@ -42,15 +43,15 @@ export function validateRetryPolicy(policy: PartialRetryPolicy): PartialRetryPol
   const out: PartialRetryPolicy = {};
   const { initialMs, multiplier, maxMs, jitter } = policy;
   if (initialMs !== undefined) {
-    if (!(initialMs > 0)) throw invalidArgument(`retry.initial_ms must be > 0, got ${initialMs}`);
+    if (!(initialMs > 0 && initialMs <= MAX_DURATION_MS)) throw invalidArgument(`retry.initial_ms must be > 0 and <= ${MAX_DURATION_MS}, got ${initialMs}`);
     out.initialMs = initialMs;
   }
   if (multiplier !== undefined) {
-    if (!(multiplier >= 1) || !Number.isFinite(multiplier)) throw invalidArgument(`retry.multiplier must be a finite number >= 1, got ${multiplier}`);
+    if (!(multiplier >= 1 && multiplier <= 1000) || !Number.isFinite(multiplier)) throw invalidArgument(`retry.multiplier must be a finite number >= 1 and <= 1000, got ${multiplier}`);
     out.multiplier = multiplier;
   }
   if (maxMs !== undefined) {
-    if (!(maxMs > 0)) throw invalidArgument(`retry.max_ms must be > 0, got ${maxMs}`);
+    if (!(maxMs > 0 && maxMs <= MAX_DURATION_MS)) throw invalidArgument(`retry.max_ms must be > 0 and <= ${MAX_DURATION_MS}, got ${maxMs}`);
     if (initialMs !== undefined && maxMs < initialMs) throw invalidArgument(`retry.max_ms (${maxMs}) must be >= retry.initial_ms (${initialMs})`);
     out.maxMs = maxMs;
   }

@@ -1,3 +1,5 @@
+import { invalidArgument } from './errors.js';
+
 /**
  * Job ids are UUIDv7-shaped strings computed from the row itself, so the store keeps no id
  * column and no index on it (that column and its UNIQUE index were a third of the bytes per
@@ -42,4 +44,14 @@ export function parseJobId(id: string): JobKey | undefined {
     createdAt: parseInt(m[1]! + m[2]!, 16),
     seq: (parseInt(m[3]!, 16) & 0x3fff) * TWO_48 + parseInt(m[4]!, 16),
   };
+}
+
+/** Longer ids are refused before anything looks them up (or quotes them). Ours have 36. */
+export const MAX_JOB_ID_CHARS = 64;
+
+/** A caller's job id, checked for presence and length first; its shape is the lookup's business. */
+export function validateJobId(id: string, field = 'id'): string {
+  if (id.length === 0) throw invalidArgument(`${field} is required`);
+  if (id.length > MAX_JOB_ID_CHARS) throw invalidArgument(`${field} is ${id.length} characters long; job ids have 36 (at most ${MAX_JOB_ID_CHARS} accepted)`);
+  return id;
 }

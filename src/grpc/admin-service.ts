@@ -3,6 +3,8 @@ import type { Broker, QueueInfo } from '../broker/broker.js';
 import { validateRetryPolicy } from '../domain/backoff.js';
 import { invalidArgument } from '../domain/errors.js';
 import { JobState } from '../domain/job-state.js';
+import { validateJobId } from '../domain/job-id.js';
+import { MAX_DURATION_MS, inRange } from '../domain/ranges.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
 import type { DeadLetterSelection, JobRow } from '../store/job-store.js';
 import type { Logger } from '../log.js';
@@ -49,10 +51,13 @@ function page(rows: JobRow[], size: number): ListJobsResponse {
 function deadLetterSelection(filter: DeadLetterFilter | undefined): DeadLetterSelection {
   if (!filter) throw invalidArgument('filter is required: name ids, a queue, or set all = true');
   const selection: DeadLetterSelection = {};
-  if (filter.ids.length > 0) selection.ids = filter.ids;
+  if (filter.ids.length > 0) selection.ids = filter.ids.map((id) => validateJobId(id, 'filter.ids'));
   if (filter.queue) selection.queue = validateQueueName(filter.queue, 'filter.queue');
   if (filter.type) selection.type = validateTypeName(filter.type, 'filter.type');
-  if (filter.deadBefore) selection.deadBefore = filter.deadBefore.getTime();
+  if (filter.deadBefore) {
+    selection.deadBefore = filter.deadBefore.getTime();
+    if (!Number.isFinite(selection.deadBefore)) throw invalidArgument('filter.dead_before is not a valid time');
+  }
   const narrowed = Object.keys(selection).length > 0;
   if (filter.all && narrowed) throw invalidArgument('filter.all selects every dead job; do not combine it with other fields');
   if (!filter.all && !narrowed) throw invalidArgument('filter selects nothing: name ids, a queue, a type or dead_before, or set all = true');
@@ -67,7 +72,8 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
     resumeQueue: unary(log, 'ResumeQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), false))),
     updateQueue: unary(log, 'UpdateQueue', async (req) => {
       const name = validateQueueName(req.queue);
-      if (req.leaseTimeoutMs !== 0 && req.leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50, got ${req.leaseTimeoutMs}`);
+      if (req.leaseTimeoutMs !== 0) inRange(req.leaseTimeoutMs, 'lease_timeout_ms (0 = unchanged)', 50, MAX_DURATION_MS);
+      inRange(req.maxAttempts, 'max_attempts (0 = unchanged)', 0, 1_000_000);
       const retry = req.retry && validateRetryPolicy(req.retry);
       const info = await broker.updateQueue(name, {
         maxAttempts: req.maxAttempts || undefined,

@@ -1,9 +1,10 @@
 import type { BrokerConfig } from '../config.js';
 import type { EnqueueInput } from '../broker/broker.js';
-import { invalidArgument } from '../domain/errors.js';
+import { echo, invalidArgument } from '../domain/errors.js';
 import { priorityFromWire } from '../domain/priority.js';
 import { validateRetryPolicy } from '../domain/backoff.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
+import { MAX_DURATION_MS, inRange } from '../domain/ranges.js';
 import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 
 export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes'>;
@@ -21,9 +22,10 @@ export function parseEnqueueRequest(req: EnqueueRequest, limits: EnqueueLimits):
     runAt = req.runAt.getTime();
     if (!Number.isFinite(runAt)) throw invalidArgument('run_at is not a valid time');
   }
+  inRange(req.delayMs, 'delay_ms', 0, MAX_DURATION_MS);
   const leaseTimeoutMs = req.leaseTimeoutMs;
-  if (leaseTimeoutMs !== 0 && leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50 (or 0 for the queue default), got ${leaseTimeoutMs}`);
-  if (req.maxAttempts > 1_000_000) throw invalidArgument(`max_attempts must be <= 1000000, got ${req.maxAttempts}`);
+  if (leaseTimeoutMs !== 0) inRange(leaseTimeoutMs, 'lease_timeout_ms (0 = the queue default)', 50, MAX_DURATION_MS);
+  inRange(req.maxAttempts, 'max_attempts (0 = the queue default)', 0, 1_000_000);
   return {
     queue,
     type,
@@ -53,7 +55,7 @@ function payloadText(req: EnqueueRequest, maxBytes: number): string {
     try {
       JSON.parse(text);
     } catch (error) {
-      throw invalidArgument(`payload_json is not valid JSON: ${(error as Error).message}`);
+      throw invalidArgument(`payload_json is not valid JSON: ${echo((error as Error).message, 200)}`);
     }
     // Invalid UTF-8 decodes to U+FFFD (3 bytes per bad byte): recount only when that could matter.
     if (json.length * 3 > maxBytes) {

@@ -1,7 +1,8 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Broker, EnqueueOutcome } from '../broker/broker.js';
-import { invalidArgument } from '../domain/errors.js';
+import { echo, invalidArgument } from '../domain/errors.js';
 import { isTerminal } from '../domain/job-state.js';
+import { validateJobId } from '../domain/job-id.js';
 import type { Logger } from '../log.js';
 import type {
   CancelJobRequest,
@@ -85,16 +86,19 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
 
     getJob(call: ServerUnaryCall<GetJobRequest, Job>, callback: sendUnaryData<Job>) {
       try {
-        if (!call.request.id) throw invalidArgument('id is required');
-        callback(null, jobToWire(broker.getJob(call.request.id)));
+        callback(null, jobToWire(broker.getJob(validateJobId(call.request.id))));
       } catch (error) {
-        fail(callback, error, { rpc: 'GetJob', jobId: call.request.id });
+        fail(callback, error, { rpc: 'GetJob', jobId: echo(call.request.id) });
       }
     },
 
     cancelJob(call: ServerUnaryCall<CancelJobRequest, Job>, callback: sendUnaryData<Job>) {
       const { id, reason } = call.request;
-      if (!id) return fail(callback, invalidArgument('id is required'), { rpc: 'CancelJob' });
+      try {
+        validateJobId(id);
+      } catch (error) {
+        return fail(callback, error, { rpc: 'CancelJob' });
+      }
       broker.cancelJob(id, reason).then(
         (row) => callback(null, jobToWire(row)),
         (error) => fail(callback, error, { rpc: 'CancelJob', jobId: id }),
@@ -111,7 +115,7 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
       call.on('cancelled', stop);
       call.on('close', stop);
       try {
-        if (!id) throw invalidArgument('id is required');
+        validateJobId(id);
         // Watch first, then read: no change can slip between the two (both synchronous).
         unwatch = broker.watchJob(id, (change) => {
           call.write({
@@ -144,7 +148,7 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
         }
       } catch (error) {
         stop();
-        call.emit('error', toServiceError(error, log, { rpc: 'WatchJob', jobId: id }));
+        call.emit('error', toServiceError(error, log, { rpc: 'WatchJob', jobId: echo(id) }));
       }
     },
   };

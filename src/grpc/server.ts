@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
@@ -15,6 +15,7 @@ import { producerService } from './producer-service.js';
 import { workerService } from './worker-service.js';
 import { adminService } from './admin-service.js';
 import { linkReflectionDescriptors } from './reflection-descriptors.js';
+import { guardService, int32Fields } from './decode-guard.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService'] as const;
 
@@ -53,9 +54,14 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
-  server.addService(ProducerServiceService, producerService(broker, log));
-  server.addService(WorkerServiceService, workerService(broker, log));
-  server.addService(AdminServiceService, adminService(broker, log));
+  // Guarded: a request that cannot be decoded is INVALID_ARGUMENT, not grpc-js's INTERNAL.
+  server.addService(...guardService(ProducerServiceService, producerService(broker, log) as unknown as UntypedServiceImplementation));
+  server.addService(
+    ...guardService(WorkerServiceService, workerService(broker, log) as unknown as UntypedServiceImplementation, {
+      consume: int32Fields({ 2: 'credit' }),
+    }),
+  );
+  server.addService(...guardService(AdminServiceService, adminService(broker, log) as unknown as UntypedServiceImplementation));
 
   const statuses = (status: ServingStatus) => Object.fromEntries(['', ...SERVICE_NAMES].map((name) => [name, status]));
   const health = new HealthImplementation(statuses('SERVING'));

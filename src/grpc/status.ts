@@ -1,5 +1,5 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { SluiceError, type ErrorCode } from '../domain/errors.js';
+import { SluiceError, echo, type ErrorCode } from '../domain/errors.js';
 import type { Logger } from '../log.js';
 
 const CODES: Record<ErrorCode, status> = {
@@ -14,6 +14,9 @@ const CODES: Record<ErrorCode, status> = {
   INTERNAL: status.INTERNAL,
 };
 
+/** Longest status message sent (grpc-message is a header; see domain/errors.ts echo). */
+const MAX_STATUS_MESSAGE_CHARS = 1024;
+
 export function grpcCode(code: ErrorCode): status {
   return CODES[code];
 }
@@ -25,7 +28,8 @@ export function grpcCode(code: ErrorCode): status {
 export function toServiceError(error: unknown, log: Logger, context: Record<string, unknown> = {}): Partial<ServiceError> {
   if (error instanceof SluiceError) {
     if (error.code === 'INTERNAL') log.error({ err: error, ...context }, 'internal error');
-    return { code: CODES[error.code], details: error.message, metadata: new Metadata() };
+    // The message travels in a header: whatever a caller's value did to it, it stays small.
+    return { code: CODES[error.code], details: echo(error.message, MAX_STATUS_MESSAGE_CHARS), metadata: new Metadata() };
   }
   log.error({ err: error, ...context }, 'unexpected error in RPC handler');
   return { code: status.INTERNAL, details: 'internal error (logged by the broker)', metadata: new Metadata() };

@@ -1,7 +1,10 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { AckInput, Broker, ExtendInput, NackInput, ReleaseInput } from '../broker/broker.js';
 import type { ConsumeSession, Outgoing, SettleOutcome, Subscription } from '../broker/consume-session.js';
-import { invalidArgument } from '../domain/errors.js';
+import { echo, invalidArgument } from '../domain/errors.js';
+import { MAX_JOB_ID_CHARS } from '../domain/job-id.js';
+import { MAX_DURATION_MS } from '../domain/ranges.js';
+import { isUndecodable } from './decode-guard.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
 import type { Logger } from '../log.js';
 import {
@@ -24,6 +27,8 @@ const KIND: Record<SettleOutcome['kind'], SettleResult_Kind> = {
 
 const MAX_SUBSCRIBED_QUEUES = 100;
 const MAX_ERROR_MESSAGE = 16 * 1024;
+/** Lease ids the broker issues are ~25 characters. */
+const MAX_LEASE_ID_CHARS = 128;
 
 /**
  * One Consume stream = one ConsumeSession. The session is registered when `subscribe`
@@ -51,6 +56,7 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
       call.on('data', (req: ConsumeRequest) => {
         if (finished) return;
         try {
+          if (isUndecodable(req)) throw invalidArgument(req.message);
           if (!session) {
             if (!req.subscribe) throw invalidArgument('the first Consume message must carry subscribe (queues to consume)');
             const subscription = parseSubscribe(req.subscribe, peer);
@@ -76,8 +82,19 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
           const extends_: ExtendInput[] = [];
           const releases: ReleaseInput[] = [];
           const rejected = (kind: SettleOutcome['kind'], jobId: string, leaseId: string): boolean => {
-            if (jobId && leaseId) return false;
-            s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: 'job_id and lease_id are required' });
+            const problem =
+              !jobId || !leaseId
+                ? 'job_id and lease_id are required'
+                : jobId.length > MAX_JOB_ID_CHARS || leaseId.length > MAX_LEASE_ID_CHARS
+                  ? `job_id (${jobId.length} characters) or lease_id (${leaseId.length}) is longer than any the broker issues`
+                  : undefined;
+            if (!problem) return false;
+            s.settled({ kind, jobId: echo(jobId), leaseId: echo(leaseId), errorCode: 'INVALID_ARGUMENT', message: problem });
+            return true;
+          };
+          const badNumber = (kind: SettleOutcome['kind'], jobId: string, leaseId: string, field: string, value: number): boolean => {
+            if (value <= MAX_DURATION_MS) return false;
+            s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: `${field} must be in 0..${MAX_DURATION_MS}, got ${value}` });
             return true;
           };
           for (const a of req.acks) {
@@ -85,7 +102,7 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             acks.push({ jobId: a.jobId, leaseId: a.leaseId, result: a.result === undefined ? null : JSON.stringify(a.result) });
           }
           for (const n of req.nacks) {
-            if (rejected('nack', n.jobId, n.leaseId)) continue;
+            if (rejected('nack', n.jobId, n.leaseId) || badNumber('nack', n.jobId, n.leaseId, 'retry_after_ms', n.retryAfterMs)) continue;
             nacks.push({
               jobId: n.jobId,
               leaseId: n.leaseId,
@@ -95,7 +112,7 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             });
           }
           for (const e of req.extends) {
-            if (rejected('extend', e.jobId, e.leaseId)) continue;
+            if (rejected('extend', e.jobId, e.leaseId) || badNumber('extend', e.jobId, e.leaseId, 'extend_ms', e.extendMs)) continue;
             extends_.push({ jobId: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress: e.progress === undefined ? null : JSON.stringify(e.progress) });
           }
           for (const r of req.releases) {

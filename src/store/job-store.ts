@@ -354,31 +354,41 @@ export class JobStore {
   /**
    * Active (under its lease) -> completed for many jobs in one statement. Returns, per input,
    * the attempt when it was completed, or undefined when nothing changed (stale lease, unknown
-   * id, or the same job twice in one call: only one of them completes).
+   * id, or the same job twice in one call: only the input quoting the current lease completes).
    */
   completeMany(acks: readonly { id: string; leaseId: string; result: string | null }[], now: number): (number | undefined)[] {
-    const seqs: (number | undefined)[] = new Array(acks.length);
+    const out: (number | undefined)[] = new Array(acks.length);
     const args: [number, string, string | null][] = [];
+    /** Input index of each argument row, and which seqs appear in this call. */
+    const index: number[] = [];
+    const seen = new Set<number>();
+    let repeated = false;
     for (let i = 0; i < acks.length; i++) {
       const a = acks[i]!;
       const key = parseJobId(a.id);
-      seqs[i] = key?.seq;
-      if (key) args.push([key.seq, a.leaseId, a.result]);
+      if (!key) continue;
+      if (seen.has(key.seq)) repeated = true;
+      seen.add(key.seq);
+      args.push([key.seq, a.leaseId, a.result]);
+      index.push(i);
+    }
+    if (args.length === 0) return out;
+    // The statement returns the rows it changed, not which input changed them: with one input
+    // per job a row names its input, but two acks of one job (a forged or stale lease next to
+    // the real one) cannot be told apart by the row. Those calls go one ack at a time, in
+    // input order, so each result is matched by its own lease.
+    if (args.length === 1 || repeated) {
+      for (let k = 0; k < args.length; k++) {
+        const [seq, leaseId, result] = args[k]!;
+        const row = this.s.completeOne.all({ seq, leaseId, result, now })[0] as [number, number] | undefined;
+        out[index[k]!] = row?.[1];
+      }
+      return out;
     }
     const done = new Map<number, number>();
-    if (args.length > 0) {
-      const rows =
-        args.length === 1
-          ? this.s.completeOne.all({ seq: args[0]![0], leaseId: args[0]![1], result: args[0]![2], now })
-          : this.s.completeMany.all({ acks: JSON.stringify(args), now });
-      for (const [seq, attempt] of rows as [number, number][]) done.set(seq, attempt);
-    }
-    return seqs.map((seq) => {
-      if (seq === undefined) return undefined;
-      const attempt = done.get(seq);
-      done.delete(seq);
-      return attempt;
-    });
+    for (const [seq, attempt] of this.s.completeMany.all({ acks: JSON.stringify(args), now }) as [number, number][]) done.set(seq, attempt);
+    for (let k = 0; k < args.length; k++) out[index[k]!] = done.get(args[k]![0]);
+    return out;
   }
 
   /** The fields a failure decision needs, if this lease is current. */
