@@ -1,4 +1,5 @@
 import { echo, invalidArgument } from './domain/errors.js';
+import { WIRE_MAX_DEPTH } from './domain/json-shape.js';
 
 /** Every broker setting. Each one has a flag and a SLUICE_* environment variable (see SETTINGS). */
 export interface BrokerConfig {
@@ -11,6 +12,8 @@ export interface BrokerConfig {
   maxPayloadBytes: number;
   maxBatchSize: number;
   maxMetadataBytes: number;
+  maxJsonDepth: number;
+  maxJsonValues: number;
   maxCreditPerStream: number;
   maxStreams: number;
   defaultMaxAttempts: number;
@@ -97,6 +100,8 @@ export const SETTINGS = [
   setting({ key: 'maxPayloadBytes', flag: '--max-payload-bytes <n>', env: 'SLUICE_MAX_PAYLOAD_BYTES', description: 'largest accepted payload (JSON text bytes)', default: 1024 * 1024, parse: integer(1, 64 * 1024 * 1024) }),
   setting({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'SLUICE_MAX_BATCH_SIZE', description: 'most jobs in one EnqueueBatch', default: 1000, parse: integer(1, 100_000) }),
   setting({ key: 'maxMetadataBytes', flag: '--max-metadata-bytes <n>', env: 'SLUICE_MAX_METADATA_BYTES', description: 'largest job metadata map (keys + values, bytes)', default: 16 * 1024, parse: integer(0) }),
+  setting({ key: 'maxJsonDepth', flag: '--max-json-depth <n>', env: 'SLUICE_MAX_JSON_DEPTH', description: 'deepest nesting of a payload, result or progress document', default: 64, parse: integer(1, WIRE_MAX_DEPTH) }),
+  setting({ key: 'maxJsonValues', flag: '--max-json-values <n>', env: 'SLUICE_MAX_JSON_VALUES', description: 'most values (array elements, object members) in a payload, result or progress document', default: 100_000, parse: integer(1, 10_000_000) }),
   setting({ key: 'maxCreditPerStream', flag: '--max-credit-per-stream <n>', env: 'SLUICE_MAX_CREDIT_PER_STREAM', description: 'most unused credit plus unsettled jobs one Consume stream may hold', default: 10_000, parse: integer(1, 1_000_000) }),
   setting({ key: 'maxStreams', flag: '--max-streams <n>', env: 'SLUICE_MAX_STREAMS', description: 'most concurrent Consume streams', default: 1000, parse: integer(1) }),
   setting({ key: 'defaultMaxAttempts', flag: '--default-max-attempts <n>', env: 'SLUICE_DEFAULT_MAX_ATTEMPTS', description: 'attempts before dead-lettering, for queues and jobs that set none', default: 25, parse: integer(1, 1_000_000) }),

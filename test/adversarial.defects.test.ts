@@ -10,6 +10,7 @@ import { ConsumeRequest, SettleResult_Kind } from '../clients/typescript/src/gen
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { expectStatus } from './helpers/expect-status.js';
 import { withTimeout } from './helpers/api.js';
+import type { NewJob } from '../src/store/job-store.js';
 
 let b: TestBroker;
 beforeEach(async () => {
@@ -206,3 +207,115 @@ describe('defect 8: only the stream holding a lease may settle or extend it', ()
   });
 });
 
+
+/** Nested arrays `depth` levels deep, as JSON text. */
+const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+
+describe('defect 2: deeply nested documents are refused, and one that got in fails alone', () => {
+  it('refuses payloads, results and progress nested past --max-json-depth', async () => {
+    await expectStatus(b.api.enqueue({ queue: 'deep', payloadJson: Buffer.from(nested(10_000)) }), status.INVALID_ARGUMENT, 'payload', 'nested', '--max-json-depth');
+    // 64 levels is fine.
+    await b.api.enqueue({ queue: 'deep', payloadJson: Buffer.from(nested(64)) });
+    // As google.protobuf.Value (the decoder itself stops at ~50 levels), against a lower limit.
+    const low = await startTestBroker({ maxJsonDepth: 8 });
+    let deep: unknown = 1;
+    for (let i = 0; i < 10; i++) deep = [deep];
+    try {
+      await expectStatus(low.api.enqueue({ queue: 'deep', payload: deep }), status.INVALID_ARGUMENT, 'payload', 'nested', '8 levels');
+      await low.api.enqueue({ queue: 'deep', payload: [[[[[[[[1]]]]]]]] });
+      const c = low.api.consumer({ queues: ['deep'] }, 1);
+      const [d] = await c.waitForDeliveries(1);
+      c.send({ extends: [{ jobId: d!.jobId, leaseId: d!.leaseId, progress: deep }], acks: [{ jobId: d!.jobId, leaseId: d!.leaseId, result: deep }] });
+      const results = await c.waitForSettled(2);
+      expect(results.map((r) => [r.code, r.message.includes('nested')])).toEqual([
+        [status.INVALID_ARGUMENT, true],
+        [status.INVALID_ARGUMENT, true],
+      ]);
+      expect((await low.api.getJob(d!.jobId)).state).toBe(JobState.JOB_STATE_ACTIVE);
+      c.end();
+    } finally {
+      await low.close();
+    }
+  });
+
+  it('a stored payload too deep for google.protobuf.Value is dead-lettered alone; the stream and the other jobs are unharmed', async () => {
+    // As a broker without the limit stored it.
+    const now = Date.now();
+    const legacy: NewJob = {
+      queue: 'poison', type: '', payload: nested(100_000), metadata: null, priority: 2, runAt: now, maxAttempts: 25,
+      retry: null, leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null,
+    };
+    const bad = b.running.broker.store.insert(legacy, 'pending', now);
+    const good = (await b.api.enqueueBatch(Array.from({ length: 9 }, (_, i) => ({ queue: 'poison', payload: { i } })), true)).results.map((r) => r.id);
+
+    const c = b.api.consumer({ queues: ['poison'] }, 10);
+    const delivered = await c.waitForDeliveries(9);
+    expect(delivered.map((d) => d.jobId).sort()).toEqual([...good].sort());
+    expect(delivered.every((d) => d.attempt === 1)).toBe(true);
+    expect(c.ended).toBe(false);
+
+    const dead = await b.api.getJob(bad);
+    expect(dead.state).toBe(JobState.JOB_STATE_DEAD);
+    expect(dead.lastError).toContain('raw_json_payloads');
+    expect(typeof dead.payload).toBe('string'); // shown as a note, not the unencodable value
+    expect((await b.api.listJobs({})).jobs.length).toBe(10); // the 9 and the poison job: the listing works
+    for (const d of delivered) c.ack(d);
+    await c.waitForSettled(9);
+    expect(c.settled.every((s) => s.code === status.OK)).toBe(true);
+    c.end();
+  });
+});
+
+describe('defect 7: one request cannot cost unbounded work or memory', () => {
+  it('refuses a payload with more than --max-json-values values', async () => {
+    const many = JSON.stringify(new Array(200_000).fill(0));
+    await expectStatus(b.api.enqueue({ queue: 'many', payloadJson: Buffer.from(many) }), status.INVALID_ARGUMENT, 'values', '--max-json-values');
+    await b.api.enqueue({ queue: 'many', payloadJson: Buffer.from(JSON.stringify(new Array(50_000).fill(0))) });
+  });
+
+  it('a ListJobs page stops early when its payloads are large', async () => {
+    const big = 'x'.repeat(300 * 1024);
+    await b.api.enqueueBatch(Array.from({ length: 8 }, () => ({ queue: 'pages', payload: { big } })), true);
+    const first = await b.api.listJobs({ queue: 'pages', pageSize: 100 });
+    expect(first.jobs.length).toBeLessThan(8);
+    expect(first.nextPageToken).not.toBe('');
+    let seen = first.jobs.length;
+    let token = first.nextPageToken;
+    while (token) {
+      const next = await b.api.listJobs({ queue: 'pages', pageSize: 100, pageToken: token });
+      seen += next.jobs.length;
+      token = next.nextPageToken;
+    }
+    expect(seen).toBe(8);
+  });
+
+  it('a worker that grants credit but does not read gets no more deliveries until it reads', async () => {
+    const JOBS = 120;
+    const payload = { blob: 'y'.repeat(256 * 1024) };
+    for (let i = 0; i < JOBS; i += 20) {
+      await b.api.enqueueBatch(Array.from({ length: 20 }, () => ({ queue: 'slow-reader', payload })), true);
+    }
+    const c = b.api.consumer({ queues: ['slow-reader'], rawJsonPayloads: true }, JOBS);
+    c.call.pause();
+    const broker = b.running.broker;
+    const session = () => broker.listSessions()[0];
+    await withTimeout(
+      (async () => {
+        while (!session()?.backpressured) await new Promise((r) => setTimeout(r, 20));
+      })(),
+      20_000,
+      'the stream to push back',
+    );
+    // The client library buffers 16 messages itself (~4 jobs each here) before the transport
+    // pushes back; past that the broker holds about 1 MiB for the stream, not the 30 MiB the
+    // credit allows. Give it a second to send more if it would.
+    await new Promise((r) => setTimeout(r, 1000));
+    const active = () => broker.getQueue('slow-reader').counts.active;
+    expect(active()).toBeLessThan(JOBS * 0.75);
+    expect(session()!.backpressured).toBe(true);
+    c.call.resume();
+    await c.waitForDeliveries(JOBS, 30_000);
+    expect(active()).toBe(JOBS);
+    c.cancel();
+  });
+});

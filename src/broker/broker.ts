@@ -7,7 +7,7 @@ import { SluiceError, echo as quote, failedPrecondition, invalidArgument, notFou
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
-import { JobStore, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
+import { JobStore, type ClaimedJob, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
@@ -353,7 +353,7 @@ export class Broker {
 
   // --- consume sessions ------------------------------------------------------------------
 
-  openSession(subscription: Subscription, peer: string, write: (out: Outgoing) => void): ConsumeSession {
+  openSession(subscription: Subscription, peer: string, write: (out: Outgoing, written: () => void) => number): ConsumeSession {
     this.assertAccepting();
     if (this.sessions.size >= this.config.maxStreams) {
       throw new SluiceError('RESOURCE_EXHAUSTED', `the broker already serves ${this.sessions.size} Consume streams (--max-streams)`);
@@ -367,6 +367,7 @@ export class Broker {
       this.clock.now(),
       write,
       (s) => this.outboxes.add(s),
+      () => this.commits.schedule(),
     );
     this.sessions.set(id, session);
     this.dispatcher.addSession(session);
@@ -471,6 +472,27 @@ export class Broker {
         }
         this.checkLeasesEmpty();
       },
+    });
+  }
+
+  /**
+   * A delivery this stream cannot be sent (its payload has no wire form for it). The job
+   * fails alone: it goes to the dead letter queue with the reason, and the stream gets its
+   * credit back, so neither the stream nor the other jobs of the message pay for it.
+   */
+  undeliverable(session: ConsumeSession, job: ClaimedJob, reason: string): void {
+    if (session.leases.get(job.id) !== job.lease_id) return;
+    session.leases.delete(job.id);
+    session.credit.refund();
+    if (this.leaseOwners.get(job.id) === session) this.leaseOwners.delete(job.id);
+    this.log.error({ jobId: job.id, queue: job.queue, streamId: session.id, reason }, 'delivery cannot be encoded: job dead-lettered');
+    this.commits.submit({
+      work: (now) => {
+        const error = { attempt: job.attempt, message: reason, at: now, nonRetryable: true };
+        const r = this.store.fail(job.id, job.lease_id, { state: JobState.Dead, runAt: now, error }, now);
+        if (r.ok) this.recordChange({ jobId: job.id, state: JobState.Dead, attempt: job.attempt, error: reason, at: now });
+      },
+      done: () => this.checkLeasesEmpty(),
     });
   }
 

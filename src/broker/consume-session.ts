@@ -3,6 +3,13 @@ import type { JobState } from '../domain/job-state.js';
 import type { ErrorCode } from '../domain/errors.js';
 import { StreamCredit } from './stream-credit.js';
 
+/** Unwritten bytes past which a stream gets no more deliveries until its transport catches up. */
+export const STREAM_BUFFER_BYTES = 1024 * 1024;
+/** Payload bytes one stream is given per flush (past its first job); see Dispatcher.overBudget. */
+export const FLUSH_BYTES_PER_STREAM = 1024 * 1024;
+/** Claims for a stream's first flush, before its payload sizes are known. */
+const FIRST_FLUSH_CLAIMS = 32;
+
 export type SettleKind = 'ack' | 'nack' | 'extend' | 'release';
 
 /** The answer to one ack, nack or extend. */
@@ -65,6 +72,10 @@ export class ConsumeSession {
   closed = false;
   private outbox: Outgoing = { deliveries: [], settled: [], revoked: [] };
   private outboxEmpty = true;
+  /** Recent payload size of this stream's deliveries (bytes, moving average); undefined before the first. */
+  private payloadBytesAverage: number | undefined;
+  /** Bytes handed to the transport and not yet taken by it (the peer is not reading fast enough). */
+  private unwrittenBytes = 0;
 
   constructor(
     readonly id: string,
@@ -72,8 +83,11 @@ export class ConsumeSession {
     readonly peer: string,
     maxCredit: number,
     now: number,
-    private readonly write: (out: Outgoing) => void,
+    /** Sends one message; returns its size and calls `written` once the transport took it. */
+    private readonly write: (out: Outgoing, written: () => void) => number,
     private readonly onOutboxUsed: (session: ConsumeSession) => void,
+    /** The transport caught up after backpressure: deliveries may resume. */
+    private readonly onWritable: (session: ConsumeSession) => void = () => {},
   ) {
     this.credit = new StreamCredit(maxCredit);
     this.connectedAt = now;
@@ -82,7 +96,32 @@ export class ConsumeSession {
 
   /** True when the dispatcher may give this stream a job now. */
   get wantsWork(): boolean {
-    return !this.closed && !this.draining && this.credit.available > 0;
+    return !this.closed && !this.draining && this.credit.available > 0 && this.unwrittenBytes <= STREAM_BUFFER_BYTES;
+  }
+
+  /**
+   * Most jobs the dispatcher should claim for this stream in one flush: about
+   * FLUSH_BYTES_PER_STREAM of payloads, judged by the payloads it was sent before (a first
+   * flush takes at most FIRST_FLUSH_CLAIMS, so a large grant cannot pull in gigabytes at once).
+   */
+  get claimLimit(): number {
+    const avg = this.payloadBytesAverage;
+    if (avg === undefined) return FIRST_FLUSH_CLAIMS;
+    return Math.max(1, Math.floor(FLUSH_BYTES_PER_STREAM / Math.max(avg, 1)));
+  }
+
+  notePayloadBytes(bytes: number, jobs: number): void {
+    const avg = bytes / jobs;
+    this.payloadBytesAverage = this.payloadBytesAverage === undefined ? avg : (this.payloadBytesAverage + avg) / 2;
+  }
+
+  /**
+   * The peer is not taking what was sent (a worker that grants credit but does not read):
+   * no more deliveries until the transport has taken what it holds, so the broker buffers a
+   * bounded amount per stream instead of everything the credit allows.
+   */
+  get backpressured(): boolean {
+    return this.unwrittenBytes > STREAM_BUFFER_BYTES;
   }
 
   deliver(job: ClaimedJob): void {
@@ -138,7 +177,17 @@ export class ConsumeSession {
     const out = this.outbox;
     this.outbox = { deliveries: [], settled: [], revoked: [] };
     this.outboxEmpty = true;
-    if (!this.closed) this.write(out);
+    if (this.closed) return;
+    let size = 0;
+    let written = false;
+    size = this.write(out, () => {
+      written = true;
+      if (size === 0) return; // taken at once, before it was counted
+      const before = this.backpressured;
+      this.unwrittenBytes -= size;
+      if (before && !this.backpressured && !this.closed) this.onWritable(this);
+    });
+    if (!written) this.unwrittenBytes += size;
   }
 
   private touch(): void {

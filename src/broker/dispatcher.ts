@@ -1,6 +1,6 @@
 import type { ClaimedJob, JobStore, ReadyRef } from '../store/job-store.js';
 import type { AfterCommit } from './group-commit.js';
-import type { ConsumeSession } from './consume-session.js';
+import { FLUSH_BYTES_PER_STREAM, type ConsumeSession } from './consume-session.js';
 import type { QueueRegistry } from './queue-registry.js';
 
 /** Most jobs claimed in one flush; more work triggers another flush right away. */
@@ -125,12 +125,38 @@ export class Dispatcher {
     };
   }
 
+  /**
+   * Gives back (unclaimed, attempt refunded) the jobs past the per-stream byte budget; true if
+   * any. Rare: the session sizes its claims from the payloads it was sent before, so this
+   * only trims a flush whose payloads are much larger than the stream's recent ones.
+   */
+  private overBudget(session: ConsumeSession, jobs: ClaimedJob[], now: number): boolean {
+    let bytes = 0;
+    for (let k = 0; k < jobs.length; k++) {
+      bytes += jobs[k]!.payload.length;
+      if (k > 0 && bytes > FLUSH_BYTES_PER_STREAM) {
+        for (const job of jobs.slice(k)) this.store.release(job.id, job.lease_id, '', false, now);
+        jobs.length = k;
+        session.notePayloadBytes(bytes, k + 1);
+        return true;
+      }
+    }
+    if (jobs.length > 0) session.notePayloadBytes(bytes, jobs.length);
+    return false;
+  }
+
   private claimForGroup(group: SubscriptionGroup, now: number, budget: number, claims: Claim[]): number {
     if (group.maybeReady.size === 0) return 0;
     const ready = group.sessions.filter((s) => s.wantsWork);
     if (ready.length === 0) return 0;
     let credit = 0;
-    for (const s of ready) credit += s.credit.available;
+    let limited = false;
+    const room = ready.map((s) => {
+      const n = Math.min(s.credit.available, s.claimLimit);
+      if (n < s.credit.available) limited = true;
+      credit += n;
+      return n;
+    });
     const want = Math.min(credit, budget);
 
     // Peek each queue's head, then merge by priority and age: FIFO inside a level holds
@@ -148,7 +174,7 @@ export class Dispatcher {
     // Round-robin over streams with credit: nobody gets a second job while another stream
     // with credit has not had its first. Jobs are assigned here and then claimed with one
     // statement per stream.
-    const left = ready.map((s) => s.credit.available);
+    const left = room;
     const assigned: number[][] = ready.map(() => []);
     let planned = 0;
     let cursor = group.cursor % ready.length;
@@ -180,6 +206,10 @@ export class Dispatcher {
       const jobs = this.store.claim(seqs, leasePrefix, session.subscription.workerId, now);
       // Deliver in dispatch order (the statement returns rows in no particular order).
       if (jobs.length > 1) jobs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+      if (this.overBudget(session, jobs, now)) {
+        for (const q of group.queues) group.maybeReady.add(q);
+        this.requestFlush();
+      }
       for (const job of jobs) {
         session.credit.take();
         claims.push({ session, job });
@@ -187,6 +217,8 @@ export class Dispatcher {
       }
     }
     group.cursor = cursor;
+    // A stream held to its per-flush size with credit left gets the rest in the next flush.
+    if (limited && taken > 0) this.requestFlush();
     // More ready jobs than we took means the queue stays ready for the next flush.
     return taken;
   }

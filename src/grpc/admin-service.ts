@@ -41,10 +41,26 @@ function queueToWire(q: QueueInfo): Queue {
   };
 }
 
+/**
+ * Most JSON text (payloads, results, progress) in one page beyond its first job. Converting
+ * JSON to google.protobuf.Value runs on the event loop, so a page of 1,000 large payloads
+ * would stall every other call; past the budget the page ends early with a next_page_token.
+ */
+const PAGE_JSON_BUDGET_CHARS = 1024 * 1024;
+
 function page(rows: JobRow[], size: number): ListJobsResponse {
+  let chars = 0;
+  let n = 0;
+  while (n < rows.length) {
+    const r = rows[n]!;
+    chars += r.payload.length + (r.result?.length ?? 0) + (r.progress?.length ?? 0);
+    if (n > 0 && chars > PAGE_JSON_BUDGET_CHARS) break;
+    n++;
+  }
+  const cut = n < rows.length;
   return {
-    jobs: rows.map(jobToWire),
-    nextPageToken: rows.length === size ? encodePageToken(rows[rows.length - 1]!.seq) : '',
+    jobs: rows.slice(0, n).map(jobToWire),
+    nextPageToken: cut || rows.length === size ? encodePageToken(rows[n - 1]!.seq) : '',
   };
 }
 

@@ -1,5 +1,6 @@
 import { JobState } from '../domain/job-state.js';
 import { invalidArgument } from '../domain/errors.js';
+import { WIRE_MAX_DEPTH, measureJson } from '../domain/json-shape.js';
 import type { PartialRetryPolicy } from '../domain/backoff.js';
 import type { ClaimedJob, JobRow, StoredJobError } from '../store/job-store.js';
 import { JobState as WireJobState, type Job, type RetryPolicy } from '../../clients/typescript/src/gen/sluice/v1/job.js';
@@ -28,7 +29,20 @@ export function stateFilterFromWire(value: number): JobState | undefined {
 
 /** JSON text from the store -> a value ts-proto wraps as google.protobuf.Value. */
 export function jsonValue(text: string | null): unknown {
-  return text === null ? undefined : JSON.parse(text);
+  return text === null ? undefined : wireJson(text);
+}
+
+/**
+ * A stored document as a wire value. One nested deeper than google.protobuf.Value can be
+ * encoded (stored before the shape limits existed) is shown as a note instead, so it cannot
+ * make the whole response fail (a listing of other jobs included).
+ */
+function wireJson(text: string): unknown {
+  if (text.length > WIRE_MAX_DEPTH) {
+    const { depth } = measureJson(text, WIRE_MAX_DEPTH);
+    if (depth > WIRE_MAX_DEPTH) return `(not shown: nested more than ${WIRE_MAX_DEPTH} levels; ${text.length} characters of JSON)`;
+  }
+  return JSON.parse(text);
 }
 
 const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
@@ -43,7 +57,7 @@ export function jobToWire(row: JobRow): Job {
     id: row.id,
     queue: row.queue,
     type: row.type,
-    payload: JSON.parse(row.payload),
+    payload: wireJson(row.payload),
     priority: row.priority,
     state: stateToWire(row.state),
     runAt: new Date(row.run_at),

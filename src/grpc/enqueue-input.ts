@@ -5,9 +5,10 @@ import { priorityFromWire } from '../domain/priority.js';
 import { validateRetryPolicy } from '../domain/backoff.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
 import { MAX_DURATION_MS, inRange } from '../domain/ranges.js';
+import { checkJsonShape } from '../domain/json-shape.js';
 import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 
-export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes'>;
+export type EnqueueLimits = Pick<BrokerConfig, 'maxPayloadBytes' | 'maxMetadataBytes' | 'maxJsonDepth' | 'maxJsonValues'>;
 
 const MAX_KEY_LENGTH = 256;
 
@@ -16,6 +17,7 @@ export function parseEnqueueRequest(req: EnqueueRequest, limits: EnqueueLimits):
   const queue = validateQueueName(req.queue);
   const type = validateTypeName(req.type);
   const payload = payloadText(req, limits.maxPayloadBytes);
+  checkJsonShape(payload, 'payload', { maxDepth: limits.maxJsonDepth, maxValues: limits.maxJsonValues });
   if (req.delayMs > 0 && req.runAt) throw invalidArgument('set delay_ms or run_at, not both');
   let runAt: number | undefined;
   if (req.runAt) {
@@ -64,7 +66,7 @@ function payloadText(req: EnqueueRequest, maxBytes: number): string {
     }
     return text;
   }
-  const text = JSON.stringify(hasValue ? req.payload : null);
+  const text = jsonText(hasValue ? req.payload : null, 'payload');
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) throw tooLarge(bytes, maxBytes);
   return text;
@@ -87,4 +89,13 @@ function key(value: string, field: string): string | undefined {
   if (value === '') return undefined;
   if (value.length > MAX_KEY_LENGTH) throw invalidArgument(`${field} must be at most ${MAX_KEY_LENGTH} characters`);
   return value;
+}
+
+/** A decoded Value as JSON text; a document too deep to stringify is the caller's error, not ours. */
+export function jsonText(value: unknown, field: string): string {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    throw invalidArgument(`${field} cannot be stored as JSON: ${echo((error as Error).message, 100)}`);
+  }
 }

@@ -29,6 +29,15 @@ export function findProtoDir(): string {
   throw new Error('cannot find the proto/ directory next to the broker');
 }
 
+/** Consume encodes its own messages (worker-service.ts encodeResponse): bytes go out as they are. */
+function passEncodedResponses(definition: typeof WorkerServiceService): typeof WorkerServiceService {
+  const serialize = definition.consume.responseSerialize;
+  return {
+    ...definition,
+    consume: { ...definition.consume, responseSerialize: (value) => (Buffer.isBuffer(value) ? value : serialize(value)) },
+  };
+}
+
 export interface GrpcServer {
   server: Server;
   port: number;
@@ -57,7 +66,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   // Guarded: a request that cannot be decoded is INVALID_ARGUMENT, not grpc-js's INTERNAL.
   server.addService(...guardService(ProducerServiceService, producerService(broker, log) as unknown as UntypedServiceImplementation));
   server.addService(
-    ...guardService(WorkerServiceService, workerService(broker, log) as unknown as UntypedServiceImplementation, {
+    ...guardService(passEncodedResponses(WorkerServiceService), workerService(broker, log) as unknown as UntypedServiceImplementation, {
       consume: int32Fields({ 2: 'credit' }),
     }),
   );

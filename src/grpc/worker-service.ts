@@ -5,13 +5,17 @@ import { echo, invalidArgument } from '../domain/errors.js';
 import { MAX_JOB_ID_CHARS } from '../domain/job-id.js';
 import { MAX_DURATION_MS } from '../domain/ranges.js';
 import { isUndecodable } from './decode-guard.js';
+import { checkJsonShape } from '../domain/json-shape.js';
+import { jsonText } from './enqueue-input.js';
+import type { ClaimedJob } from '../store/job-store.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
 import type { Logger } from '../log.js';
 import {
+  ConsumeResponse,
+  Delivery,
   Revoke_Reason,
   SettleResult_Kind,
   type ConsumeRequest,
-  type ConsumeResponse,
   type Subscribe,
   type WorkerServiceServer,
 } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
@@ -36,6 +40,7 @@ const MAX_LEASE_ID_CHARS = 128;
  * back for redelivery. Protocol violations end the stream with a status.
  */
 export function workerService(broker: Broker, log: Logger): WorkerServiceServer {
+  const shapeLimits = { maxDepth: broker.config.maxJsonDepth, maxValues: broker.config.maxJsonValues };
   return {
     consume(call: ServerDuplexStream<ConsumeRequest, ConsumeResponse>) {
       let session: ConsumeSession | undefined;
@@ -61,7 +66,12 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             if (!req.subscribe) throw invalidArgument('the first Consume message must carry subscribe (queues to consume)');
             const subscription = parseSubscribe(req.subscribe, peer);
             const raw = subscription.rawJsonPayloads;
-            session = broker.openSession(subscription, peer, (out) => call.write(toResponse(out, raw)));
+            // Bytes: the service's serializer passes them through (server.ts).
+            session = broker.openSession(subscription, peer, (out, written) => {
+              const bytes = encodeResponse(out, raw, (job, reason) => broker.undeliverable(session!, job, reason));
+              call.write(bytes as unknown as ConsumeResponse, written);
+              return bytes.length;
+            });
             call.write({
               subscribed: { streamId: session.id, maxCredit: session.credit.max },
               deliveries: [],
@@ -97,9 +107,22 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
             s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: `${field} must be in 0..${MAX_DURATION_MS}, got ${value}` });
             return true;
           };
+          /** The JSON text of a result or progress value; undefined when it was refused. */
+          const documentText = (kind: SettleOutcome['kind'], jobId: string, leaseId: string, field: string, value: unknown): string | null | undefined => {
+            if (value === undefined) return null;
+            try {
+              const text = jsonText(value, field);
+              checkJsonShape(text, field, shapeLimits);
+              return text;
+            } catch (error) {
+              s.settled({ kind, jobId, leaseId, errorCode: 'INVALID_ARGUMENT', message: (error as Error).message });
+              return undefined;
+            }
+          };
           for (const a of req.acks) {
             if (rejected('ack', a.jobId, a.leaseId)) continue;
-            acks.push({ jobId: a.jobId, leaseId: a.leaseId, result: a.result === undefined ? null : JSON.stringify(a.result) });
+            const result = documentText('ack', a.jobId, a.leaseId, 'result', a.result);
+            if (result !== undefined) acks.push({ jobId: a.jobId, leaseId: a.leaseId, result });
           }
           for (const n of req.nacks) {
             if (rejected('nack', n.jobId, n.leaseId) || badNumber('nack', n.jobId, n.leaseId, 'retry_after_ms', n.retryAfterMs)) continue;
@@ -113,7 +136,8 @@ export function workerService(broker: Broker, log: Logger): WorkerServiceServer 
           }
           for (const e of req.extends) {
             if (rejected('extend', e.jobId, e.leaseId) || badNumber('extend', e.jobId, e.leaseId, 'extend_ms', e.extendMs)) continue;
-            extends_.push({ jobId: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress: e.progress === undefined ? null : JSON.stringify(e.progress) });
+            const progress = documentText('extend', e.jobId, e.leaseId, 'progress', e.progress);
+            if (progress !== undefined) extends_.push({ jobId: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress });
           }
           for (const r of req.releases) {
             if (rejected('release', r.jobId, r.leaseId)) continue;
@@ -157,6 +181,34 @@ function parseSubscribe(sub: Subscribe, peer: string): Subscription {
   });
   if (sub.workerId.length > 256) throw invalidArgument('subscribe.worker_id must be at most 256 characters');
   return { queues, types, workerId: sub.workerId || peer, labels: sub.labels, rawJsonPayloads: sub.rawJsonPayloads };
+}
+
+/**
+ * The stream's message, encoded here rather than by grpc-js (the service's serializer passes
+ * bytes through, see server.ts), so that one delivery that cannot be encoded (a payload stored
+ * before the shape limits, nested too deep for google.protobuf.Value) fails alone: it is taken
+ * out of the message and handed to `unencodable`, and the rest of the message goes out. The
+ * common case encodes once, as grpc-js would.
+ */
+function encodeResponse(out: Outgoing, rawJson: boolean, unencodable: (job: ClaimedJob, reason: string) => void): Buffer {
+  try {
+    return toBuffer(ConsumeResponse.encode(toResponse(out, rawJson)).finish());
+  } catch {
+    const deliveries: ClaimedJob[] = [];
+    for (const job of out.deliveries) {
+      try {
+        Delivery.encode(deliveryToWire(job, rawJson));
+        deliveries.push(job);
+      } catch (error) {
+        unencodable(job, `the payload cannot be sent as google.protobuf.Value (${echo((error as Error).message, 100)}); consume with raw_json_payloads to receive it`);
+      }
+    }
+    return toBuffer(ConsumeResponse.encode(toResponse({ ...out, deliveries }, rawJson)).finish());
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
