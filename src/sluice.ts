@@ -1,5 +1,5 @@
 import type { BrokerConfig } from './config.js';
-import { Broker } from './broker/broker.js';
+import { Broker, type BrokerOptions } from './broker/broker.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import { createLogger, type Logger } from './log.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
@@ -24,7 +24,7 @@ export interface RunningSluice {
   forceNow(): void;
 }
 
-export interface StartOptions {
+export interface StartOptions extends BrokerOptions {
   clock?: Clock;
   logger?: Logger;
 }
@@ -34,7 +34,7 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
   const log = options.logger ?? createLogger(config.logLevel);
   // Before the store opens: a refused or broken security setup starts nothing.
   const security = createSecurity(config, log);
-  const broker = new Broker(config, options.clock ?? systemClock, log);
+  const broker = new Broker(config, options.clock ?? systemClock, log, options);
   broker.start();
   let grpc: GrpcServer;
   let http: HttpServer | undefined;
@@ -47,6 +47,8 @@ export async function startSluice(config: BrokerConfig, options: StartOptions = 
     throw error;
   }
   broker.onStateChange((state) => grpc.setServing(state === 'serving'));
+  grpc.setWritable(!broker.writeHealth.degraded);
+  broker.writeHealth.onChange((reason) => grpc.setWritable(!reason));
 
   let shuttingDown: Promise<void> | undefined;
   let force: (() => void) | undefined;

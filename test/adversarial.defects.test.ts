@@ -11,6 +11,11 @@ import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { expectStatus } from './helpers/expect-status.js';
 import { withTimeout } from './helpers/api.js';
 import type { NewJob } from '../src/store/job-store.js';
+import type { Db } from '../src/store/database.js';
+import { copyFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers/broker.js';
+import { rmSync } from 'node:fs';
 
 let b: TestBroker;
 beforeEach(async () => {
@@ -317,5 +322,108 @@ describe('defect 7: one request cannot cost unbounded work or memory', () => {
     await c.waitForDeliveries(JOBS, 30_000);
     expect(active()).toBe(JOBS);
     c.cancel();
+  });
+});
+
+/**
+ * A full disk without a full disk: the database may not grow past its current size, and
+ * every insert or update of a job also writes 256 KiB of ballast, so each one fails with
+ * SQLITE_FULL as it would on a full volume. Reads keep working.
+ */
+function fillDisk(db: Db): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS ballast (b BLOB);
+    CREATE TEMP TRIGGER IF NOT EXISTS ballast_insert AFTER INSERT ON main.jobs BEGIN INSERT INTO ballast VALUES (zeroblob(262144)); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS ballast_update AFTER UPDATE ON main.jobs BEGIN INSERT INTO ballast VALUES (zeroblob(262144)); END;`);
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+}
+
+function freeDisk(db: Db): void {
+  db.exec('DROP TRIGGER IF EXISTS temp.ballast_insert; DROP TRIGGER IF EXISTS temp.ballast_update;');
+  db.pragma('max_page_count = 1073741823');
+}
+
+/** grpc.health.v1 Check for one service: 1 = SERVING, 2 = NOT_SERVING. */
+async function health(target: TestBroker, service: string): Promise<number> {
+  const request = new BinaryWriter().uint32((1 << 3) | 2).string(service).finish();
+  const client = new Client(target.running.address, credentials.createInsecure());
+  const response = await new Promise<Buffer>((resolve, reject) =>
+    client.makeUnaryRequest('/grpc.health.v1.Health/Check', identity, identity, Buffer.from(request), (e: ServiceError | null, v?: Buffer) => {
+      client.close();
+      if (e) reject(e);
+      else resolve(v!);
+    }),
+  );
+  return response.length >= 2 && response[0] === 0x08 ? response[1]! : 0;
+}
+
+const SERVING = 1;
+const NOT_SERVING = 2;
+
+describe('defect 4: a full disk', () => {
+  it('Enqueue answers RESOURCE_EXHAUSTED, health says NOT_SERVING, reads work, and delivery resumes by itself once space frees', async () => {
+    let db: Db | undefined;
+    const full = await startTestBroker({}, { onDatabaseOpen: (d) => (db = d) });
+    try {
+      const ids = (await full.api.enqueueBatch([{ queue: 'full', payload: { n: 1 } }, { queue: 'full', payload: { n: 2 } }], true)).results.map((r) => r.id);
+      fillDisk(db!);
+      await expectStatus(full.api.enqueue({ queue: 'full', payload: { n: 3 } }), status.RESOURCE_EXHAUSTED, 'full', 'free disk space');
+      expect(await health(full, '')).toBe(NOT_SERVING);
+      expect(await health(full, 'sluice.v1.ProducerService')).toBe(NOT_SERVING);
+      expect(await health(full, 'sluice.v1.WorkerService')).toBe(SERVING);
+      expect((await full.api.getJob(ids[0]!)).state).toBe(JobState.JOB_STATE_PENDING);
+
+      // A worker with credit: the flush that would lease the jobs fails.
+      const commits = full.running.broker.commits;
+      const failuresBefore = commits.stats.failures;
+      const c = full.api.consumer({ queues: ['full'] }, 2);
+      await withTimeout(
+        (async () => {
+          while (commits.stats.failures === failuresBefore) await new Promise((r) => setTimeout(r, 10));
+        })(),
+        10_000,
+        'a failed claim',
+      );
+      expect(c.deliveries).toHaveLength(0);
+      // Space comes back; nothing else writes. The dispatcher retries on its own.
+      freeDisk(db!);
+      const delivered = await c.waitForDeliveries(2, 10_000);
+      expect(delivered.map((d) => d.jobId).sort()).toEqual([...ids].sort());
+      await expect.poll(() => health(full, ''), { timeout: 5000 }).toBe(SERVING);
+      await full.api.enqueue({ queue: 'full', payload: { n: 3 } });
+      c.end();
+    } finally {
+      await full.close();
+    }
+  });
+
+  it('a broker started on a full disk serves reads and says why writes fail', async () => {
+    const dirA = tempDir();
+    const dirB = tempDir();
+    const a = await startTestBroker({}, { dir: dirA });
+    let b2: TestBroker | undefined;
+    try {
+      const { id } = await a.api.enqueue({ queue: 'restart-full', payload: { n: 1 }, leaseTimeoutMs: 500 });
+      const c = a.api.consumer({ queues: ['restart-full'] }, 1);
+      await c.waitForDeliveries(1);
+      // A crash image: the file and its log as they are while the job is leased.
+      for (const suffix of ['', '-wal']) {
+        if (existsSync(a.dataFile + suffix)) copyFileSync(a.dataFile + suffix, join(dirB, 'sluice.db' + suffix));
+      }
+      let db: Db | undefined;
+      b2 = await startTestBroker({}, { dir: dirB, onDatabaseOpen: (d) => fillDisk((db = d)) });
+      expect(b2.running.broker.writeHealth.degraded).toContain('full');
+      expect(await health(b2, '')).toBe(NOT_SERVING);
+      expect((await b2.api.getJob(id)).state).toBe(JobState.JOB_STATE_ACTIVE);
+      await expectStatus(b2.api.enqueue({ queue: 'restart-full', payload: {} }), status.RESOURCE_EXHAUSTED, 'full');
+      // Once writes succeed the left-behind lease is released (by the lease timer).
+      freeDisk(db!);
+      await expect.poll(async () => (await b2!.api.getJob(id)).state, { timeout: 10_000 }).toBe(JobState.JOB_STATE_PENDING);
+      c.cancel();
+    } finally {
+      await b2?.close();
+      await a.close();
+      rmSync(dirA, { recursive: true, force: true });
+      rmSync(dirB, { recursive: true, force: true });
+    }
   });
 });

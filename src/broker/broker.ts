@@ -14,6 +14,14 @@ import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { WriteHealth } from './write-health.js';
+import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
+
+/** Test seams, like the clock. */
+export interface BrokerOptions {
+  /** Runs right after the database is opened (tests set PRAGMA max_page_count to fill the disk). */
+  onDatabaseOpen?: (db: Db) => void;
+}
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -109,6 +117,8 @@ export class Broker {
   readonly queues: QueueRegistry;
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
+  /** Whether writes currently succeed (a full disk makes them fail; reads go on). */
+  readonly writeHealth: WriteHealth;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -123,6 +133,8 @@ export class Broker {
   private leasesEmptyWaiters: (() => void)[] = [];
   private readonly walSync: WalSync | undefined;
   private readonly fatalListeners: ((error: Error) => void)[] = [];
+  /** Jobs the dispatcher claimed in the flush being committed (write health counts them as writes). */
+  private claimedInFlush = 0;
   /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
 
@@ -130,8 +142,11 @@ export class Broker {
     readonly config: BrokerConfig,
     readonly clock: Clock,
     readonly log: Logger,
+    options: BrokerOptions = {},
   ) {
+    this.writeHealth = new WriteHealth(log);
     const { db, walSync } = openDatabase(config.dataFile, config.synchronous);
+    options.onDatabaseOpen?.(db);
     this.db = db;
     this.walSync = walSync;
     this.store = new JobStore(this.db);
@@ -153,6 +168,7 @@ export class Broker {
     this.commits.setHooks({
       beforeCommit: (now) => {
         const claims = this.dispatcher.claim(now);
+        this.claimedInFlush = claims.claimed;
         const changes = this.uncommittedChanges;
         this.uncommittedChanges = [];
         return {
@@ -167,6 +183,15 @@ export class Broker {
         };
       },
       afterFlush: () => this.flushOutboxes(),
+      flushed: (error, results) => {
+        let wrote = this.claimedInFlush > 0;
+        this.claimedInFlush = 0;
+        const errors = results.map((r) => {
+          if (!r.error) wrote = true;
+          return r.error;
+        });
+        this.writeHealth.observe(error, errors, wrote);
+      },
     });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
@@ -204,12 +229,19 @@ export class Broker {
     const now = this.clock.now();
     const orphaned = this.store.activeLeases();
     if (orphaned.length > 0) {
-      this.db.transaction(() => {
-        for (const { id, lease_id } of orphaned) {
-          this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
-        }
-      })();
-      this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
+      try {
+        this.db.transaction(() => {
+          for (const { id, lease_id } of orphaned) {
+            this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+          }
+        })();
+        this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
+      } catch (error) {
+        if (!isDiskFull(error)) throw error;
+        // Start anyway and serve reads: the lease timer releases these once writes succeed.
+        this.writeHealth.failed(error);
+        this.log.error({ jobs: orphaned.length }, 'cannot release leases left by the previous broker: the disk is full; the lease timer retries');
+      }
     }
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
@@ -451,14 +483,16 @@ export class Broker {
       },
       done: (error, settled) => {
         if (error || !settled) {
-          const message = `store commit failed: ${error?.message ?? 'unknown'}`;
+          const known = storeErrorToDomain(error);
+          const code = known?.code ?? 'UNAVAILABLE';
+          const message = known?.message ?? `store commit failed: ${error?.message ?? 'unknown'}`;
           const all = [
             ...acks.map((a) => ({ kind: 'ack' as const, jobId: a.jobId, leaseId: a.leaseId })),
             ...nacks.map((n) => ({ kind: 'nack' as const, jobId: n.jobId, leaseId: n.leaseId })),
             ...extends_.map((e) => ({ kind: 'extend' as const, jobId: e.jobId, leaseId: e.leaseId })),
             ...releases.map((r) => ({ kind: 'release' as const, jobId: r.jobId, leaseId: r.leaseId })),
           ];
-          for (const s of all) session.settled({ ...s, errorCode: 'UNAVAILABLE', message });
+          for (const s of all) session.settled({ ...s, errorCode: code, message });
           return;
         }
         const { outcomes, owners } = settled;
@@ -848,6 +882,8 @@ function staleLease(kind: SettleOutcome['kind'], jobId: string, leaseId: string,
 
 function toSluiceError(error: unknown): SluiceError {
   if (error instanceof SluiceError) return error;
+  const known = storeErrorToDomain(error);
+  if (known) return known;
   const message = (error as Error).message ?? String(error);
   if (/UNIQUE constraint failed: jobs\.queue, jobs\.dedup_key/.test(message)) return invalidArgument('dedup key conflict');
   return new SluiceError('INTERNAL', message);

@@ -5,6 +5,9 @@ import type { QueueRegistry } from './queue-registry.js';
 
 /** Most jobs claimed in one flush; more work triggers another flush right away. */
 const MAX_CLAIMS_PER_FLUSH = 1000;
+/** Backoff of the dispatcher's own retries after a failed flush (a full disk). */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 2000;
 
 /** Streams with the same queues and types compete for the same jobs and share them fairly. */
 interface SubscriptionGroup {
@@ -36,6 +39,9 @@ export class Dispatcher {
   private groupRotation = 0;
   private leaseCounter = 0;
   private enabled = true;
+  /** A flush that would have claimed jobs failed: the next try (see retryLater). */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = RETRY_MIN_MS;
 
   constructor(
     private readonly store: JobStore,
@@ -92,6 +98,19 @@ export class Dispatcher {
   /** Stops all further deliveries (shutdown). */
   disable(): void {
     this.enabled = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer || !this.enabled) return;
+    const delay = this.retryDelayMs;
+    this.retryDelayMs = Math.min(delay * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.requestFlush();
+    }, delay);
+    this.retryTimer.unref();
   }
 
   /** Number of streams subscribed to a queue. */
@@ -102,27 +121,41 @@ export class Dispatcher {
   }
 
   /** Inside the flush transaction: lease ready jobs to streams with credit. */
-  claim(now: number): AfterCommit {
+  claim(now: number): AfterCommit & { claimed: number } {
     const claims: Claim[] = [];
     if (this.enabled && this.groups.size > 0) {
       const groups = [...this.groups.values()];
       const start = this.groupRotation++ % groups.length;
       let budget = MAX_CLAIMS_PER_FLUSH;
-      for (let i = 0; i < groups.length && budget > 0; i++) {
-        budget -= this.claimForGroup(groups[(start + i) % groups.length]!, now, budget, claims);
+      try {
+        for (let i = 0; i < groups.length && budget > 0; i++) {
+          budget -= this.claimForGroup(groups[(start + i) % groups.length]!, now, budget, claims);
+        }
+      } catch (error) {
+        // A claim statement failed (a full disk): the flush rolls back without reaching the
+        // rolledBack hook below, so undo here.
+        this.undoClaims(claims);
+        throw error;
       }
       if (budget <= 0) this.requestFlush();
     }
     return {
+      claimed: claims.length,
       committed: () => {
+        if (claims.length > 0) this.retryDelayMs = RETRY_MIN_MS;
         for (const { session, job } of claims) session.deliver(job);
         if (claims.length > 0) this.onDelivered(claims);
       },
-      rolledBack: () => {
-        for (const { session } of claims) session.credit.refund();
-        for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
-      },
+      rolledBack: () => this.undoClaims(claims),
     };
+  }
+
+  private undoClaims(claims: readonly Claim[]): void {
+    for (const { session } of claims) session.credit.refund();
+    for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
+    // Nothing else may write for a while (a full disk fails every flush alike), so the
+    // dispatcher tries again by itself, backing off, instead of waiting for an unrelated write.
+    if (this.groups.size > 0) this.retryLater();
   }
 
   /**

@@ -22,6 +22,8 @@ export interface FlushHooks {
   beforeCommit(now: number): AfterCommit;
   /** Runs after every flush, committed or not, and after every fsync (session outboxes are written here). */
   afterFlush(): void;
+  /** Each flush's outcome (write health): the transaction's error, or the ops' results. */
+  flushed?(error: Error | undefined, results: readonly { error?: Error }[]): void;
 }
 
 /** fsyncs the log of committed transactions (store/wal-sync.ts). */
@@ -149,10 +151,12 @@ export class GroupCommit {
       afterCommit = this.afterCommit as AfterCommit | undefined;
       this.stats.commits++;
       this.stats.ops += ops.length;
+      this.hooks?.flushed?.(undefined, results);
     } catch (error) {
       this.stats.failures++;
       this.onCommitError(error as Error);
       (this.afterCommit as AfterCommit | undefined)?.rolledBack();
+      this.hooks?.flushed?.(error as Error, []);
       for (const op of ops) op.done(error as Error, undefined);
       this.flushing = false;
       this.hooks?.afterFlush();

@@ -42,6 +42,8 @@ export interface GrpcServer {
   server: Server;
   port: number;
   setServing(serving: boolean): void;
+  /** Writes fail (a full disk): the overall status and ProducerService report NOT_SERVING; Worker and Admin stay SERVING (reads work). */
+  setWritable(writable: boolean): void;
 }
 
 export async function startGrpcServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<GrpcServer> {
@@ -88,12 +90,23 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
     server.bindAsync(address, security?.grpcCredentials() ?? ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
   log.info({ address, port, tls: Boolean(security?.tls) }, 'gRPC listening');
+  let serving = true;
+  let writable = true;
+  const publish = () => {
+    const of = (ok: boolean): ServingStatus => (ok ? 'SERVING' : 'NOT_SERVING');
+    for (const name of ['', 'sluice.v1.ProducerService']) health.setStatus(name, of(serving && writable));
+    for (const name of ['sluice.v1.WorkerService', 'sluice.v1.AdminService']) health.setStatus(name, of(serving));
+  };
   return {
     server,
     port,
-    setServing(serving) {
-      const status: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
-      for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, status);
+    setServing(next) {
+      serving = next;
+      publish();
+    },
+    setWritable(next) {
+      writable = next;
+      publish();
     },
   };
 }

@@ -1,6 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { SluiceError, echo, type ErrorCode } from '../domain/errors.js';
 import type { Logger } from '../log.js';
+import { storeErrorToDomain } from '../store/store-errors.js';
 
 const CODES: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -31,6 +32,8 @@ export function toServiceError(error: unknown, log: Logger, context: Record<stri
     // The message travels in a header: whatever a caller's value did to it, it stays small.
     return { code: CODES[error.code], details: echo(error.message, MAX_STATUS_MESSAGE_CHARS), metadata: new Metadata() };
   }
+  const known = storeErrorToDomain(error);
+  if (known) return { code: CODES[known.code], details: known.message, metadata: new Metadata() };
   log.error({ err: error, ...context }, 'unexpected error in RPC handler');
   return { code: status.INTERNAL, details: 'internal error (logged by the broker)', metadata: new Metadata() };
 }

@@ -22,9 +22,10 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       if (auth && !auth.isPublic('health') && !auth.guardAny(req, res, 'read')) return;
-      const serving = broker.state === 'serving';
+      const degraded = broker.writeHealth.degraded;
+      const serving = broker.state === 'serving' && !degraded;
       res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state }));
+      res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state, ...(degraded ? { writes: degraded } : {}) }));
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
