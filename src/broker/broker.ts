@@ -15,6 +15,7 @@ import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { WriteHealth } from './write-health.js';
+import { Admission, AdmissionTally } from './admission.js';
 import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
 
 /** Test seams, like the clock. */
@@ -119,6 +120,8 @@ export class Broker {
   readonly watchers = new JobWatchers();
   /** Whether writes currently succeed (a full disk makes them fail; reads go on). */
   readonly writeHealth: WriteHealth;
+  /** Caps on queued jobs and the disk guard (admission.ts). */
+  readonly admission: Admission;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -150,6 +153,7 @@ export class Broker {
     this.db = db;
     this.walSync = walSync;
     this.store = new JobStore(this.db);
+    this.admission = new Admission(config, this.store, config.dataFile, log);
     this.queues = new QueueRegistry(this.store);
     this.commits = new GroupCommit(
       this.db,
@@ -245,6 +249,7 @@ export class Broker {
     }
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
+    this.admission.start();
     this.setState('serving');
   }
 
@@ -257,6 +262,7 @@ export class Broker {
   // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
+    this.admission.checkDisk();
     return this.commits.run((now) => {
       // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
       if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
@@ -271,6 +277,7 @@ export class Broker {
    */
   private insertJobs(inputs: readonly EnqueueInput[], now: number, atomic: boolean): EnqueueOutcome[] {
     const out: EnqueueOutcome[] = new Array(inputs.length);
+    const tally = new AdmissionTally();
     let rows: PreparedJob[] = [];
     const insertRows = () => {
       if (rows.length === 0) return;
@@ -301,7 +308,7 @@ export class Broker {
       const input = inputs[i]!;
       try {
         if (!input.dedupKey) {
-          rows.push(this.prepareJob(input, i, now));
+          rows.push(this.prepareJob(input, i, now, tally));
           continue;
         }
         insertRows();
@@ -310,7 +317,7 @@ export class Broker {
           out[i] = { id: existing.id, deduplicated: true, state: existing.state };
           continue;
         }
-        const r = this.prepareJob(input, i, now);
+        const r = this.prepareJob(input, i, now, tally);
         out[i] = this.inserted(r, this.store.insert(r.job, r.state, now));
       } catch (error) {
         if (atomic) throw error;
@@ -321,9 +328,10 @@ export class Broker {
     return out;
   }
 
-  private prepareJob(input: EnqueueInput, index: number, now: number): PreparedJob {
+  private prepareJob(input: EnqueueInput, index: number, now: number, tally: AdmissionTally): PreparedJob {
     this.queues.ensure(input.queue, now);
     const queue = this.queues.get(input.queue);
+    this.admission.admit(tally, input.queue, input.groupKey ?? null, queue);
     const runAt = input.runAt ?? now + input.delayMs;
     const state = runAt > now ? JobState.Scheduled : JobState.Pending;
     const job: NewJob = {
@@ -731,7 +739,7 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number },
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; maxQueued?: number; maxQueuedPerGroup?: number },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
@@ -742,6 +750,9 @@ export class Broker {
         // Field by field: fields not set in the update keep their current value.
         retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
+        // Admission caps: undefined = keep, 0 = back to the broker's default.
+        maxQueued: changes.maxQueued ?? null,
+        maxQueuedPerGroup: changes.maxQueuedPerGroup ?? null,
       });
     });
     this.queues.refresh(name);
@@ -865,6 +876,7 @@ export class Broker {
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
+    this.admission.stop();
     this.walSync?.close();
     closeDatabase(this.db);
     this.setState('stopped');

@@ -7,6 +7,9 @@ export interface QueueSettings {
   maxAttempts: number | undefined;
   retry: PartialRetryPolicy | undefined;
   leaseTimeoutMs: number | undefined;
+  /** Admission caps of this queue (undefined = the broker's default). */
+  maxQueued?: number | undefined;
+  maxQueuedPerGroup?: number | undefined;
 }
 
 /**
@@ -63,5 +66,7 @@ function fromRow(row: QueueRow): QueueSettings {
     maxAttempts: row.max_attempts ?? undefined,
     retry: row.retry ? (JSON.parse(row.retry) as PartialRetryPolicy) : undefined,
     leaseTimeoutMs: row.lease_timeout_ms ?? undefined,
+    maxQueued: row.max_queued ?? undefined,
+    maxQueuedPerGroup: row.max_queued_per_group ?? undefined,
   };
 }

@@ -29,6 +29,9 @@ function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Pro
   };
 }
 
+/** Largest admission cap accepted (above any real backlog; keeps the number exact in SQLite and JS). */
+const MAX_QUEUED_CAP = 2_147_483_647;
+
 function queueToWire(q: QueueInfo): Queue {
   return {
     name: q.settings.name,
@@ -38,6 +41,8 @@ function queueToWire(q: QueueInfo): Queue {
     retry: retryToWire(q.settings.retry),
     leaseTimeoutMs: q.settings.leaseTimeoutMs ?? 0,
     consumers: q.consumers,
+    maxQueued: q.settings.maxQueued ?? 0,
+    maxQueuedPerGroup: q.settings.maxQueuedPerGroup ?? 0,
   };
 }
 
@@ -95,6 +100,8 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
         maxAttempts: req.maxAttempts || undefined,
         retry,
         leaseTimeoutMs: req.leaseTimeoutMs || undefined,
+        maxQueued: req.maxQueued === undefined ? undefined : inRange(req.maxQueued, 'max_queued (0 = remove)', 0, MAX_QUEUED_CAP),
+        maxQueuedPerGroup: req.maxQueuedPerGroup === undefined ? undefined : inRange(req.maxQueuedPerGroup, 'max_queued_per_group (0 = remove)', 0, MAX_QUEUED_CAP),
       }, req.createIfMissing);
       return queueToWire(info);
     }),

@@ -61,6 +61,16 @@ export interface Queue {
   leaseTimeoutMs: number;
   /** Worker streams subscribed to this queue right now. */
   consumers: number;
+  /**
+   * Admission control: most queued (pending + scheduled) jobs in this queue; 0 = none of its
+   * own (the broker's --max-queued-per-queue applies).
+   */
+  maxQueued: number;
+  /**
+   * Admission control: most queued jobs per group key in this queue; 0 = none of its own
+   * (the broker's --max-queued-per-group applies).
+   */
+  maxQueuedPerGroup: number;
 }
 
 /** No filter yet. */
@@ -107,6 +117,15 @@ export interface UpdateQueueRequest {
   leaseTimeoutMs: number;
   /** Create the queue with these defaults when it does not exist, instead of answering NOT_FOUND. */
   createIfMissing: boolean;
+  /**
+   * Admission control: most queued (pending + scheduled) jobs; past it Enqueue answers
+   * RESOURCE_EXHAUSTED with a retry hint. Unset = keep, 0 = remove (the broker's default applies).
+   */
+  maxQueued?:
+    | number
+    | undefined;
+  /** Admission control: most queued jobs per group key. Unset = keep, 0 = remove. */
+  maxQueuedPerGroup?: number | undefined;
 }
 
 /** Which queue to delete. */
@@ -396,6 +415,8 @@ function createBaseQueue(): Queue {
     retry: undefined,
     leaseTimeoutMs: 0,
     consumers: 0,
+    maxQueued: 0,
+    maxQueuedPerGroup: 0,
   };
 }
 
@@ -421,6 +442,12 @@ export const Queue: MessageFns<Queue> = {
     }
     if (message.consumers !== 0) {
       writer.uint32(56).uint32(message.consumers);
+    }
+    if (message.maxQueued !== 0) {
+      writer.uint32(160).uint32(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== 0) {
+      writer.uint32(168).uint32(message.maxQueuedPerGroup);
     }
     return writer;
   },
@@ -494,6 +521,22 @@ export const Queue: MessageFns<Queue> = {
             message.consumers = reader.uint32();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.maxQueued = reader.uint32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.maxQueuedPerGroup = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -523,6 +566,16 @@ export const Queue: MessageFns<Queue> = {
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
       consumers: isSet(object.consumers) ? globalThis.Number(object.consumers) : 0,
+      maxQueued: isSet(object.maxQueued)
+        ? globalThis.Number(object.maxQueued)
+        : isSet(object.max_queued)
+        ? globalThis.Number(object.max_queued)
+        : 0,
+      maxQueuedPerGroup: isSet(object.maxQueuedPerGroup)
+        ? globalThis.Number(object.maxQueuedPerGroup)
+        : isSet(object.max_queued_per_group)
+        ? globalThis.Number(object.max_queued_per_group)
+        : 0,
     };
   },
 
@@ -549,6 +602,12 @@ export const Queue: MessageFns<Queue> = {
     if (message.consumers !== 0) {
       obj.consumers = Math.round(message.consumers);
     }
+    if (message.maxQueued !== 0) {
+      obj.maxQueued = Math.round(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== 0) {
+      obj.maxQueuedPerGroup = Math.round(message.maxQueuedPerGroup);
+    }
     return obj;
   },
 
@@ -568,6 +627,8 @@ export const Queue: MessageFns<Queue> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.consumers = object.consumers ?? 0;
+    message.maxQueued = object.maxQueued ?? 0;
+    message.maxQueuedPerGroup = object.maxQueuedPerGroup ?? 0;
     return message;
   },
 };
@@ -915,7 +976,15 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
 };
 
 function createBaseUpdateQueueRequest(): UpdateQueueRequest {
-  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, createIfMissing: false };
+  return {
+    queue: "",
+    maxAttempts: 0,
+    retry: undefined,
+    leaseTimeoutMs: 0,
+    createIfMissing: false,
+    maxQueued: undefined,
+    maxQueuedPerGroup: undefined,
+  };
 }
 
 export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
@@ -934,6 +1003,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.createIfMissing !== false) {
       writer.uint32(40).bool(message.createIfMissing);
+    }
+    if (message.maxQueued !== undefined) {
+      writer.uint32(160).uint32(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== undefined) {
+      writer.uint32(168).uint32(message.maxQueuedPerGroup);
     }
     return writer;
   },
@@ -991,6 +1066,22 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             message.createIfMissing = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.maxQueued = reader.uint32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.maxQueuedPerGroup = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1113,16 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.create_if_missing)
         ? globalThis.Boolean(object.create_if_missing)
         : false,
+      maxQueued: isSet(object.maxQueued)
+        ? globalThis.Number(object.maxQueued)
+        : isSet(object.max_queued)
+        ? globalThis.Number(object.max_queued)
+        : undefined,
+      maxQueuedPerGroup: isSet(object.maxQueuedPerGroup)
+        ? globalThis.Number(object.maxQueuedPerGroup)
+        : isSet(object.max_queued_per_group)
+        ? globalThis.Number(object.max_queued_per_group)
+        : undefined,
     };
   },
 
@@ -1042,6 +1143,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.createIfMissing !== false) {
       obj.createIfMissing = message.createIfMissing;
     }
+    if (message.maxQueued !== undefined) {
+      obj.maxQueued = Math.round(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== undefined) {
+      obj.maxQueuedPerGroup = Math.round(message.maxQueuedPerGroup);
+    }
     return obj;
   },
 
@@ -1057,6 +1164,8 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.createIfMissing = object.createIfMissing ?? false;
+    message.maxQueued = object.maxQueued ?? undefined;
+    message.maxQueuedPerGroup = object.maxQueuedPerGroup ?? undefined;
     return message;
   },
 };
