@@ -14,6 +14,11 @@ export interface BrokerConfig {
   maxMetadataBytes: number;
   maxJsonDepth: number;
   maxJsonValues: number;
+  maxQueuedPerQueue: number;
+  maxQueuedPerGroup: number;
+  minFreeDiskBytes: number;
+  maxDatabaseBytes: number;
+  admissionRetryAfterMs: number;
   maxCreditPerStream: number;
   maxStreams: number;
   defaultMaxAttempts: number;
@@ -107,6 +112,11 @@ export const SETTINGS = [
   setting({ key: 'maxMetadataBytes', flag: '--max-metadata-bytes <n>', env: 'SLUICE_MAX_METADATA_BYTES', description: 'largest job metadata map (keys + values, bytes)', default: 16 * 1024, parse: integer(0) }),
   setting({ key: 'maxJsonDepth', flag: '--max-json-depth <n>', env: 'SLUICE_MAX_JSON_DEPTH', description: 'deepest nesting of a payload, result or progress document', default: 64, parse: integer(1, WIRE_MAX_DEPTH) }),
   setting({ key: 'maxJsonValues', flag: '--max-json-values <n>', env: 'SLUICE_MAX_JSON_VALUES', description: 'most values (array elements, object members) in a payload, result or progress document', default: 100_000, parse: integer(1, 10_000_000) }),
+  setting({ key: 'maxQueuedPerQueue', flag: '--max-queued-per-queue <n>', env: 'SLUICE_MAX_QUEUED_PER_QUEUE', description: 'most queued (pending + scheduled) jobs per queue, for queues without their own max_queued; 0 = no limit', default: 0, parse: integer(0) }),
+  setting({ key: 'maxQueuedPerGroup', flag: '--max-queued-per-group <n>', env: 'SLUICE_MAX_QUEUED_PER_GROUP', description: 'most queued jobs per group key within a queue, for queues without their own max_queued_per_group; 0 = no limit', default: 0, parse: integer(0) }),
+  setting({ key: 'minFreeDiskBytes', flag: '--min-free-disk-bytes <n>', env: 'SLUICE_MIN_FREE_DISK_BYTES', description: 'refuse enqueues while the data volume has less free space; 0 = off', default: 0, parse: integer(0) }),
+  setting({ key: 'maxDatabaseBytes', flag: '--max-database-bytes <n>', env: 'SLUICE_MAX_DATABASE_BYTES', description: 'refuse enqueues while the database holds more data; 0 = off', default: 0, parse: integer(0) }),
+  setting({ key: 'admissionRetryAfterMs', flag: '--admission-retry-after-ms <ms>', env: 'SLUICE_ADMISSION_RETRY_AFTER_MS', description: 'retry hint sent with an enqueue refused by a limit above', default: 1000, parse: integer(1, 3_600_000) }),
   setting({ key: 'maxCreditPerStream', flag: '--max-credit-per-stream <n>', env: 'SLUICE_MAX_CREDIT_PER_STREAM', description: 'most unused credit plus unsettled jobs one Consume stream may hold', default: 10_000, parse: integer(1, 1_000_000) }),
   setting({ key: 'maxStreams', flag: '--max-streams <n>', env: 'SLUICE_MAX_STREAMS', description: 'most concurrent Consume streams', default: 1000, parse: integer(1) }),
   setting({ key: 'defaultMaxAttempts', flag: '--default-max-attempts <n>', env: 'SLUICE_DEFAULT_MAX_ATTEMPTS', description: 'attempts before dead-lettering, for queues and jobs that set none', default: 25, parse: integer(1, 1_000_000) }),

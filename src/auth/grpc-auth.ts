@@ -5,6 +5,7 @@ import {
   type ServerInterceptor,
 } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
+import { isUndecodable } from '../grpc/decode-guard.js';
 import { toServiceError } from '../grpc/status.js';
 import type { Authenticator } from './authenticator.js';
 import type { Principal } from './grants.js';
@@ -53,6 +54,8 @@ export function authInterceptor(
       })
       .withOnReceiveMessage((message, next) => {
         if (rejected) return;
+        // Undecodable (grpc/decode-guard.ts): it names no queue; the handler answers INVALID_ARGUMENT.
+        if (isUndecodable(message)) return next(message);
         if (!checked) {
           checked = true;
           try {

@@ -15,6 +15,7 @@ import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { WriteHealth } from './write-health.js';
+import { Admission, AdmissionTally } from './admission.js';
 import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
 
 /** Test seams, like the clock. */
@@ -138,6 +139,8 @@ export class Broker {
   readonly retention: Retention;
   /** Completed/failed per second, last 15 minutes (the dashboard's chart). */
   readonly throughput = new Throughput();
+  /** Caps on queued jobs and the disk guard (admission.ts). */
+  readonly admission: Admission;
   private readonly dispatcher: Dispatcher;
   /** Rate, concurrency and fairness limits of the queues that have them (dispatch-limits.ts). */
   private readonly limits: DispatchLimits;
@@ -172,6 +175,7 @@ export class Broker {
     this.db = db;
     this.walSync = walSync;
     this.store = new JobStore(this.db);
+    this.admission = new Admission(config, this.store, config.dataFile, log);
     this.queues = new QueueRegistry(this.store);
     this.commits = new GroupCommit(
       this.db,
@@ -308,6 +312,7 @@ export class Broker {
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
     this.schedules.start();
     this.retention.start();
+    this.admission.start();
     this.setState('serving');
   }
 
@@ -320,6 +325,7 @@ export class Broker {
   // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
+    this.admission.checkDisk();
     const outcomes = await this.commits.run((now) => {
       // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
       if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
@@ -353,6 +359,7 @@ export class Broker {
    */
   private insertJobs(inputs: readonly EnqueueInput[], now: number, atomic: boolean): EnqueueOutcome[] {
     const out: EnqueueOutcome[] = new Array(inputs.length);
+    const tally = new AdmissionTally();
     let rows: PreparedJob[] = [];
     const insertRows = () => {
       if (rows.length === 0) return;
@@ -383,7 +390,7 @@ export class Broker {
       const input = inputs[i]!;
       try {
         if (!input.dedupKey) {
-          rows.push(this.prepareJob(input, i, now));
+          rows.push(this.prepareJob(input, i, now, tally));
           continue;
         }
         insertRows();
@@ -392,7 +399,7 @@ export class Broker {
           out[i] = { id: existing.id, deduplicated: true, state: existing.state };
           continue;
         }
-        const r = this.prepareJob(input, i, now);
+        const r = this.prepareJob(input, i, now, tally);
         out[i] = this.inserted(r, this.store.insert(r.job, r.state, now));
       } catch (error) {
         if (atomic) throw error;
@@ -414,9 +421,10 @@ export class Broker {
     return outcome;
   }
 
-  private prepareJob(input: EnqueueInput, index: number, now: number): PreparedJob {
+  private prepareJob(input: EnqueueInput, index: number, now: number, tally: AdmissionTally): PreparedJob {
     this.queues.ensure(input.queue, now);
     const queue = this.queues.get(input.queue);
+    this.admission.admit(tally, input.queue, input.groupKey ?? null, queue);
     const runAt = input.runAt ?? now + input.delayMs;
     const state = runAt > now ? JobState.Scheduled : JobState.Pending;
     const job: NewJob = {
@@ -907,7 +915,16 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; retentionMaxAgeMs?: number; retentionMaxCount?: number; limits?: QueueLimits },
+    changes: {
+      maxAttempts?: number;
+      retry?: PartialRetryPolicy;
+      leaseTimeoutMs?: number;
+      retentionMaxAgeMs?: number;
+      retentionMaxCount?: number;
+      limits?: QueueLimits;
+      maxQueued?: number;
+      maxQueuedPerGroup?: number;
+    },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
@@ -921,6 +938,9 @@ export class Broker {
         // Field by field: fields not set in the update keep their current value.
         retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
+        // Admission caps: undefined = keep, 0 = back to the broker's default.
+        maxQueued: changes.maxQueued ?? null,
+        maxQueuedPerGroup: changes.maxQueuedPerGroup ?? null,
       });
       if (changes.limits) {
         // Limits replace the previous ones as a whole. The mirror changes inside the flush, so
@@ -1114,6 +1134,7 @@ export class Broker {
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
     this.limits.stop();
+    this.admission.stop();
     this.walSync?.close();
     closeDatabase(this.db);
     this.setState('stopped');

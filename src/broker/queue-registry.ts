@@ -13,6 +13,9 @@ export interface QueueSettings {
   retentionMaxCount: number | undefined;
   /** Dispatch limits; undefined = none (the dispatcher's fast path). */
   limits: QueueLimits | undefined;
+  /** Admission caps of this queue (undefined = the broker's default). */
+  maxQueued?: number | undefined;
+  maxQueuedPerGroup?: number | undefined;
 }
 
 /**
@@ -81,5 +84,7 @@ function fromRow(row: QueueRow): QueueSettings {
     retentionMaxAgeMs: row.retention_max_age_ms ?? undefined,
     retentionMaxCount: row.retention_max_count ?? undefined,
     limits: limitsFromJson(row.limits),
+    maxQueued: row.max_queued ?? undefined,
+    maxQueuedPerGroup: row.max_queued_per_group ?? undefined,
   };
 }

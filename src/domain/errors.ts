@@ -18,6 +18,8 @@ export class SluiceError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** When to try again (admission control): sent as the `retry-after-ms` trailer and google.rpc.RetryInfo. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -31,6 +31,9 @@ function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Pro
   };
 }
 
+/** Largest admission cap accepted (above any real backlog; keeps the number exact in SQLite and JS). */
+const MAX_QUEUED_CAP = 2_147_483_647;
+
 function queueToWire(q: QueueInfo, broker: Broker): Queue {
   const retention = broker.retentionPolicy(q.settings.name);
   return {
@@ -44,6 +47,8 @@ function queueToWire(q: QueueInfo, broker: Broker): Queue {
     leaseTimeoutMs: q.settings.leaseTimeoutMs ?? 0,
     consumers: q.consumers,
     limits: limitsToWire(q.settings.limits),
+    maxQueued: q.settings.maxQueued ?? 0,
+    maxQueuedPerGroup: q.settings.maxQueuedPerGroup ?? 0,
   };
 }
 
@@ -97,6 +102,8 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
         retentionMaxAgeMs: req.retentionMaxAgeMs,
         retentionMaxCount: req.retentionMaxCount,
         limits,
+        maxQueued: req.maxQueued === undefined ? undefined : inRange(req.maxQueued, 'max_queued (0 = remove)', 0, MAX_QUEUED_CAP),
+        maxQueuedPerGroup: req.maxQueuedPerGroup === undefined ? undefined : inRange(req.maxQueuedPerGroup, 'max_queued_per_group (0 = remove)', 0, MAX_QUEUED_CAP),
       }, req.createIfMissing);
       return queueToWire(info, broker);
     }),

@@ -78,11 +78,16 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
           const results = parsed.map((p) => {
             if (p.error) {
               const e = toServiceError(p.error, log, { rpc: 'EnqueueBatch' });
-              return { id: '', deduplicated: false, state: 0, error: { code: e.code ?? 2, message: e.details ?? '' } };
+              return { id: '', deduplicated: false, state: 0, error: { code: e.code ?? 2, message: e.details ?? '', retryAfterMs: 0 } };
             }
             const outcome = outcomes[next++]!;
             if ('error' in outcome) {
-              return { id: '', deduplicated: false, state: 0, error: { code: grpcCode(outcome.error.code), message: outcome.error.message } };
+              return {
+                id: '',
+                deduplicated: false,
+                state: 0,
+                error: { code: grpcCode(outcome.error.code), message: outcome.error.message, retryAfterMs: outcome.error.retryAfterMs ?? 0 },
+              };
             }
             return { id: outcome.id, deduplicated: outcome.deduplicated, state: stateToWire(outcome.state), error: undefined };
           });

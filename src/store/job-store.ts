@@ -126,6 +126,8 @@ export interface QueueRow {
   retention_max_count: number | null;
   /** JSON (src/domain/queue-limits.ts) or null. */
   limits: string | null;
+  max_queued: number | null;
+  max_queued_per_group: number | null;
 }
 
 /** A ready job as the limited dispatch paths see it. */
@@ -220,6 +222,8 @@ export class JobStore {
     ensureQueue: Statement;
     setQueuePaused: Statement;
     updateQueueDefaults: Statement;
+    queuedInQueue: Statement;
+    queuedInGroup: Statement;
     getQueue: Statement;
     deleteFinishedOfQueue: Statement;
     deleteQueue: Statement;
@@ -306,9 +310,16 @@ export class JobStore {
       listQueues: p(`SELECT * FROM queues ORDER BY name`),
       ensureQueue: p(`INSERT INTO queues (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`),
       setQueuePaused: p(`UPDATE queues SET paused = ? WHERE name = ?`),
+      // Admission caps: NULL = keep, 0 = clear (the broker's default applies).
       updateQueueDefaults: p(`UPDATE queues SET max_attempts = coalesce(@maxAttempts, max_attempts),
-                   retry = coalesce(@retry, retry), lease_timeout_ms = coalesce(@leaseTimeoutMs, lease_timeout_ms)
+                   retry = coalesce(@retry, retry), lease_timeout_ms = coalesce(@leaseTimeoutMs, lease_timeout_ms),
+                   max_queued = CASE WHEN @maxQueued IS NULL THEN max_queued WHEN @maxQueued = 0 THEN NULL ELSE @maxQueued END,
+                   max_queued_per_group = CASE WHEN @maxQueuedPerGroup IS NULL THEN max_queued_per_group
+                     WHEN @maxQueuedPerGroup = 0 THEN NULL ELSE @maxQueuedPerGroup END
                  WHERE name = @name`),
+      // Kept by triggers (migrations 2 and 3): primary-key reads, not scans.
+      queuedInQueue: p(`SELECT coalesce(sum(n), 0) FROM queue_counts WHERE queue = ? AND state IN ('pending','scheduled')`).pluck(),
+      queuedInGroup: p(`SELECT coalesce(max(n), 0) FROM group_counts WHERE queue = ? AND group_key = ?`).pluck(),
       getQueue: p(`SELECT * FROM queues WHERE name = ?`),
       deleteFinishedOfQueue: p(`DELETE FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')`),
       deleteQueue: p(`DELETE FROM queues WHERE name = ?`),
@@ -717,8 +728,27 @@ export class JobStore {
     return seqs.length === 0 ? 0 : this.s.deleteJobs.run(JSON.stringify(seqs)).changes;
   }
 
-  updateQueueDefaults(name: string, changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null }): void {
-    this.s.updateQueueDefaults.run({ name, ...changes });
+  updateQueueDefaults(
+    name: string,
+    changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null; maxQueued?: number | null; maxQueuedPerGroup?: number | null },
+  ): void {
+    this.s.updateQueueDefaults.run({ maxQueued: null, maxQueuedPerGroup: null, name, ...changes });
+  }
+
+  /** Pending + scheduled jobs of a queue. */
+  queuedInQueue(queue: string): number {
+    return this.s.queuedInQueue.get(queue) as number;
+  }
+
+  /** Pending + scheduled jobs of one group key in a queue. */
+  queuedInGroup(queue: string, groupKey: string): number {
+    return this.s.queuedInGroup.get(queue, groupKey) as number;
+  }
+
+  /** Bytes of database pages holding data (free pages left by deleted rows not counted). */
+  databaseBytesInUse(): number {
+    const pages = (this.db.pragma('page_count', { simple: true }) as number) - (this.db.pragma('freelist_count', { simple: true }) as number);
+    return pages * (this.db.pragma('page_size', { simple: true }) as number);
   }
 
   /**

@@ -187,6 +187,49 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN inherits INTEGER NOT NULL DEFAULT 0 CHECK (inherits BETWEEN 0 AND 3);
   `,
+  // 7: admission control (src/broker/admission.ts): caps on queued jobs per queue and per
+  // group key, and queued counts per group kept by triggers like queue_counts. The triggers
+  // fire only for jobs with a group key, and only when a job enters or leaves the queued states
+  // (pending, scheduled), so jobs without a group key pay one WHEN test per change.
+  `
+  ALTER TABLE queues ADD COLUMN max_queued INTEGER CHECK (max_queued >= 1);
+  ALTER TABLE queues ADD COLUMN max_queued_per_group INTEGER CHECK (max_queued_per_group >= 1);
+
+  CREATE TABLE group_counts (
+    queue     TEXT    NOT NULL,
+    group_key TEXT    NOT NULL,
+    n         INTEGER NOT NULL CHECK (n >= 0),
+    PRIMARY KEY (queue, group_key)
+  ) WITHOUT ROWID;
+
+  INSERT INTO group_counts (queue, group_key, n)
+    SELECT queue, group_key, count(*) FROM jobs WHERE group_key IS NOT NULL AND state IN ('pending','scheduled') GROUP BY queue, group_key;
+
+  CREATE TRIGGER jobs_group_count_insert AFTER INSERT ON jobs
+    WHEN NEW.group_key IS NOT NULL AND NEW.state IN ('pending','scheduled') BEGIN
+    INSERT INTO group_counts (queue, group_key, n) VALUES (NEW.queue, NEW.group_key, 1)
+      ON CONFLICT (queue, group_key) DO UPDATE SET n = n + 1;
+  END;
+
+  CREATE TRIGGER jobs_group_count_enter AFTER UPDATE OF state ON jobs
+    WHEN NEW.group_key IS NOT NULL AND NEW.state IN ('pending','scheduled') AND OLD.state NOT IN ('pending','scheduled') BEGIN
+    INSERT INTO group_counts (queue, group_key, n) VALUES (NEW.queue, NEW.group_key, 1)
+      ON CONFLICT (queue, group_key) DO UPDATE SET n = n + 1;
+  END;
+
+  -- Rows at zero are dropped, so the table holds only groups with queued jobs.
+  CREATE TRIGGER jobs_group_count_leave AFTER UPDATE OF state ON jobs
+    WHEN OLD.group_key IS NOT NULL AND OLD.state IN ('pending','scheduled') AND NEW.state NOT IN ('pending','scheduled') BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE queue = OLD.queue AND group_key = OLD.group_key;
+    DELETE FROM group_counts WHERE queue = OLD.queue AND group_key = OLD.group_key AND n = 0;
+  END;
+
+  CREATE TRIGGER jobs_group_count_delete AFTER DELETE ON jobs
+    WHEN OLD.group_key IS NOT NULL AND OLD.state IN ('pending','scheduled') BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE queue = OLD.queue AND group_key = OLD.group_key;
+    DELETE FROM group_counts WHERE queue = OLD.queue AND group_key = OLD.group_key AND n = 0;
+  END;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

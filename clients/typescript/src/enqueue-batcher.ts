@@ -1,5 +1,5 @@
 import type { EnqueueRequest, EnqueueBatchResponse } from './gen/sluice/v1/producer.js';
-import { errorForCode, fromGrpcError } from './errors.js';
+import { errorForCode, fromGrpcError, retryHintMs } from './errors.js';
 import type { EnqueuedJob } from './types.js';
 import { stateName } from './wire.js';
 
@@ -16,6 +16,8 @@ export interface BatcherOptions {
 
 interface Pending {
   request: EnqueueRequest;
+  /** Epoch ms: past this a refused job is not retried (the producer's call timeout). */
+  deadline: number;
   resolve(job: EnqueuedJob): void;
   reject(error: Error): void;
 }
@@ -31,6 +33,8 @@ interface Pending {
 export class EnqueueBatcher {
   private queue: Pending[] = [];
   private inFlight = 0;
+  /** Jobs waiting out a retry hint before they are queued again. */
+  private waiting = 0;
   private timer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   /** EnqueueBatch RPCs sent so far (for tests and metrics). */
   rpcs = 0;
@@ -40,16 +44,33 @@ export class EnqueueBatcher {
     private readonly options: BatcherOptions,
   ) {}
 
-  enqueue(request: EnqueueRequest): Promise<EnqueuedJob> {
+  enqueue(request: EnqueueRequest, deadline = Infinity): Promise<EnqueuedJob> {
     return new Promise<EnqueuedJob>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, deadline, resolve, reject });
       this.schedule();
     });
   }
 
+  /**
+   * Admission control refused the job with a retry hint (a queue at its cap, the disk guard):
+   * wait the hint out and send it again, as long as that ends before the job's deadline.
+   * False: the caller rejects as usual.
+   */
+  private retryLater(p: Pending, error: Error): boolean {
+    const hint = retryHintMs(error);
+    if (hint === undefined || Date.now() + hint >= p.deadline) return false;
+    this.waiting++;
+    setTimeout(() => {
+      this.waiting--;
+      this.queue.push(p);
+      this.schedule();
+    }, hint);
+    return true;
+  }
+
   /** Resolves when every job handed in so far has its outcome. */
   async idle(): Promise<void> {
-    while (this.queue.length > 0 || this.inFlight > 0) {
+    while (this.queue.length > 0 || this.inFlight > 0 || this.waiting > 0) {
       await new Promise<void>((resolve) => (this.idleWaiters ??= []).push(resolve));
     }
   }
@@ -74,12 +95,12 @@ export class EnqueueBatcher {
         (response) => this.settle(batch, response),
         (error: unknown) => {
           const e = fromGrpcError(error);
-          for (const p of batch) p.reject(e);
+          for (const p of batch) if (!this.retryLater(p, e)) p.reject(e);
         },
       ).finally(() => {
         this.inFlight--;
         if (this.queue.length > 0) this.schedule();
-        else if (this.inFlight === 0) this.wakeIdle();
+        else if (this.inFlight === 0 && this.waiting === 0) this.wakeIdle();
       });
     }
   }
@@ -100,7 +121,10 @@ export class EnqueueBatcher {
       const p = batch[i]!;
       const r = response.results[i];
       if (!r) p.reject(errorForCode(13, `the broker answered ${response.results.length} results for ${batch.length} jobs`));
-      else if (r.error && r.error.code !== 0) p.reject(errorForCode(r.error.code, r.error.message));
+      else if (r.error && r.error.code !== 0) {
+        const e = errorForCode(r.error.code, r.error.message, undefined, r.error.retryAfterMs);
+        if (!this.retryLater(p, e)) p.reject(e);
+      }
       else {
         try {
           p.resolve({ id: r.id, deduplicated: r.deduplicated, state: stateName(r.state) });

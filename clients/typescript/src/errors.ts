@@ -31,9 +31,15 @@ export class AlreadyExistsError extends SluiceError {
 export class FailedPreconditionError extends SluiceError {
   override name = 'FailedPreconditionError';
 }
-/** A limit was hit (too many streams, credit over the maximum). */
+/**
+ * A limit was hit (too many streams, credit over the maximum, or admission control: a queue or
+ * group at its cap of queued jobs, a disk guard). With `retryAfterMs` the broker says when to
+ * try again; the Producer does so by itself within its call timeout.
+ */
 export class ResourceExhaustedError extends SluiceError {
   override name = 'ResourceExhaustedError';
+  /** The broker's retry hint (the `retry-after-ms` trailer), if any. */
+  retryAfterMs: number | undefined;
 }
 /** The broker cannot be reached or is shutting down. Safe to retry after a pause. */
 export class UnavailableError extends SluiceError {
@@ -78,16 +84,24 @@ const BY_CODE: Partial<Record<Status, new (message: string, code: Status, option
 };
 
 /** The typed error for a gRPC status code and message. */
-export function errorForCode(code: Status, message: string, cause?: unknown): SluiceError {
+export function errorForCode(code: Status, message: string, cause?: unknown, retryAfterMs?: number): SluiceError {
   const Ctor = BY_CODE[code] ?? SluiceError;
-  return new Ctor(message, code, cause === undefined ? undefined : { cause });
+  const error = new Ctor(message, code, cause === undefined ? undefined : { cause });
+  if (error instanceof ResourceExhaustedError && retryAfterMs !== undefined && retryAfterMs > 0) error.retryAfterMs = retryAfterMs;
+  return error;
+}
+
+/** The retry hint of a refused call, when it is one the caller should wait out. */
+export function retryHintMs(error: unknown): number | undefined {
+  return error instanceof ResourceExhaustedError ? error.retryAfterMs : undefined;
 }
 
 /** Maps a grpc-js error to the typed error; other errors pass through unchanged. */
 export function fromGrpcError(error: unknown): Error {
   const e = error as Partial<ServiceError>;
   if (e && typeof e.code === 'number' && typeof e.details === 'string') {
-    return errorForCode(e.code, e.details || e.message || Status[e.code] || 'gRPC error', error);
+    const hint = Number(e.metadata?.get('retry-after-ms')[0]);
+    return errorForCode(e.code, e.details || e.message || Status[e.code] || 'gRPC error', error, Number.isFinite(hint) ? hint : undefined);
   }
   return error instanceof Error ? error : new Error(String(error));
 }

@@ -1,7 +1,7 @@
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
-import { fromGrpcError } from './errors.js';
+import { fromGrpcError, retryHintMs } from './errors.js';
 import { guardedCall, type CallLimits } from './call.js';
 import type { Job } from './gen/sluice/v1/job.js';
 import type { EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, ExplainJobResponse, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
@@ -50,7 +50,9 @@ export class Producer<J extends object = JobMap> {
 
   /**
    * Enqueues one job; resolves once it is durable on the broker. Calls made concurrently
-   * travel together in batch RPCs, yet each resolves or rejects on its own.
+   * travel together in batch RPCs, yet each resolves or rejects on its own. A job refused by
+   * admission control (queue or group at its cap, disk guard) is sent again after the broker's
+   * retry hint, until `callTimeoutMs`; then it rejects with ResourceExhaustedError.
    */
   enqueue<Q extends QueueName<J>>(queue: Q, ...[payload, options]: EnqueueArgs<J, Q>): Promise<EnqueuedJob> {
     if (this.closed) return Promise.reject(new Error('producer is closed'));
@@ -60,7 +62,7 @@ export class Producer<J extends object = JobMap> {
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    return this.batcher.enqueue(request);
+    return this.batcher.enqueue(request, Date.now() + this.limits.callTimeoutMs);
   }
 
   /**
@@ -73,7 +75,19 @@ export class Producer<J extends object = JobMap> {
       const it = item as { queue: string; payload: unknown; options?: EnqueueOptions };
       return toEnqueueRequest(it.queue, it.payload, it.options);
     });
-    const response = await this.sendBatch({ jobs, atomic: true });
+    // Refused by admission control with a retry hint: wait it out within the call timeout.
+    const deadline = Date.now() + this.limits.callTimeoutMs;
+    let response: EnqueueBatchResponse;
+    for (;;) {
+      try {
+        response = await this.sendBatch({ jobs, atomic: true });
+        break;
+      } catch (error) {
+        const hint = retryHintMs(error);
+        if (hint === undefined || Date.now() + hint >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, hint));
+      }
+    }
     return response.results.map((r) => ({ id: r.id, deduplicated: r.deduplicated, state: stateName(r.state) }));
   }
 

@@ -72,7 +72,19 @@ export interface Queue {
    */
   retentionMaxCount: number;
   /** Dispatch limits (issue 10). */
-  limits: QueueLimits | undefined;
+  limits:
+    | QueueLimits
+    | undefined;
+  /**
+   * Admission control: most queued (pending + scheduled) jobs in this queue; 0 = none of its
+   * own (the broker's --max-queued-per-queue applies).
+   */
+  maxQueued: number;
+  /**
+   * Admission control: most queued jobs per group key in this queue; 0 = none of its own
+   * (the broker's --max-queued-per-group applies).
+   */
+  maxQueuedPerGroup: number;
 }
 
 /** No filter yet. */
@@ -134,7 +146,18 @@ export interface UpdateQueueRequest {
     | number
     | undefined;
   /** New dispatch limits, replacing the current ones as a whole (unset = keep; {} = no limits). */
-  limits: QueueLimits | undefined;
+  limits:
+    | QueueLimits
+    | undefined;
+  /**
+   * Admission control: most queued (pending + scheduled) jobs; past it Enqueue answers
+   * RESOURCE_EXHAUSTED with a retry hint. Unset = keep, 0 = remove (the broker's default applies).
+   */
+  maxQueued?:
+    | number
+    | undefined;
+  /** Admission control: most queued jobs per group key. Unset = keep, 0 = remove. */
+  maxQueuedPerGroup?: number | undefined;
 }
 
 /** A token bucket: `count` jobs per `interval_ms`, at most `burst` at once. */
@@ -530,6 +553,8 @@ function createBaseQueue(): Queue {
     retentionMaxAgeMs: 0,
     retentionMaxCount: 0,
     limits: undefined,
+    maxQueued: 0,
+    maxQueuedPerGroup: 0,
   };
 }
 
@@ -564,6 +589,12 @@ export const Queue: MessageFns<Queue> = {
     }
     if (message.limits !== undefined) {
       QueueLimits.encode(message.limits, writer.uint32(66).fork()).join();
+    }
+    if (message.maxQueued !== 0) {
+      writer.uint32(240).uint32(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== 0) {
+      writer.uint32(248).uint32(message.maxQueuedPerGroup);
     }
     return writer;
   },
@@ -661,6 +692,22 @@ export const Queue: MessageFns<Queue> = {
             message.limits = QueueLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.maxQueued = reader.uint32();
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.maxQueuedPerGroup = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -701,6 +748,16 @@ export const Queue: MessageFns<Queue> = {
         ? globalThis.Number(object.retention_max_count)
         : 0,
       limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
+      maxQueued: isSet(object.maxQueued)
+        ? globalThis.Number(object.maxQueued)
+        : isSet(object.max_queued)
+        ? globalThis.Number(object.max_queued)
+        : 0,
+      maxQueuedPerGroup: isSet(object.maxQueuedPerGroup)
+        ? globalThis.Number(object.maxQueuedPerGroup)
+        : isSet(object.max_queued_per_group)
+        ? globalThis.Number(object.max_queued_per_group)
+        : 0,
     };
   },
 
@@ -736,6 +793,12 @@ export const Queue: MessageFns<Queue> = {
     if (message.limits !== undefined) {
       obj.limits = QueueLimits.toJSON(message.limits);
     }
+    if (message.maxQueued !== 0) {
+      obj.maxQueued = Math.round(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== 0) {
+      obj.maxQueuedPerGroup = Math.round(message.maxQueuedPerGroup);
+    }
     return obj;
   },
 
@@ -760,6 +823,8 @@ export const Queue: MessageFns<Queue> = {
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? QueueLimits.fromPartial(object.limits)
       : undefined;
+    message.maxQueued = object.maxQueued ?? 0;
+    message.maxQueuedPerGroup = object.maxQueuedPerGroup ?? 0;
     return message;
   },
 };
@@ -1116,6 +1181,8 @@ function createBaseUpdateQueueRequest(): UpdateQueueRequest {
     retentionMaxAgeMs: undefined,
     retentionMaxCount: undefined,
     limits: undefined,
+    maxQueued: undefined,
+    maxQueuedPerGroup: undefined,
   };
 }
 
@@ -1144,6 +1211,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.limits !== undefined) {
       QueueLimits.encode(message.limits, writer.uint32(50).fork()).join();
+    }
+    if (message.maxQueued !== undefined) {
+      writer.uint32(240).uint32(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== undefined) {
+      writer.uint32(248).uint32(message.maxQueuedPerGroup);
     }
     return writer;
   },
@@ -1225,6 +1298,22 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             message.limits = QueueLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.maxQueued = reader.uint32();
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.maxQueuedPerGroup = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1267,6 +1356,16 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         ? globalThis.Number(object.retention_max_count)
         : undefined,
       limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
+      maxQueued: isSet(object.maxQueued)
+        ? globalThis.Number(object.maxQueued)
+        : isSet(object.max_queued)
+        ? globalThis.Number(object.max_queued)
+        : undefined,
+      maxQueuedPerGroup: isSet(object.maxQueuedPerGroup)
+        ? globalThis.Number(object.maxQueuedPerGroup)
+        : isSet(object.max_queued_per_group)
+        ? globalThis.Number(object.max_queued_per_group)
+        : undefined,
     };
   },
 
@@ -1296,6 +1395,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.limits !== undefined) {
       obj.limits = QueueLimits.toJSON(message.limits);
     }
+    if (message.maxQueued !== undefined) {
+      obj.maxQueued = Math.round(message.maxQueued);
+    }
+    if (message.maxQueuedPerGroup !== undefined) {
+      obj.maxQueuedPerGroup = Math.round(message.maxQueuedPerGroup);
+    }
     return obj;
   },
 
@@ -1316,6 +1421,8 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? QueueLimits.fromPartial(object.limits)
       : undefined;
+    message.maxQueued = object.maxQueued ?? undefined;
+    message.maxQueuedPerGroup = object.maxQueuedPerGroup ?? undefined;
     return message;
   },
 };

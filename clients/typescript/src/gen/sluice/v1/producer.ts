@@ -232,6 +232,8 @@ export interface ItemError {
   code: number;
   /** What is wrong with this item. */
   message: string;
+  /** With RESOURCE_EXHAUSTED from admission control: try again after this many milliseconds (0 = no hint). */
+  retryAfterMs: number;
 }
 
 /** Result of one item of a batch, in request order. */
@@ -947,7 +949,7 @@ export const EnqueueBatchRequest: MessageFns<EnqueueBatchRequest> = {
 };
 
 function createBaseItemError(): ItemError {
-  return { code: 0, message: "" };
+  return { code: 0, message: "", retryAfterMs: 0 };
 }
 
 export const ItemError: MessageFns<ItemError> = {
@@ -957,6 +959,9 @@ export const ItemError: MessageFns<ItemError> = {
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(24).uint32(message.retryAfterMs);
     }
     return writer;
   },
@@ -990,6 +995,14 @@ export const ItemError: MessageFns<ItemError> = {
             message.message = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.retryAfterMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1006,6 +1019,11 @@ export const ItemError: MessageFns<ItemError> = {
     return {
       code: isSet(object.code) ? globalThis.Number(object.code) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      retryAfterMs: isSet(object.retryAfterMs)
+        ? globalThis.Number(object.retryAfterMs)
+        : isSet(object.retry_after_ms)
+        ? globalThis.Number(object.retry_after_ms)
+        : 0,
     };
   },
 
@@ -1017,6 +1035,9 @@ export const ItemError: MessageFns<ItemError> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.retryAfterMs !== 0) {
+      obj.retryAfterMs = Math.round(message.retryAfterMs);
+    }
     return obj;
   },
 
@@ -1027,6 +1048,7 @@ export const ItemError: MessageFns<ItemError> = {
     const message = createBaseItemError();
     message.code = object.code ?? 0;
     message.message = object.message ?? "";
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };
