@@ -14,6 +14,8 @@ import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { BrokerMetrics } from '../metrics/broker-metrics.js';
+import { storeFileSizes } from '../store/file-sizes.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -109,6 +111,7 @@ export class Broker {
   readonly queues: QueueRegistry;
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
+  readonly metrics: BrokerMetrics;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -168,6 +171,26 @@ export class Broker {
       },
       afterFlush: () => this.flushOutboxes(),
     });
+    this.metrics = new BrokerMetrics(
+      {
+        queueCounts: () => this.store.countsByQueueAndState(),
+        oldestPendingAgeMs: () => this.oldestPendingAges(),
+        activeLeases: () => this.leaseOwners.size,
+        connectedStreams: () => this.sessions.size,
+        outstandingCredit: () => {
+          let unused = 0;
+          let unsettled = 0;
+          for (const s of this.sessions.values()) (unused += s.credit.available), (unsettled += s.credit.outstanding);
+          return { unused, unsettled };
+        },
+        fileSizes: () => storeFileSizes(config.dataFile),
+      },
+      { processMetrics: config.httpAddress !== 'off' },
+    );
+    this.commits.setObserver({
+      flushed: (ops, ms) => this.metrics.observeFlush(ops, ms),
+      synced: (ms) => this.metrics.observeSync(ms),
+    });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
   }
@@ -206,7 +229,8 @@ export class Broker {
     if (orphaned.length > 0) {
       this.db.transaction(() => {
         for (const { id, lease_id } of orphaned) {
-          this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+          const released = this.store.release(id, lease_id, 'broker stopped while the job was active', true, now);
+          if (released) this.countLostAttempt(released);
         }
       })();
       this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
@@ -225,11 +249,22 @@ export class Broker {
   // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
-    return this.commits.run((now) => {
+    const outcomes = await this.commits.run((now) => {
       // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
       if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
       return this.insertJobs(inputs, now, false);
     });
+    // Counted once committed: an atomic batch that failed inserted nothing.
+    let queue = '';
+    let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i]!;
+      if ('error' in o || o.deduplicated) continue;
+      const q = inputs[i]!.queue;
+      if (q !== queue || !tally) (queue = q), (tally = this.metrics.tally(q));
+      tally.enqueued++;
+    }
+    return outcomes;
   }
 
   /**
@@ -328,11 +363,11 @@ export class Broker {
     const outcome = await this.commits.run((now) => {
       const before = this.store.stateAndLease(id);
       if (!before) throw notFound(`job ${id} not found`);
-      if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null };
+      if (before.state === JobState.Cancelled) return { row: this.store.get(id)!, leaseId: null, changed: false };
       if (isTerminal(before.state)) throw failedPrecondition(`job ${id} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
       if (!result.ok) throw failedPrecondition(`job ${id} changed while cancelling; try again`);
-      return { row: result.value, leaseId: before.lease_id };
+      return { row: result.value, leaseId: before.lease_id, changed: true };
     });
     if (outcome.leaseId) {
       const session = this.leaseOwners.get(id);
@@ -342,6 +377,7 @@ export class Broker {
         this.commits.schedule();
       }
     }
+    if (outcome.changed) this.metrics.tally(outcome.row.queue).cancelled++;
     this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
     this.log.debug({ jobId: id, queue: outcome.row.queue }, 'job cancelled');
     return outcome.row;
@@ -400,6 +436,7 @@ export class Broker {
         leases.map(([jobId, leaseId]) => {
           const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
           if (released) {
+            if (countsAsAttempt) this.countLostAttempt(released);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
           }
@@ -461,14 +498,16 @@ export class Broker {
 
   /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
   private ackMany(acks: readonly AckInput[], now: number): SettleOutcome[] {
-    const attempts = this.store.completeMany(
+    const completed = this.store.completeMany(
       acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
       now,
     );
     return acks.map((a, i) => {
-      const attempt = attempts[i];
-      if (attempt === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
-      this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt, result: a.result, at: now });
+      const job = completed[i];
+      if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      this.metrics.tally(job.queue).completed++;
+      this.metrics.observeRun(job.queue, now - job.started_at);
+      this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: job.attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
   }
@@ -485,6 +524,9 @@ export class Broker {
     const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
     if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
     if (!dies) this.scheduledTimer.armAt(runAt);
+    const tally = this.metrics.tally(ctx.queue);
+    if (dies) tally.deadLettered++;
+    else tally.retried++;
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
   }
@@ -522,13 +564,38 @@ export class Broker {
     return resolveRetryPolicy(defaults, this.queues.get(queue)?.retry, job);
   }
 
+  /** An attempt that ended without a settle (lease expired, stream lost): retried or dead. */
+  private countLostAttempt(released: { state: JobState; queue: string }): void {
+    const tally = this.metrics.tally(released.queue);
+    if (released.state === JobState.Dead) tally.deadLettered++;
+    else tally.retried++;
+  }
+
+  /** Scrape time: the oldest ready job per queue that has any. */
+  private oldestPendingAges(): { queue: string; ageMs: number }[] {
+    const now = this.clock.now();
+    const out: { queue: string; ageMs: number }[] = [];
+    for (const { queue, state } of this.store.countsByQueueAndState()) {
+      if (state !== JobState.Pending) continue;
+      const at = this.store.oldestPendingRunAt(queue);
+      if (at !== undefined) out.push({ queue, ageMs: Math.max(0, now - at) });
+    }
+    return out;
+  }
+
   private onDelivered(claims: readonly Claim[]): void {
     let earliest = Infinity;
+    const now = this.clock.now();
+    let queue = '';
+    let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
     for (const { session, job } of claims) {
+      if (job.queue !== queue || !tally) (queue = job.queue), (tally = this.metrics.tally(queue));
+      tally.started++;
+      this.metrics.observeWait(queue, now - job.run_at);
       this.leaseOwners.set(job.id, session);
       if (job.lease_expires_at < earliest) earliest = job.lease_expires_at;
       if (this.watchers.isWatched(job.id)) {
-        this.watchers.emit({ jobId: job.id, state: JobState.Active, attempt: job.attempt, at: this.clock.now() });
+        this.watchers.emit({ jobId: job.id, state: JobState.Active, attempt: job.attempt, at: now });
       }
     }
     this.leaseTimer.armAt(earliest);
@@ -567,6 +634,7 @@ export class Broker {
         const results = expired.map(({ id, lease_id }) => {
           const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
           if (released) {
+            this.countLostAttempt(released);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }

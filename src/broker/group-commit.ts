@@ -30,6 +30,14 @@ export interface LogSync {
   syncNow(): void;
 }
 
+/** Timings for metrics (metrics/broker-metrics.ts); called only when set. */
+export interface CommitObserver {
+  /** A transaction with `ops` write operations committed in `ms`. */
+  flushed(ops: number, ms: number): void;
+  /** One fsync of the log took `ms`. */
+  synced(ms: number): void;
+}
+
 /** A committed flush waiting for its fsync. */
 interface Unsynced {
   ops: WriteOp<any>[];
@@ -55,6 +63,7 @@ export class GroupCommit {
   private scheduled = false;
   private flushing = false;
   private hooks: FlushHooks | undefined;
+  private observer: CommitObserver | undefined;
   private closed = false;
   private closing = false;
   /** Committed flushes not yet covered by an fsync, and those covered by the one in flight. */
@@ -93,6 +102,10 @@ export class GroupCommit {
 
   setHooks(hooks: FlushHooks): void {
     this.hooks = hooks;
+  }
+
+  setObserver(observer: CommitObserver): void {
+    this.observer = observer;
   }
 
   submit<T>(op: WriteOp<T>): void {
@@ -144,11 +157,13 @@ export class GroupCommit {
     const results: { error?: Error; value?: unknown }[] = new Array(ops.length);
     this.afterCommit = undefined;
     let afterCommit: AfterCommit | undefined;
+    const started = this.observer && ops.length > 0 ? performance.now() : 0;
     try {
       this.runInTransaction(ops, results, now);
       afterCommit = this.afterCommit as AfterCommit | undefined;
       this.stats.commits++;
       this.stats.ops += ops.length;
+      if (started > 0) this.observer!.flushed(ops.length, performance.now() - started);
     } catch (error) {
       this.stats.failures++;
       this.onCommitError(error as Error);
@@ -182,11 +197,13 @@ export class GroupCommit {
     if (this.syncing || this.unsynced.length === 0 || this.closing || this.closed) return;
     const batch = (this.syncing = this.unsynced);
     this.unsynced = [];
+    const started = this.observer ? performance.now() : 0;
     this.logSync!.sync((error) => {
       if (this.syncing !== batch) return; // close() made it durable already
       this.syncing = undefined;
       if (error) return this.failSync(batch, error);
       this.stats.syncs++;
+      if (started > 0) this.observer!.synced(performance.now() - started);
       this.completeDurable(batch);
       this.hooks?.afterFlush();
       this.startSync();

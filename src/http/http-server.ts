@@ -12,8 +12,9 @@ export interface HttpServer {
 }
 
 /**
- * Operator endpoints: /healthz for load balancers and container health checks. Every route
- * asks `auth` first (src/auth/http-auth.ts): `auth.isPublic('health')`, `auth.guard(...)`.
+ * Operator endpoints: /healthz for load balancers and container health checks, /metrics for
+ * Prometheus. Every route asks `auth` first (src/auth/http-auth.ts): `auth.isPublic('health')`,
+ * `auth.guard(...)`.
  */
 export async function startHttpServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
@@ -25,6 +26,22 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
       const serving = broker.state === 'serving';
       res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state }));
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics') {
+      // Every queue's series: a read scope on every queue, unless metrics are a public endpoint.
+      if (auth && !auth.isPublic('metrics') && !auth.guard(req, res, 'read')) return;
+      broker.metrics.text().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': broker.metrics.contentType });
+          res.end(body);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'collecting metrics failed');
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('collecting metrics failed (logged by the broker)\n');
+        },
+      );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });

@@ -66,6 +66,16 @@ export interface ClaimedJob {
   progress: string | null;
   group_key: string | null;
   lease_id: string;
+  /** When the job became due (its enqueue, or its run_at): the start of its wait. */
+  run_at: number;
+}
+
+/** A completed job, as the ack statement returns it. */
+export interface CompletedJob {
+  attempt: number;
+  queue: string;
+  started_at: number;
+  metadata: string | null;
 }
 
 export interface ReadyRef {
@@ -114,10 +124,10 @@ const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const INSERT_CHUNKS = [32, 8] as const;
 
 const CLAIMED_COLUMNS =
-  'seq, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id';
+  'seq, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id, run_at';
 /** A claim's RETURNING row, in CLAIMED_COLUMNS order. */
 type ClaimedRow = [
-  number, string, string, string, string | null, number, number, number, number, number, number, string | null, string | null, string,
+  number, string, string, string, string | null, number, number, number, number, number, number, string | null, string | null, string, number,
 ];
 
 /**
@@ -145,6 +155,7 @@ export class JobStore {
     cancel: Statement;
     countsByQueueAndState: Statement;
     countsForQueue: Statement;
+    oldestPending: Statement;
     listQueues: Statement;
     ensureQueue: Statement;
     setQueuePaused: Statement;
@@ -182,10 +193,11 @@ export class JobStore {
       completeMany: p(`UPDATE jobs SET state = 'completed', result = a.r, lease_id = NULL, lease_expires_at = NULL,
                    finished_at = @now, updated_at = @now
                  FROM (SELECT value ->> 0 AS s, value ->> 1 AS l, value ->> 2 AS r FROM json_each(@acks)) AS a
-                 WHERE jobs.seq = a.s AND jobs.state = 'active' AND jobs.lease_id = a.l RETURNING jobs.seq, jobs.attempt`).raw(),
+                 WHERE jobs.seq = a.s AND jobs.state = 'active' AND jobs.lease_id = a.l
+                 RETURNING jobs.seq, jobs.attempt, jobs.queue, jobs.started_at, jobs.metadata`).raw(),
       completeOne: p(`UPDATE jobs SET state = 'completed', result = @result, lease_id = NULL, lease_expires_at = NULL,
                    finished_at = @now, updated_at = @now
-                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING seq, attempt`).raw(),
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING seq, attempt, queue, started_at, metadata`).raw(),
       getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
       fail: p(`UPDATE jobs SET state = @state, run_at = @runAt, last_error = @error,
                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(@entry)),
@@ -217,6 +229,8 @@ export class JobStore {
       // Kept by triggers (migration 2): a few rows, not a scan of the jobs.
       countsByQueueAndState: p(`SELECT queue, state, n FROM queue_counts WHERE n > 0`),
       countsForQueue: p(`SELECT state, n FROM queue_counts WHERE queue = ? AND n > 0`),
+      // One seek per priority level of the ready index (its head per level is its oldest job).
+      oldestPending: p(`SELECT run_at FROM jobs WHERE queue = ? AND state = 'pending' AND priority = ? ORDER BY seq LIMIT 1`).pluck(),
       listQueues: p(`SELECT * FROM queues ORDER BY name`),
       ensureQueue: p(`INSERT INTO queues (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`),
       setQueuePaused: p(`UPDATE queues SET paused = ? WHERE name = ?`),
@@ -344,6 +358,7 @@ export class JobStore {
         progress: r[11],
         group_key: r[12],
         lease_id: r[13],
+        run_at: r[14],
       };
     }
     return jobs;
@@ -353,10 +368,10 @@ export class JobStore {
 
   /**
    * Active (under its lease) -> completed for many jobs in one statement. Returns, per input,
-   * the attempt when it was completed, or undefined when nothing changed (stale lease, unknown
-   * id, or the same job twice in one call: only one of them completes).
+   * the completed job, or undefined when nothing changed (stale lease, unknown id, or the
+   * same job twice in one call: only one of them completes).
    */
-  completeMany(acks: readonly { id: string; leaseId: string; result: string | null }[], now: number): (number | undefined)[] {
+  completeMany(acks: readonly { id: string; leaseId: string; result: string | null }[], now: number): (CompletedJob | undefined)[] {
     const seqs: (number | undefined)[] = new Array(acks.length);
     const args: [number, string, string | null][] = [];
     for (let i = 0; i < acks.length; i++) {
@@ -365,19 +380,21 @@ export class JobStore {
       seqs[i] = key?.seq;
       if (key) args.push([key.seq, a.leaseId, a.result]);
     }
-    const done = new Map<number, number>();
+    const done = new Map<number, CompletedJob>();
     if (args.length > 0) {
       const rows =
         args.length === 1
           ? this.s.completeOne.all({ seq: args[0]![0], leaseId: args[0]![1], result: args[0]![2], now })
           : this.s.completeMany.all({ acks: JSON.stringify(args), now });
-      for (const [seq, attempt] of rows as [number, number][]) done.set(seq, attempt);
+      for (const [seq, attempt, queue, startedAt, metadata] of rows as [number, number, string, number, string | null][]) {
+        done.set(seq, { attempt, queue, started_at: startedAt, metadata });
+      }
     }
     return seqs.map((seq) => {
       if (seq === undefined) return undefined;
-      const attempt = done.get(seq);
+      const job = done.get(seq);
       done.delete(seq);
-      return attempt;
+      return job;
     });
   }
 
@@ -484,6 +501,16 @@ export class JobStore {
 
   countsByQueueAndState(): { queue: string; state: JobState; n: number }[] {
     return this.s.countsByQueueAndState.all() as { queue: string; state: JobState; n: number }[];
+  }
+
+  /** The earliest run_at among a queue's ready jobs (how long the oldest has been due), by four index seeks. */
+  oldestPendingRunAt(queue: string): number | undefined {
+    let oldest: number | undefined;
+    for (let priority = 1; priority <= 4; priority++) {
+      const at = this.s.oldestPending.get(queue, priority) as number | undefined;
+      if (at !== undefined && (oldest === undefined || at < oldest)) oldest = at;
+    }
+    return oldest;
   }
 
   countsForQueue(queue: string): { state: JobState; n: number }[] {
