@@ -28,6 +28,10 @@ export interface BrokerConfig {
   tlsClientAuth: 'require' | 'optional';
   publicEndpoints: ('health' | 'reflection' | 'metrics')[];
   insecure: boolean;
+  retentionMaxAgeMs: number;
+  retentionMaxCount: number;
+  retentionIntervalMs: number;
+  retentionBatchSize: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -113,6 +117,10 @@ export const SETTINGS = [
   setting({ key: 'tlsClientAuth', flag: '--tls-client-auth <mode>', env: 'SLUICE_TLS_CLIENT_AUTH', description: 'with --tls-client-ca: require (every connection presents a certificate) or optional (a token will do; needs --auth-file)', default: 'require', parse: oneOf(['require', 'optional'] as const, (s) => s.toLowerCase()) }),
   setting({ key: 'publicEndpoints', flag: '--public-endpoints <list>', env: 'SLUICE_PUBLIC_ENDPOINTS', description: 'what stays open without credentials when auth is on: health (gRPC health, /healthz), reflection, metrics (/metrics), or none', default: ['health', 'reflection'] as ('health' | 'reflection' | 'metrics')[], parse: list(['health', 'reflection', 'metrics'] as const) }),
   setting({ key: 'insecure', flag: '--insecure', env: 'SLUICE_INSECURE', description: 'allow a non-loopback listen address without authentication (anyone who reaches the port can read, enqueue and purge jobs)', default: false, parse: boolean }),
+  setting({ key: 'retentionMaxAgeMs', flag: '--retention-max-age-ms <ms>', env: 'SLUICE_RETENTION_MAX_AGE_MS', description: 'delete completed and cancelled jobs (with their history) this long after they finished, for queues that set none; 0 = never by age (dead jobs are never deleted automatically)', default: 7 * 24 * 3_600_000, parse: integer(0) }),
+  setting({ key: 'retentionMaxCount', flag: '--retention-max-count <n>', env: 'SLUICE_RETENTION_MAX_COUNT', description: 'keep at most this many completed and cancelled jobs per queue (oldest deleted first), for queues that set none; 0 = no limit', default: 0, parse: integer(0) }),
+  setting({ key: 'retentionIntervalMs', flag: '--retention-interval-ms <ms>', env: 'SLUICE_RETENTION_INTERVAL_MS', description: 'how often retention looks for jobs to delete; 0 = never', default: 60_000, parse: integer(0, 2_147_483_647) }),
+  setting({ key: 'retentionBatchSize', flag: '--retention-batch-size <n>', env: 'SLUICE_RETENTION_BATCH_SIZE', description: 'jobs retention examines per write transaction (keeps each pause short)', default: 500, parse: integer(1, 100_000) }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {

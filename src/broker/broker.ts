@@ -16,6 +16,9 @@ import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } 
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { BrokerMetrics } from '../metrics/broker-metrics.js';
 import { storeFileSizes } from '../store/file-sizes.js';
+import { decodeJobHistory, type HistoryEntry } from '../store/job-history.js';
+import { backupDatabase, validateBackupPath } from '../store/backup.js';
+import { Retention, type RetentionPolicy } from './retention.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -112,6 +115,7 @@ export class Broker {
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
   readonly metrics: BrokerMetrics;
+  readonly retention: Retention;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -128,6 +132,7 @@ export class Broker {
   private readonly fatalListeners: ((error: Error) => void)[] = [];
   /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
+  private backupInFlight: Promise<unknown> | undefined;
 
   constructor(
     readonly config: BrokerConfig,
@@ -191,6 +196,10 @@ export class Broker {
       flushed: (ops, ms) => this.metrics.observeFlush(ops, ms),
       synced: (ms) => this.metrics.observeSync(ms),
     });
+    this.retention = new Retention(this.store, this.commits, clock, log, (queue) => this.retentionPolicy(queue), {
+      intervalMs: config.retentionIntervalMs,
+      batchSize: config.retentionBatchSize,
+    });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
   }
@@ -237,6 +246,7 @@ export class Broker {
     }
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
+    this.retention.start();
     this.setState('serving');
   }
 
@@ -381,6 +391,11 @@ export class Broker {
     this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
     this.log.debug({ jobId: id, queue: outcome.row.queue }, 'job cancelled');
     return outcome.row;
+  }
+
+  /** Every attempt and transition of a job, oldest first. */
+  jobHistory(id: string): HistoryEntry[] {
+    return decodeJobHistory(this.getJob(id));
   }
 
   watchJob(id: string, listener: JobListener): () => void {
@@ -553,6 +568,15 @@ export class Broker {
     if (this.watchers.isWatched(change.jobId)) this.uncommittedChanges.push(change);
   }
 
+  /** The queue's retention over the broker's (0 = no limit). */
+  retentionPolicy(queue: string): RetentionPolicy {
+    const q = this.queues.get(queue);
+    return {
+      maxAgeMs: q?.retentionMaxAgeMs ?? this.config.retentionMaxAgeMs,
+      maxCount: q?.retentionMaxCount ?? this.config.retentionMaxCount,
+    };
+  }
+
   /** The job's policy fields over the queue's over the broker's defaults. */
   private retryPolicy(queue: string, job: PartialRetryPolicy | undefined): RetryPolicy {
     const defaults = {
@@ -632,7 +656,7 @@ export class Broker {
       work: (now) => {
         const expired = this.store.expiredLeases(now, TIMER_BATCH);
         const results = expired.map(({ id, lease_id }) => {
-          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
+          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now, 'expired');
           if (released) {
             this.countLostAttempt(released);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
@@ -712,12 +736,15 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number },
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; retentionMaxAgeMs?: number; retentionMaxCount?: number },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
     await this.commits.run((now) => {
       this.store.ensureQueue(name, now);
+      if (changes.retentionMaxAgeMs !== undefined || changes.retentionMaxCount !== undefined) {
+        this.store.setQueueRetention(name, changes.retentionMaxAgeMs, changes.retentionMaxCount);
+      }
       this.store.updateQueueDefaults(name, {
         maxAttempts: changes.maxAttempts ?? null,
         // Field by field: fields not set in the update keep their current value.
@@ -790,6 +817,31 @@ export class Broker {
     }
   }
 
+  /**
+   * Writes a consistent snapshot of the database to `path` (absolute, new, in an existing
+   * directory on the broker host) while the broker keeps serving. One at a time.
+   */
+  async backup(path: string): Promise<{ path: string; bytes: number; durationMs: number }> {
+    this.assertAccepting();
+    const target = validateBackupPath(path, this.config.dataFile);
+    if (this.backupInFlight) throw failedPrecondition('a backup is already running; wait for it to finish');
+    const started = performance.now();
+    this.log.info({ path: target }, 'backup started');
+    const running = backupDatabase(this.db, target);
+    this.backupInFlight = running;
+    try {
+      const { bytes } = await running;
+      const durationMs = Math.round(performance.now() - started);
+      this.log.info({ path: target, bytes, durationMs }, 'backup written');
+      return { path: target, bytes, durationMs };
+    } catch (error) {
+      this.log.error({ err: error, path: target }, 'backup failed');
+      throw error instanceof SluiceError ? error : new SluiceError('INTERNAL', `backup failed: ${(error as Error).message}`);
+    } finally {
+      this.backupInFlight = undefined;
+    }
+  }
+
   listSessions(): ConsumeSession[] {
     return [...this.sessions.values()];
   }
@@ -831,6 +883,8 @@ export class Broker {
    */
   async stop(): Promise<void> {
     if (this.stateValue === 'stopped') return;
+    // The backup copies through this connection: let it finish before closing it.
+    await this.backupInFlight?.catch(() => {});
     if (this.stateValue === 'serving') {
       this.dispatcher.disable();
       this.stateValue = 'draining';
@@ -843,6 +897,7 @@ export class Broker {
       if (leases.length > 0) this.releaseLeases(session, leases, 'broker shut down before the job was settled', false);
     }
     if (remaining > 0) this.log.warn({ jobs: remaining }, 'released unsettled leases at shutdown');
+    this.retention.stop();
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
@@ -873,5 +928,5 @@ function emptyCounts(): Record<JobState, number> {
 }
 
 function defaultSettings(name: string): QueueSettings {
-  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined };
+  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, retentionMaxAgeMs: undefined, retentionMaxCount: undefined };
 }

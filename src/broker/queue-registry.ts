@@ -7,6 +7,9 @@ export interface QueueSettings {
   maxAttempts: number | undefined;
   retry: PartialRetryPolicy | undefined;
   leaseTimeoutMs: number | undefined;
+  /** Retention overrides (0 = no limit); undefined = the broker's setting. */
+  retentionMaxAgeMs: number | undefined;
+  retentionMaxCount: number | undefined;
 }
 
 /**
@@ -63,5 +66,7 @@ function fromRow(row: QueueRow): QueueSettings {
     maxAttempts: row.max_attempts ?? undefined,
     retry: row.retry ? (JSON.parse(row.retry) as PartialRetryPolicy) : undefined,
     leaseTimeoutMs: row.lease_timeout_ms ?? undefined,
+    retentionMaxAgeMs: row.retention_max_age_ms ?? undefined,
+    retentionMaxCount: row.retention_max_count ?? undefined,
   };
 }

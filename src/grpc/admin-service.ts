@@ -27,8 +27,11 @@ function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Pro
   };
 }
 
-function queueToWire(q: QueueInfo): Queue {
+function queueToWire(q: QueueInfo, broker: Broker): Queue {
+  const retention = broker.retentionPolicy(q.settings.name);
   return {
+    retentionMaxAgeMs: retention.maxAgeMs,
+    retentionMaxCount: retention.maxCount,
     name: q.settings.name,
     paused: q.settings.paused,
     counts: q.counts,
@@ -61,10 +64,10 @@ function deadLetterSelection(filter: DeadLetterFilter | undefined): DeadLetterSe
 
 export function adminService(broker: Broker, log: Logger): AdminServiceServer {
   return {
-    listQueues: unary(log, 'ListQueues', () => ({ queues: broker.listQueues().map(queueToWire) })),
-    getQueue: unary(log, 'GetQueue', (req: { queue: string }) => queueToWire(broker.getQueue(validateQueueName(req.queue)))),
-    pauseQueue: unary(log, 'PauseQueue', async (req) => queueToWire(await broker.setPaused(validateQueueName(req.queue), true, req.createIfMissing))),
-    resumeQueue: unary(log, 'ResumeQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), false))),
+    listQueues: unary(log, 'ListQueues', () => ({ queues: broker.listQueues().map((q) => queueToWire(q, broker)) })),
+    getQueue: unary(log, 'GetQueue', (req: { queue: string }) => queueToWire(broker.getQueue(validateQueueName(req.queue)), broker)),
+    pauseQueue: unary(log, 'PauseQueue', async (req) => queueToWire(await broker.setPaused(validateQueueName(req.queue), true, req.createIfMissing), broker)),
+    resumeQueue: unary(log, 'ResumeQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), false), broker)),
     updateQueue: unary(log, 'UpdateQueue', async (req) => {
       const name = validateQueueName(req.queue);
       if (req.leaseTimeoutMs !== 0 && req.leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50, got ${req.leaseTimeoutMs}`);
@@ -73,8 +76,10 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
         maxAttempts: req.maxAttempts || undefined,
         retry,
         leaseTimeoutMs: req.leaseTimeoutMs || undefined,
+        retentionMaxAgeMs: req.retentionMaxAgeMs,
+        retentionMaxCount: req.retentionMaxCount,
       }, req.createIfMissing);
-      return queueToWire(info);
+      return queueToWire(info, broker);
     }),
     deleteQueue: unary(log, 'DeleteQueue', async (req) => {
       await broker.deleteQueue(validateQueueName(req.queue));
@@ -105,6 +110,21 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
     }),
     replayDeadLetters: unary(log, 'ReplayDeadLetters', async (req) => ({ replayed: await broker.replayDeadLetters(deadLetterSelection(req.filter)) })),
     purgeDeadLetters: unary(log, 'PurgeDeadLetters', async (req) => ({ purged: await broker.purgeDeadLetters(deadLetterSelection(req.filter)) })),
+    getJobHistory: unary(log, 'GetJobHistory', (req) => {
+      if (!req.id) throw invalidArgument('id is required');
+      return {
+        entries: broker.jobHistory(req.id).map((e) => ({
+          at: new Date(e.at),
+          kind: e.kind,
+          attempt: e.attempt,
+          workerId: e.workerId,
+          leaseId: e.leaseId,
+          error: e.error,
+          detail: e.detail,
+        })),
+      };
+    }),
+    backup: unary(log, 'Backup', async (req) => broker.backup(req.path)),
     listWorkers: unary(log, 'ListWorkers', () => ({
       workers: broker.listSessions().map((s) => ({
         streamId: s.id,

@@ -32,6 +32,8 @@ export interface JobRow {
   started_at: number | null;
   finished_at: number | null;
   updated_at: number;
+  /** Compact history entries (see store/job-history.ts). */
+  history: string | null;
 }
 
 /** A validated job ready to insert. */
@@ -70,6 +72,15 @@ export interface ClaimedJob {
   run_at: number;
 }
 
+/** A job whose lease was released, as the release statement returns it. */
+export interface ReleasedJob {
+  state: JobState;
+  queue: string;
+  type: string;
+  attempt: number;
+  metadata: string | null;
+}
+
 /** A completed job, as the ack statement returns it. */
 export interface CompletedJob {
   attempt: number;
@@ -98,6 +109,8 @@ export interface QueueRow {
   retry: string | null;
   lease_timeout_ms: number | null;
   created_at: number;
+  retention_max_age_ms: number | null;
+  retention_max_count: number | null;
 }
 
 export interface JobFilter {
@@ -122,6 +135,22 @@ const INSERT_SQL = `INSERT INTO jobs (queue, type, state, priority, payload, met
 const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 /** Rows per multi-row INSERT, largest first; the remainder goes one row at a time. */
 const INSERT_CHUNKS = [32, 8] as const;
+
+/**
+ * Appends one entry (a JSON array, see store/job-history.ts) to the row's history. Inside an
+ * UPDATE every column reference means the row before the change.
+ */
+function appendHistory(entry: string): string {
+  return `history = coalesce(history || ',', '') || ${entry}`;
+}
+
+/** The attempt whose lease this statement ends: who held it, when it started, its last heartbeat, how it ended. */
+function attemptEntry(outcome: string, rest = ''): string {
+  return `json_array('a', attempt, worker_id, lease_id, started_at, CASE WHEN updated_at > started_at THEN updated_at END, @now, ${outcome}${rest})`;
+}
+
+/** The state a released lease leaves the job in (used twice by the release statement). */
+const RELEASED_STATE = `CASE WHEN @counts AND attempt >= max_attempts THEN 'dead' ELSE 'pending' END`;
 
 const CLAIMED_COLUMNS =
   'seq, queue, type, payload, metadata, attempt, max_attempts, lease_timeout_ms, lease_expires_at, priority, created_at, progress, group_key, lease_id, run_at';
@@ -164,6 +193,9 @@ export class JobStore {
     deleteFinishedOfQueue: Statement;
     deleteQueue: Statement;
     deleteQueueCounts: Statement;
+    setQueueRetention: Statement;
+    retentionWindow: Statement;
+    deleteJobs: Statement;
   };
   /** Multi-row inserts by row count (see insertMany). */
   private readonly insertRows = new Map<number, Statement>();
@@ -191,17 +223,18 @@ export class JobStore {
       // Acks, many in one statement: @acks is a JSON array of [seq, lease_id, result JSON text or null].
       // Guarded row by row like every transition; the rows not returned were not changed.
       completeMany: p(`UPDATE jobs SET state = 'completed', result = a.r, lease_id = NULL, lease_expires_at = NULL,
-                   finished_at = @now, updated_at = @now
+                   finished_at = @now, updated_at = @now, ${appendHistory(attemptEntry(`'acked'`))}
                  FROM (SELECT value ->> 0 AS s, value ->> 1 AS l, value ->> 2 AS r FROM json_each(@acks)) AS a
                  WHERE jobs.seq = a.s AND jobs.state = 'active' AND jobs.lease_id = a.l
                  RETURNING jobs.seq, jobs.attempt, jobs.queue, jobs.started_at, jobs.metadata`).raw(),
       completeOne: p(`UPDATE jobs SET state = 'completed', result = @result, lease_id = NULL, lease_expires_at = NULL,
-                   finished_at = @now, updated_at = @now
+                   finished_at = @now, updated_at = @now, ${appendHistory(attemptEntry(`'acked'`))}
                  WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING seq, attempt, queue, started_at, metadata`).raw(),
       getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
       fail: p(`UPDATE jobs SET state = @state, run_at = @runAt, last_error = @error,
                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(@entry)),
-                   lease_id = NULL, lease_expires_at = NULL, finished_at = @finishedAt, updated_at = @now
+                   lease_id = NULL, lease_expires_at = NULL, finished_at = @finishedAt, updated_at = @now,
+                   ${appendHistory(attemptEntry(`'nacked'`, `, @error, @state, CASE WHEN @state = 'scheduled' THEN @runAt END`))}
                  WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId`),
       extend: p(`UPDATE jobs SET lease_expires_at = @now + CASE WHEN @extendMs > 0 THEN @extendMs ELSE lease_timeout_ms END,
                    progress = coalesce(@progress, progress), updated_at = @now
@@ -211,7 +244,8 @@ export class JobStore {
       // still reaches the dead letter queue. A lease given back by a graceful shutdown does
       // not count: the attempt is returned.
       release: p(`UPDATE jobs SET
-                   state = CASE WHEN @counts AND attempt >= max_attempts THEN 'dead' ELSE 'pending' END,
+                   state = ${RELEASED_STATE},
+                   ${appendHistory(attemptEntry('@outcome', `, @error, ${RELEASED_STATE}`))},
                    attempt = CASE WHEN @counts THEN attempt ELSE max(attempt - 1, 0) END,
                    last_error = CASE WHEN @counts THEN @error ELSE last_error END,
                    errors = CASE WHEN @counts THEN json_insert(coalesce(errors, '[]'), '$[#]',
@@ -219,12 +253,13 @@ export class JobStore {
                      ELSE errors END,
                    finished_at = CASE WHEN @counts AND attempt >= max_attempts THEN @now ELSE NULL END,
                    lease_id = NULL, lease_expires_at = NULL, updated_at = @now
-                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING state, queue, type, attempt`),
+                 WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING state, queue, type, attempt, metadata`),
       nextRunAt: p(`SELECT min(run_at) AS at FROM jobs WHERE state = 'scheduled'`),
       nextLeaseExpiry: p(`SELECT min(lease_expires_at) AS at FROM jobs WHERE state = 'active'`),
       activeLeases: p(`SELECT seq, created_at, lease_id FROM jobs WHERE state = 'active'`),
       cancel: p(`UPDATE jobs SET state = 'cancelled', lease_id = NULL, lease_expires_at = NULL,
-                   last_error = coalesce(@reason, last_error), finished_at = @now, updated_at = @now
+                   last_error = coalesce(@reason, last_error), finished_at = @now, updated_at = @now,
+                   ${appendHistory(`CASE WHEN state = 'active' THEN ${attemptEntry(`'cancelled'`, `, @reason, 'cancelled'`)} ELSE json_array('c', @now, @reason, attempt) END`)}
                  WHERE seq = @seq AND created_at = @createdAt AND state IN ('scheduled','pending','active') RETURNING *`),
       // Kept by triggers (migration 2): a few rows, not a scan of the jobs.
       countsByQueueAndState: p(`SELECT queue, state, n FROM queue_counts WHERE n > 0`),
@@ -241,6 +276,12 @@ export class JobStore {
       deleteFinishedOfQueue: p(`DELETE FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')`),
       deleteQueue: p(`DELETE FROM queues WHERE name = ?`),
       deleteQueueCounts: p(`DELETE FROM queue_counts WHERE queue = ?`),
+      setQueueRetention: p(`UPDATE queues SET retention_max_age_ms = coalesce(@maxAgeMs, retention_max_age_ms),
+                   retention_max_count = coalesce(@maxCount, retention_max_count) WHERE name = @name`),
+      // Retention walks the table in seq order (oldest first), a bounded window per transaction,
+      // reading only the columns its decision needs; no index is kept for it on the hot path.
+      retentionWindow: p(`SELECT seq, queue, state, finished_at, created_at FROM jobs WHERE seq > ? ORDER BY seq LIMIT ?`).raw(),
+      deleteJobs: p(`DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))`),
     };
   }
 
@@ -436,17 +477,22 @@ export class JobStore {
     return row ? { ok: true, value: { deadline: row.lease_expires_at, attempt: row.attempt } } : { ok: false, current: this.stateAndLease(id) };
   }
 
-  /** Ends a lease without a settle; see the statement for the attempt rule. */
+  /**
+   * Ends a lease without a settle; see the statement for the attempt rule. `outcome` names
+   * the end in the job's history: the lease expired, or it was released (by the worker, a
+   * lost stream, a shutdown or a restart; `reason` says which).
+   */
   release(
     id: string,
     leaseId: string,
     reason: string,
     countsAsAttempt: boolean,
     now: number,
-  ): { state: JobState; queue: string; type: string; attempt: number } | undefined {
+    outcome: 'expired' | 'released' = 'released',
+  ): ReleasedJob | undefined {
     const key = parseJobId(id);
-    return (key && this.s.release.get({ seq: key.seq, leaseId, error: reason, counts: countsAsAttempt ? 1 : 0, now })) as
-      | { state: JobState; queue: string; type: string; attempt: number }
+    return (key && this.s.release.get({ seq: key.seq, leaseId, error: reason, counts: countsAsAttempt ? 1 : 0, outcome, now })) as
+      | ReleasedJob
       | undefined;
   }
 
@@ -454,7 +500,7 @@ export class JobStore {
 
   /** Scheduled -> pending for jobs whose run_at has come. */
   promoteDue(now: number, limit: number): { id: string; queue: string; type: string; attempt: number }[] {
-    const rows = this.limited(`UPDATE jobs SET state = 'pending', updated_at = @now
+    const rows = this.limited(`UPDATE jobs SET state = 'pending', updated_at = @now, ${appendHistory(`json_array('p', @now, attempt)`)}
                  WHERE seq IN (SELECT seq FROM jobs WHERE state = 'scheduled' AND run_at <= @now ORDER BY run_at LIMIT ${int(limit)})
                  RETURNING seq, created_at, queue, type, attempt`).all({ now }) as { seq: number; created_at: number; queue: string; type: string; attempt: number }[];
     return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), queue: r.queue, type: r.type, attempt: r.attempt }));
@@ -522,9 +568,10 @@ export class JobStore {
   replayDead(selection: DeadLetterSelection, now: number): { id: string; queue: string; type: string }[] {
     const { sql, args } = this.deadLetterWhere(selection);
     const rows = this.deadLetterStatement(
-      `UPDATE OR IGNORE jobs SET state = 'pending', attempt = 0, run_at = ?, finished_at = NULL, updated_at = ?
+      `UPDATE OR IGNORE jobs SET state = 'pending', attempt = 0, run_at = ?, finished_at = NULL, updated_at = ?,
+       ${appendHistory(`json_array('r', ?)`)}
        WHERE ${sql} RETURNING seq, created_at, queue, type`,
-    ).all(now, now, ...args) as { seq: number; created_at: number; queue: string; type: string }[];
+    ).all(now, now, now, ...args) as { seq: number; created_at: number; queue: string; type: string }[];
     return rows.map((r) => ({ id: formatJobId(r.seq, r.created_at), queue: r.queue, type: r.type }));
   }
 
@@ -583,6 +630,23 @@ export class JobStore {
 
   setQueuePaused(name: string, paused: boolean): void {
     this.s.setQueuePaused.run(paused ? 1 : 0, name);
+  }
+
+  /** undefined keeps the current value; 0 means no limit. */
+  setQueueRetention(name: string, maxAgeMs: number | undefined, maxCount: number | undefined): void {
+    this.s.setQueueRetention.run({ name, maxAgeMs: maxAgeMs ?? null, maxCount: maxCount ?? null });
+  }
+
+  // --- retention -------------------------------------------------------------------------
+
+  /** Up to `limit` jobs after `afterSeq`, oldest first: [seq, queue, state, finished_at, created_at]. */
+  retentionWindow(afterSeq: number, limit: number): [number, string, JobState, number | null, number][] {
+    return this.s.retentionWindow.all(afterSeq, limit) as [number, string, JobState, number | null, number][];
+  }
+
+  /** Deletes jobs by seq (their history is in the row and goes with it; the count triggers adjust). */
+  deleteJobs(seqs: readonly number[]): number {
+    return seqs.length === 0 ? 0 : this.s.deleteJobs.run(JSON.stringify(seqs)).changes;
   }
 
   updateQueueDefaults(name: string, changes: { maxAttempts: number | null; retry: string | null; leaseTimeoutMs: number | null }): void {

@@ -99,6 +99,21 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
   END;
   `,
+  // 3: per-job history, retention settings per queue.
+  //
+  // History is a compact append-only column of the job row, not a table: the row is
+  // rewritten by every transition anyway, so appending costs a few dozen bytes and no extra
+  // b-tree insert (a history table cost three index inserts per job on the hot path). It is
+  // a comma-separated list of JSON arrays (src/store/job-history.ts), one per attempt (written
+  // when its lease ends: worker, lease, start, last heartbeat, end, outcome, error) and one per
+  // promotion, replay or cancellation. Enqueue time and the attempt in progress come from the
+  // job's own columns. Deleted with the job, by retention or purge.
+  `
+  ALTER TABLE jobs ADD COLUMN history TEXT;
+  -- NULL: the broker's --retention-max-age-ms / --retention-max-count; 0: no limit.
+  ALTER TABLE queues ADD COLUMN retention_max_age_ms INTEGER CHECK (retention_max_age_ms >= 0);
+  ALTER TABLE queues ADD COLUMN retention_max_count INTEGER CHECK (retention_max_count >= 0);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

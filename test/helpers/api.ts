@@ -32,6 +32,10 @@ import {
   UpdateQueueRequest,
   type ListJobsResponse,
   type ListWorkersResponse,
+  type BackupResponse,
+  type JobHistoryEntry,
+  type GetJobHistoryRequest,
+  type GetJobHistoryResponse,
   type Queue,
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import type { DeepPartial } from '../../clients/typescript/src/gen/sluice/v1/job.js';
@@ -138,6 +142,16 @@ export class Api {
   listWorkers(): Promise<ListWorkersResponse> {
     const a = this.clients.admin;
     return unary(a.listWorkers, a, {});
+  }
+
+  jobHistory(id: string): Promise<JobHistoryEntry[]> {
+    const a = this.clients.admin;
+    return unary<GetJobHistoryRequest, GetJobHistoryResponse>(a.getJobHistory, a, { id }).then((r) => r.entries);
+  }
+
+  backup(path: string): Promise<BackupResponse> {
+    const a = this.clients.admin;
+    return unary(a.backup, a, { path });
   }
 
   consumer(subscribe: DeepPartial<Subscribe>, credit = 0): TestConsumer {

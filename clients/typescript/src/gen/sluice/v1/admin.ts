@@ -61,6 +61,16 @@ export interface Queue {
   leaseTimeoutMs: number;
   /** Worker streams subscribed to this queue right now. */
   consumers: number;
+  /**
+   * Completed and cancelled jobs are deleted this long after they finished (0 = never by age).
+   * The queue's own setting, or the broker's --retention-max-age-ms.
+   */
+  retentionMaxAgeMs: number;
+  /**
+   * At most this many completed and cancelled jobs are kept, the oldest deleted first
+   * (0 = no limit). The queue's own setting, or the broker's --retention-max-count.
+   */
+  retentionMaxCount: number;
 }
 
 /** No filter yet. */
@@ -107,6 +117,18 @@ export interface UpdateQueueRequest {
   leaseTimeoutMs: number;
   /** Create the queue with these defaults when it does not exist, instead of answering NOT_FOUND. */
   createIfMissing: boolean;
+  /**
+   * Delete completed and cancelled jobs this long after they finished (unset = keep the
+   * current setting, 0 = never by age). Dead jobs are never deleted automatically.
+   */
+  retentionMaxAgeMs?:
+    | number
+    | undefined;
+  /**
+   * Keep at most this many completed and cancelled jobs (unset = keep the current setting,
+   * 0 = no limit).
+   */
+  retentionMaxCount?: number | undefined;
 }
 
 /** Which queue to delete. */
@@ -236,6 +258,60 @@ export interface WorkerStream_LabelsEntry {
 export interface ListWorkersResponse {
   /** One entry per stream. */
   workers: WorkerStream[];
+}
+
+/** Which job. */
+export interface GetJobHistoryRequest {
+  /** Job id. */
+  id: string;
+}
+
+/** One step in a job's life. */
+export interface JobHistoryEntry {
+  /** When it happened. */
+  at:
+    | Date
+    | undefined;
+  /**
+   * What happened: enqueued, promoted, delivered, extended, acked, nacked, expired, released,
+   * cancelled, replayed or dead.
+   */
+  kind: string;
+  /** The attempt it belongs to (0 before the first delivery; a replay starts again at 1). */
+  attempt: number;
+  /** Worker id of the stream that held the lease (delivered, extended and the lease's end). */
+  workerId: string;
+  /** The lease (delivered, extended and the lease's end). */
+  leaseId: string;
+  /** The error of a nack, or why a lease ended or the job was cancelled. */
+  error: string;
+  /**
+   * More about the step, e.g. "retry at 2026-01-01T00:00:00.000Z", "back to pending",
+   * "last heartbeat" for extended (heartbeats are coalesced: the last one of the attempt).
+   */
+  detail: string;
+}
+
+/** A job's history. */
+export interface GetJobHistoryResponse {
+  /** Oldest first. */
+  entries: JobHistoryEntry[];
+}
+
+/** Where to write the backup. */
+export interface BackupRequest {
+  /** Absolute path on the broker host; the file must not exist, its directory must. */
+  path: string;
+}
+
+/** The backup that was written. */
+export interface BackupResponse {
+  /** The file written. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** How long the backup took. */
+  durationMs: number;
 }
 
 function createBaseQueueCounts(): QueueCounts {
@@ -396,6 +472,8 @@ function createBaseQueue(): Queue {
     retry: undefined,
     leaseTimeoutMs: 0,
     consumers: 0,
+    retentionMaxAgeMs: 0,
+    retentionMaxCount: 0,
   };
 }
 
@@ -421,6 +499,12 @@ export const Queue: MessageFns<Queue> = {
     }
     if (message.consumers !== 0) {
       writer.uint32(56).uint32(message.consumers);
+    }
+    if (message.retentionMaxAgeMs !== 0) {
+      writer.uint32(160).uint64(message.retentionMaxAgeMs);
+    }
+    if (message.retentionMaxCount !== 0) {
+      writer.uint32(168).uint32(message.retentionMaxCount);
     }
     return writer;
   },
@@ -494,6 +578,22 @@ export const Queue: MessageFns<Queue> = {
             message.consumers = reader.uint32();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.retentionMaxAgeMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.retentionMaxCount = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -523,6 +623,16 @@ export const Queue: MessageFns<Queue> = {
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
       consumers: isSet(object.consumers) ? globalThis.Number(object.consumers) : 0,
+      retentionMaxAgeMs: isSet(object.retentionMaxAgeMs)
+        ? globalThis.Number(object.retentionMaxAgeMs)
+        : isSet(object.retention_max_age_ms)
+        ? globalThis.Number(object.retention_max_age_ms)
+        : 0,
+      retentionMaxCount: isSet(object.retentionMaxCount)
+        ? globalThis.Number(object.retentionMaxCount)
+        : isSet(object.retention_max_count)
+        ? globalThis.Number(object.retention_max_count)
+        : 0,
     };
   },
 
@@ -549,6 +659,12 @@ export const Queue: MessageFns<Queue> = {
     if (message.consumers !== 0) {
       obj.consumers = Math.round(message.consumers);
     }
+    if (message.retentionMaxAgeMs !== 0) {
+      obj.retentionMaxAgeMs = Math.round(message.retentionMaxAgeMs);
+    }
+    if (message.retentionMaxCount !== 0) {
+      obj.retentionMaxCount = Math.round(message.retentionMaxCount);
+    }
     return obj;
   },
 
@@ -568,6 +684,8 @@ export const Queue: MessageFns<Queue> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.consumers = object.consumers ?? 0;
+    message.retentionMaxAgeMs = object.retentionMaxAgeMs ?? 0;
+    message.retentionMaxCount = object.retentionMaxCount ?? 0;
     return message;
   },
 };
@@ -915,7 +1033,15 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
 };
 
 function createBaseUpdateQueueRequest(): UpdateQueueRequest {
-  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, createIfMissing: false };
+  return {
+    queue: "",
+    maxAttempts: 0,
+    retry: undefined,
+    leaseTimeoutMs: 0,
+    createIfMissing: false,
+    retentionMaxAgeMs: undefined,
+    retentionMaxCount: undefined,
+  };
 }
 
 export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
@@ -934,6 +1060,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.createIfMissing !== false) {
       writer.uint32(40).bool(message.createIfMissing);
+    }
+    if (message.retentionMaxAgeMs !== undefined) {
+      writer.uint32(160).uint64(message.retentionMaxAgeMs);
+    }
+    if (message.retentionMaxCount !== undefined) {
+      writer.uint32(168).uint32(message.retentionMaxCount);
     }
     return writer;
   },
@@ -991,6 +1123,22 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             message.createIfMissing = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.retentionMaxAgeMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.retentionMaxCount = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1170,16 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.create_if_missing)
         ? globalThis.Boolean(object.create_if_missing)
         : false,
+      retentionMaxAgeMs: isSet(object.retentionMaxAgeMs)
+        ? globalThis.Number(object.retentionMaxAgeMs)
+        : isSet(object.retention_max_age_ms)
+        ? globalThis.Number(object.retention_max_age_ms)
+        : undefined,
+      retentionMaxCount: isSet(object.retentionMaxCount)
+        ? globalThis.Number(object.retentionMaxCount)
+        : isSet(object.retention_max_count)
+        ? globalThis.Number(object.retention_max_count)
+        : undefined,
     };
   },
 
@@ -1042,6 +1200,12 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.createIfMissing !== false) {
       obj.createIfMissing = message.createIfMissing;
     }
+    if (message.retentionMaxAgeMs !== undefined) {
+      obj.retentionMaxAgeMs = Math.round(message.retentionMaxAgeMs);
+    }
+    if (message.retentionMaxCount !== undefined) {
+      obj.retentionMaxCount = Math.round(message.retentionMaxCount);
+    }
     return obj;
   },
 
@@ -1057,6 +1221,8 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.createIfMissing = object.createIfMissing ?? false;
+    message.retentionMaxAgeMs = object.retentionMaxAgeMs ?? undefined;
+    message.retentionMaxCount = object.retentionMaxCount ?? undefined;
     return message;
   },
 };
@@ -2446,6 +2612,489 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
   },
 };
 
+function createBaseGetJobHistoryRequest(): GetJobHistoryRequest {
+  return { id: "" };
+}
+
+export const GetJobHistoryRequest: MessageFns<GetJobHistoryRequest> = {
+  encode(message: GetJobHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobHistoryRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetJobHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetJobHistoryRequest>): GetJobHistoryRequest {
+    return GetJobHistoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetJobHistoryRequest>): GetJobHistoryRequest {
+    const message = createBaseGetJobHistoryRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseJobHistoryEntry(): JobHistoryEntry {
+  return { at: undefined, kind: "", attempt: 0, workerId: "", leaseId: "", error: "", detail: "" };
+}
+
+export const JobHistoryEntry: MessageFns<JobHistoryEntry> = {
+  encode(message: JobHistoryEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(10).fork()).join();
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(24).uint32(message.attempt);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(34).string(message.workerId);
+    }
+    if (message.leaseId !== "") {
+      writer.uint32(42).string(message.leaseId);
+    }
+    if (message.error !== "") {
+      writer.uint32(50).string(message.error);
+    }
+    if (message.detail !== "") {
+      writer.uint32(58).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobHistoryEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobHistoryEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaseId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobHistoryEntry {
+    return {
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      leaseId: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: JobHistoryEntry): unknown {
+    const obj: any = {};
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.leaseId !== "") {
+      obj.leaseId = message.leaseId;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JobHistoryEntry>): JobHistoryEntry {
+    return JobHistoryEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JobHistoryEntry>): JobHistoryEntry {
+    const message = createBaseJobHistoryEntry();
+    message.at = object.at ?? undefined;
+    message.kind = object.kind ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.workerId = object.workerId ?? "";
+    message.leaseId = object.leaseId ?? "";
+    message.error = object.error ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseGetJobHistoryResponse(): GetJobHistoryResponse {
+  return { entries: [] };
+}
+
+export const GetJobHistoryResponse: MessageFns<GetJobHistoryResponse> = {
+  encode(message: GetJobHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      JobHistoryEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(JobHistoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobHistoryResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => JobHistoryEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetJobHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => JobHistoryEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetJobHistoryResponse>): GetJobHistoryResponse {
+    return GetJobHistoryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetJobHistoryResponse>): GetJobHistoryResponse {
+    const message = createBaseGetJobHistoryResponse();
+    message.entries = object.entries?.map((e) => JobHistoryEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBackupRequest(): BackupRequest {
+  return { path: "" };
+}
+
+export const BackupRequest: MessageFns<BackupRequest> = {
+  encode(message: BackupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupRequest {
+    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+  },
+
+  toJSON(message: BackupRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BackupRequest>): BackupRequest {
+    return BackupRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BackupRequest>): BackupRequest {
+    const message = createBaseBackupRequest();
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseBackupResponse(): BackupResponse {
+  return { path: "", bytes: 0, durationMs: 0 };
+}
+
+export const BackupResponse: MessageFns<BackupResponse> = {
+  encode(message: BackupResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).uint64(message.bytes);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(24).uint32(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupResponse {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: BackupResponse): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BackupResponse>): BackupResponse {
+    return BackupResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BackupResponse>): BackupResponse {
+    const message = createBaseBackupResponse();
+    message.path = object.path ?? "";
+    message.bytes = object.bytes ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
 /** Operators inspect and steer queues, jobs, dead letters and workers. */
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
@@ -2573,6 +3222,27 @@ export const AdminServiceService = {
     responseSerialize: (value: ListWorkersResponse): Buffer => Buffer.from(ListWorkersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListWorkersResponse => ListWorkersResponse.decode(value),
   },
+  /** Every attempt and transition of one job, oldest first. */
+  getJobHistory: {
+    path: "/sluice.v1.AdminService/GetJobHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetJobHistoryRequest): Buffer => Buffer.from(GetJobHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetJobHistoryRequest => GetJobHistoryRequest.decode(value),
+    responseSerialize: (value: GetJobHistoryResponse): Buffer =>
+      Buffer.from(GetJobHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetJobHistoryResponse => GetJobHistoryResponse.decode(value),
+  },
+  /** Write a consistent snapshot of the database to a file on the broker host while it keeps serving. */
+  backup: {
+    path: "/sluice.v1.AdminService/Backup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BackupRequest): Buffer => Buffer.from(BackupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BackupRequest => BackupRequest.decode(value),
+    responseSerialize: (value: BackupResponse): Buffer => Buffer.from(BackupResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BackupResponse => BackupResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2607,6 +3277,10 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   purgeDeadLetters: handleUnaryCall<PurgeDeadLettersRequest, PurgeDeadLettersResponse>;
   /** Connected worker streams with their in-flight jobs. */
   listWorkers: handleUnaryCall<ListWorkersRequest, ListWorkersResponse>;
+  /** Every attempt and transition of one job, oldest first. */
+  getJobHistory: handleUnaryCall<GetJobHistoryRequest, GetJobHistoryResponse>;
+  /** Write a consistent snapshot of the database to a file on the broker host while it keeps serving. */
+  backup: handleUnaryCall<BackupRequest, BackupResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -2792,6 +3466,38 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListWorkersResponse) => void,
   ): ClientUnaryCall;
+  /** Every attempt and transition of one job, oldest first. */
+  getJobHistory(
+    request: GetJobHistoryRequest,
+    callback: (error: ServiceError | null, response: GetJobHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getJobHistory(
+    request: GetJobHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetJobHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getJobHistory(
+    request: GetJobHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetJobHistoryResponse) => void,
+  ): ClientUnaryCall;
+  /** Write a consistent snapshot of the database to a file on the broker host while it keeps serving. */
+  backup(
+    request: BackupRequest,
+    callback: (error: ServiceError | null, response: BackupResponse) => void,
+  ): ClientUnaryCall;
+  backup(
+    request: BackupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BackupResponse) => void,
+  ): ClientUnaryCall;
+  backup(
+    request: BackupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BackupResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AdminServiceClient = makeGenericClientConstructor(
@@ -2831,6 +3537,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {
