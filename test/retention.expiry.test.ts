@@ -99,9 +99,9 @@ describe('retention', () => {
 
     const pass = await b.running.broker.retention.runPass();
     expect(pass.deleted).toBe(5 + 8);
-    expect((await b.api.getQueue('ret-cap')).counts.completed).toBe(20);
-    expect((await b.api.getQueue('ret-small')).counts.completed).toBe(4);
-    expect((await b.api.getQueue('ret-unlimited')).counts.completed).toBe(25);
+    expect((await b.api.getQueue('ret-cap')).counts?.completed).toBe(20);
+    expect((await b.api.getQueue('ret-small')).counts?.completed).toBe(4);
+    expect((await b.api.getQueue('ret-unlimited')).counts?.completed).toBe(25);
     // The oldest went first.
     for (const id of capped.slice(0, 5)) await expect(b.api.getJob(id)).rejects.toMatchObject({ code: 5 });
     for (const id of capped.slice(5)) expect((await b.api.getJob(id)).state).toBe(JobState.JOB_STATE_COMPLETED);
