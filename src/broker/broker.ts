@@ -19,6 +19,7 @@ import { storeFileSizes } from '../store/file-sizes.js';
 import { decodeJobHistory, type HistoryEntry } from '../store/job-history.js';
 import { backupDatabase, validateBackupPath } from '../store/backup.js';
 import { Retention, type RetentionPolicy } from './retention.js';
+import { jobLogFields } from './job-log.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -265,6 +266,14 @@ export class Broker {
       return this.insertJobs(inputs, now, false);
     });
     // Counted once committed: an atomic batch that failed inserted nothing.
+    if (this.log.isLevelEnabled('debug')) {
+      for (let i = 0; i < outcomes.length; i++) {
+        const o = outcomes[i]!;
+        if ('error' in o) continue;
+        const input = inputs[i]!;
+        this.log.debug({ ...jobLogFields(o.id, input.queue, input.metadata), state: o.state, deduplicated: o.deduplicated }, 'job enqueued');
+      }
+    }
     let queue = '';
     let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
     for (let i = 0; i < outcomes.length; i++) {
@@ -389,7 +398,7 @@ export class Broker {
     }
     if (outcome.changed) this.metrics.tally(outcome.row.queue).cancelled++;
     this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
-    this.log.debug({ jobId: id, queue: outcome.row.queue }, 'job cancelled');
+    if (outcome.changed) this.log.debug({ ...jobLogFields(id, outcome.row.queue, outcome.row.metadata), reason: reason || undefined }, 'job cancelled');
     return outcome.row;
   }
 
@@ -452,6 +461,9 @@ export class Broker {
           const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
           if (released) {
             if (countsAsAttempt) this.countLostAttempt(released);
+            if (this.log.isLevelEnabled('debug')) {
+              this.log.debug({ ...jobLogFields(jobId, released.queue, released.metadata), leaseId, state: released.state, reason }, 'job released');
+            }
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
           }
@@ -517,11 +529,13 @@ export class Broker {
       acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
       now,
     );
+    const debug = this.log.isLevelEnabled('debug');
     return acks.map((a, i) => {
       const job = completed[i];
       if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
       this.metrics.tally(job.queue).completed++;
       this.metrics.observeRun(job.queue, now - job.started_at);
+      if (debug) this.log.debug({ ...jobLogFields(a.jobId, job.queue, job.metadata), attempt: job.attempt, leaseId: a.leaseId }, 'job acked');
       this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: job.attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
@@ -542,6 +556,9 @@ export class Broker {
     const tally = this.metrics.tally(ctx.queue);
     if (dies) tally.deadLettered++;
     else tally.retried++;
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ ...jobLogFields(n.jobId, ctx.queue, ctx.metadata), attempt: ctx.attempt, leaseId: n.leaseId, error: message, state }, 'job nacked');
+    }
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
   }
@@ -559,6 +576,9 @@ export class Broker {
     const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
     if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
     this.dispatcher.markReady(released.queue, released.type);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ ...jobLogFields(r.jobId, released.queue, released.metadata), leaseId: r.leaseId, state: released.state, reason }, 'job released');
+    }
     this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
     return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
   }
@@ -612,7 +632,14 @@ export class Broker {
     const now = this.clock.now();
     let queue = '';
     let tally = undefined as ReturnType<BrokerMetrics['tally']> | undefined;
+    const debug = this.log.isLevelEnabled('debug');
     for (const { session, job } of claims) {
+      if (debug) {
+        this.log.debug(
+          { ...jobLogFields(job.id, job.queue, job.metadata), attempt: job.attempt, leaseId: job.lease_id, workerId: session.subscription.workerId, streamId: session.id },
+          'job delivered',
+        );
+      }
       if (job.queue !== queue || !tally) (queue = job.queue), (tally = this.metrics.tally(queue));
       tally.started++;
       this.metrics.observeWait(queue, now - job.run_at);
@@ -676,7 +703,9 @@ export class Broker {
             if (owner.leaseEnded(id, leaseId) && this.leaseOwners.get(id) === owner) this.leaseOwners.delete(id);
             owner.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
           }
-          if (released) this.log.debug({ jobId: id, queue: released.queue, state: released.state }, 'lease expired');
+          if (released && this.log.isLevelEnabled('debug')) {
+            this.log.debug({ ...jobLogFields(id, released.queue, released.metadata), leaseId, state: released.state }, 'job lease expired');
+          }
         }
         this.leaseTimer.armAt(r.next);
         this.checkLeasesEmpty();

@@ -17,6 +17,7 @@ import type {
 import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import { jobToWire, jsonValue, stateToWire } from './convert.js';
 import { parseEnqueueRequest } from './enqueue-input.js';
+import { traceContextOfCall, withTraceContext } from './trace-context.js';
 import { grpcCode, toServiceError } from './status.js';
 
 export function producerService(broker: Broker, log: Logger): ProducerServiceServer {
@@ -29,6 +30,8 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
       let input;
       try {
         input = parseEnqueueRequest(call.request, limits);
+        const trace = traceContextOfCall(call.metadata);
+        if (trace) input = withTraceContext(input, trace);
       } catch (error) {
         return fail(callback, error, { rpc: 'Enqueue', queue: call.request.queue });
       }
@@ -50,9 +53,11 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
         return fail(callback, error, { rpc: 'EnqueueBatch' });
       }
       // Validate every item first: an atomic batch fails as a whole, a non-atomic one item by item.
+      const trace = traceContextOfCall(call.metadata);
       const parsed = jobs.map((req, index) => {
         try {
-          return { input: parseEnqueueRequest(req, limits) };
+          const input = parseEnqueueRequest(req, limits);
+          return { input: trace ? withTraceContext(input, trace) : input };
         } catch (error) {
           return { error: error as Error, index };
         }

@@ -230,7 +230,7 @@ export class JobStore {
       completeOne: p(`UPDATE jobs SET state = 'completed', result = @result, lease_id = NULL, lease_expires_at = NULL,
                    finished_at = @now, updated_at = @now, ${appendHistory(attemptEntry(`'acked'`))}
                  WHERE seq = @seq AND state = 'active' AND lease_id = @leaseId RETURNING seq, attempt, queue, started_at, metadata`).raw(),
-      getForFailure: p(`SELECT attempt, max_attempts, retry, queue FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
+      getForFailure: p(`SELECT attempt, max_attempts, retry, queue, metadata FROM jobs WHERE seq = ? AND state = 'active' AND lease_id = ?`),
       fail: p(`UPDATE jobs SET state = @state, run_at = @runAt, last_error = @error,
                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(@entry)),
                    lease_id = NULL, lease_expires_at = NULL, finished_at = @finishedAt, updated_at = @now,
@@ -440,10 +440,10 @@ export class JobStore {
   }
 
   /** The fields a failure decision needs, if this lease is current. */
-  failureContext(id: string, leaseId: string): { attempt: number; max_attempts: number; retry: string | null; queue: string } | undefined {
+  failureContext(id: string, leaseId: string): { attempt: number; max_attempts: number; retry: string | null; queue: string; metadata: string | null } | undefined {
     const key = parseJobId(id);
     return (key && this.s.getForFailure.get(key.seq, leaseId)) as
-      | { attempt: number; max_attempts: number; retry: string | null; queue: string }
+      | { attempt: number; max_attempts: number; retry: string | null; queue: string; metadata: string | null }
       | undefined;
   }
 

@@ -5,6 +5,7 @@ import { resolveConfig, type BrokerConfig } from '../../src/config.js';
 import { startSluice, type RunningSluice } from '../../src/sluice.js';
 import { createLogger } from '../../src/log.js';
 import type { Clock } from '../../src/domain/clock.js';
+import type { Logger } from '../../src/log.js';
 import { connect, type SluiceClients } from '../../clients/typescript/src/connect.js';
 import { Api } from './api.js';
 
@@ -30,11 +31,11 @@ export function testConfig(dataFile: string, overrides: Partial<BrokerConfig> = 
 }
 
 /** A real broker in this process, on an ephemeral port, with a temp SQLite file. */
-export async function startTestBroker(overrides: Partial<BrokerConfig> = {}, options: { clock?: Clock; dir?: string } = {}): Promise<TestBroker> {
+export async function startTestBroker(overrides: Partial<BrokerConfig> = {}, options: { clock?: Clock; dir?: string; logger?: Logger } = {}): Promise<TestBroker> {
   const dir = options.dir ?? tempDir();
   const dataFile = join(dir, 'sluice.db');
   const config = testConfig(dataFile, overrides);
-  const running = await startSluice(config, { clock: options.clock, logger: createLogger(config.logLevel) });
+  const running = await startSluice(config, { clock: options.clock, logger: options.logger ?? createLogger(config.logLevel) });
   const clients = connect(running.address);
   let closed = false;
   return {

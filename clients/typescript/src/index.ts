@@ -10,6 +10,7 @@ export {
 } from './admin.js';
 export { Worker, type WorkerOptions, type WorkerEvents, type WorkerState, type Handler, type HandlersByType, type WorkerLogger } from './worker.js';
 export type { Job, JobControls } from './job-context.js';
+export { activeTraceContext, type TraceContext } from './trace-context.js';
 export type { BatcherOptions } from './enqueue-batcher.js';
 export { connect, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, type ConnectionOptions, type SluiceClients, type TlsOptions } from './connect.js';
 export * from './errors.js';

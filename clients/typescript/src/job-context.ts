@@ -3,6 +3,7 @@ import type { JobAbortedError } from './errors.js';
 import type { DeliveredJob, JobMap, PriorityName } from './types.js';
 import { priorityName } from './wire.js';
 import type { Heartbeating } from './heartbeat-schedule.js';
+import { traceContextOf, type TraceContext } from './trace-context.js';
 
 /** What every handler gets besides the typed `queue`/`type`/`payload`. */
 export interface JobControls {
@@ -13,6 +14,11 @@ export interface JobControls {
   /** Attempts allowed in total; the last failure dead-letters the job. */
   readonly maxAttempts: number;
   readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * The W3C trace context the job was enqueued with (`traceparent`, `tracestate` from its
+   * metadata), to continue the producer's trace in the handler; undefined without one.
+   */
+  readonly trace: TraceContext | undefined;
   readonly priority: PriorityName;
   readonly createdAt: Date | undefined;
   /** Progress recorded by an earlier attempt (to resume), or null. */
@@ -137,6 +143,10 @@ class JobView implements JobControls {
 
   get deadline(): Date {
     return this.#job.deadline;
+  }
+
+  get trace(): TraceContext | undefined {
+    return traceContextOf(this.metadata);
   }
 
   get signal(): AbortSignal {

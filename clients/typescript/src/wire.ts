@@ -3,6 +3,7 @@ import { JobState, Priority, type Job } from './gen/sluice/v1/job.js';
 import type { EnqueueRequest, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
 import { InvalidArgumentError } from './errors.js';
 import type { EnqueueOptions, JobEvent, JobInfo, JobStateName, PriorityName } from './types.js';
+import { withActiveTraceContext } from './trace-context.js';
 
 const PRIORITY_TO_WIRE: Record<PriorityName, Priority> = {
   critical: Priority.PRIORITY_CRITICAL,
@@ -73,7 +74,8 @@ export function toEnqueueRequest(queue: string, payload: unknown, options: Enque
     maxAttempts: options.maxAttempts ?? 0,
     retry: b ? { initialMs: b.initialMs, multiplier: b.multiplier, maxMs: b.maxMs, jitter: b.jitter } : undefined,
     leaseTimeoutMs: options.leaseTimeout ?? 0,
-    metadata: options.metadata ?? {},
+    // The active OpenTelemetry span travels with the job (when @opentelemetry/api is installed).
+    metadata: withActiveTraceContext(options.metadata),
     dedupKey: options.dedupKey ?? '',
     groupKey: options.groupKey ?? '',
   };
