@@ -1,5 +1,8 @@
-/** The job metadata key whose value is logged as `correlationId` on every line about the job. */
-export const CORRELATION_ID_KEY = 'correlation_id';
+/**
+ * Job metadata keys whose value is logged as `correlationId` on every line about the job:
+ * `correlation_id` is the documented one; the other spellings are accepted too.
+ */
+export const CORRELATION_ID_KEYS = ['correlation_id', 'correlation-id', 'correlationId'] as const;
 
 export interface JobLogFields {
   jobId: string;
@@ -21,7 +24,12 @@ export function jobLogFields(jobId: string, queue: string, metadata: string | Re
   } catch {
     return fields;
   }
-  const correlationId = map?.[CORRELATION_ID_KEY];
-  if (typeof correlationId === 'string' && correlationId !== '') fields.correlationId = correlationId.slice(0, 200);
+  for (const key of CORRELATION_ID_KEYS) {
+    const correlationId = map?.[key];
+    if (typeof correlationId === 'string' && correlationId !== '') {
+      fields.correlationId = correlationId.slice(0, 200);
+      break;
+    }
+  }
   return fields;
 }
