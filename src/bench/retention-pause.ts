@@ -12,6 +12,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Broker } from '../broker/broker.js';
 import { resolveConfig } from '../config.js';
 import { createLogger } from '../log.js';
+import { systemClock } from '../domain/clock.js';
 import { openDatabase, closeDatabase } from '../store/database.js';
 
 const jobs = Number(process.argv[2] ?? 1_000_000);
@@ -37,7 +38,7 @@ try {
   console.log(`seeded ${jobs} completed jobs finished 30 days ago in ${Math.round(performance.now() - t0)} ms`);
 
   const config = resolveConfig({ dataFile, httpAddress: 'off', logLevel: 'warn', retentionIntervalMs: 0, retentionBatchSize: batchSize }, {});
-  const broker = new Broker(config, { now: () => Date.now() }, createLogger('warn'));
+  const broker = new Broker(config, systemClock, createLogger('warn'));
   broker.start();
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();

@@ -2,7 +2,14 @@ import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { fromGrpcError } from './errors.js';
 import { JobState } from './gen/sluice/v1/job.js';
-import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, WorkerStream } from './gen/sluice/v1/admin.js';
+import type {
+  BackupResponse,
+  DeadLetterFilter as WireDeadLetterFilter,
+  GetJobHistoryResponse,
+  ListJobsResponse,
+  Queue as WireQueue,
+  WorkerStream,
+} from './gen/sluice/v1/admin.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
 import { toJobInfo } from './wire.js';
 
@@ -21,6 +28,22 @@ export interface QueueInfo {
   leaseTimeoutMs: number | undefined;
   /** Worker streams subscribed to the queue right now. */
   consumers: number;
+  /** Completed and cancelled jobs are deleted this long after they finished (0 = never by age). */
+  retentionMaxAgeMs: number;
+  /** At most this many completed and cancelled jobs are kept (0 = no limit). */
+  retentionMaxCount: number;
+}
+
+/** One step of a job's life, oldest first (see `Admin.jobHistory`). */
+export interface JobHistoryEntry {
+  at: Date | undefined;
+  /** enqueued, promoted, delivered, extended, acked, nacked, expired, released, cancelled, replayed or dead. */
+  kind: string;
+  attempt: number;
+  workerId: string;
+  leaseId: string;
+  error: string;
+  detail: string;
 }
 
 /** New defaults for a queue; fields left out keep their value. */
@@ -28,6 +51,10 @@ export interface QueueDefaults {
   maxAttempts?: number;
   retry?: BackoffOptions;
   leaseTimeoutMs?: number;
+  /** Delete completed and cancelled jobs this long after they finished; 0 = never by age. */
+  retentionMaxAgeMs?: number;
+  /** Keep at most this many completed and cancelled jobs; 0 = no limit. */
+  retentionMaxCount?: number;
 }
 
 /** Which jobs `listJobs` returns (all fields optional, combined with AND). */
@@ -129,6 +156,8 @@ export class Admin {
       maxAttempts: defaults.maxAttempts ?? 0,
       retry: defaults.retry,
       leaseTimeoutMs: defaults.leaseTimeoutMs ?? 0,
+      retentionMaxAgeMs: defaults.retentionMaxAgeMs,
+      retentionMaxCount: defaults.retentionMaxCount,
       createIfMissing: options.createIfMissing ?? false,
     };
     return toQueueInfo(await this.call<WireQueue>((o, cb) => this.clients.admin.updateQueue(req, this.clients.metadata, o, cb)));
@@ -173,6 +202,21 @@ export class Admin {
     const filter = toWireFilter(selection);
     const r = await this.call<{ purged: number }>((o, cb) => this.clients.admin.purgeDeadLetters({ filter }, this.clients.metadata, o, cb));
     return r.purged;
+  }
+
+  /** Every attempt and transition of a job (delivered to which worker, acked, nacked with its error, ...), oldest first. */
+  async jobHistory(id: string): Promise<JobHistoryEntry[]> {
+    const r = await this.call<GetJobHistoryResponse>((o, cb) => this.clients.admin.getJobHistory({ id }, this.clients.metadata, o, cb));
+    return r.entries.map((e) => ({ at: e.at, kind: e.kind, attempt: e.attempt, workerId: e.workerId, leaseId: e.leaseId, error: e.error, detail: e.detail }));
+  }
+
+  /**
+   * Writes a consistent snapshot of the database to `path` on the broker host (absolute, not
+   * existing, in an existing directory) while the broker keeps serving.
+   */
+  async backup(path: string): Promise<{ path: string; bytes: number; durationMs: number }> {
+    const r = await this.call<BackupResponse>((o, cb) => this.clients.admin.backup({ path }, this.clients.metadata, o, cb));
+    return { path: r.path, bytes: r.bytes, durationMs: r.durationMs };
   }
 
   /** Connected worker streams with their in-flight jobs. */
@@ -233,6 +277,8 @@ function toQueueInfo(q: WireQueue): QueueInfo {
     retry: q.retry ? stripUndefined({ initialMs: q.retry.initialMs, multiplier: q.retry.multiplier, maxMs: q.retry.maxMs, jitter: q.retry.jitter }) : undefined,
     leaseTimeoutMs: q.leaseTimeoutMs || undefined,
     consumers: q.consumers,
+    retentionMaxAgeMs: q.retentionMaxAgeMs,
+    retentionMaxCount: q.retentionMaxCount,
   };
 }
 

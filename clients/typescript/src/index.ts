@@ -7,6 +7,7 @@ export {
   type JobFilter,
   type DeadLetterSelection,
   type WorkerInfo,
+  type JobHistoryEntry,
 } from './admin.js';
 export { Worker, type WorkerOptions, type WorkerEvents, type WorkerState, type Handler, type HandlersByType, type WorkerLogger } from './worker.js';
 export type { Job, JobControls } from './job-context.js';

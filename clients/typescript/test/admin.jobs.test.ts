@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../../../test/helpers/broker.js';
 import { Admin, FailedPreconditionError, InvalidArgumentError, NonRetryableError, NotFoundError, Producer, Worker, type JobInfo } from '../src/index.js';
@@ -77,5 +78,26 @@ describe('Admin: jobs and dead letters', () => {
     expect((await all(admin.listDeadLetters())).map((j) => j.id)).toEqual([other.id]);
     expect(await admin.replayDeadLetters({ all: true })).toBe(1);
     expect(await all(admin.listDeadLetters())).toEqual([]);
+  });
+
+  it('returns a job\'s history and writes a backup', async () => {
+    const { id } = await producer.enqueue('hist-admin', { n: 1 }, { metadata: { correlation_id: 'c-1' } });
+    const w = new Worker({ address: b.running.address, queues: ['hist-admin'], workerId: 'admin-w', shutdownSignals: [], handler: () => 'ok' });
+    void w.run();
+    await collectUntil(w, 'completed', (items) => items.length >= 1);
+    await w.close();
+    const history = await admin.jobHistory(id);
+    expect(history.map((e) => [e.kind, e.attempt, e.workerId])).toEqual([
+      ['enqueued', 0, ''],
+      ['delivered', 1, 'admin-w'],
+      ['acked', 1, 'admin-w'],
+    ]);
+    await expect(admin.jobHistory('01890000-0000-7000-8000-000000000000')).rejects.toBeInstanceOf(NotFoundError);
+
+    const path = join(b.dir, 'admin-backup.db');
+    const backup = await admin.backup(path);
+    expect(backup).toMatchObject({ path });
+    expect(backup.bytes).toBeGreaterThan(0);
+    await expect(admin.backup('relative.db')).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 });

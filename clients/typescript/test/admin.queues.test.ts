@@ -35,6 +35,8 @@ describe('Admin: queues', () => {
       retry: undefined,
       leaseTimeoutMs: undefined,
       consumers: 0,
+      retentionMaxAgeMs: 7 * 24 * 3_600_000,
+      retentionMaxCount: 0,
     });
 
     expect(await admin.pauseQueue('email')).toMatchObject({ name: 'email', paused: true });
