@@ -14,6 +14,9 @@ import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { DispatchLimits } from './dispatch-limits.js';
+import { explainJob, type Explanation } from './explain.js';
+import { hasGroupPolicy, limitsToJson, type QueueLimits } from '../domain/queue-limits.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -110,6 +113,8 @@ export class Broker {
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
   private readonly dispatcher: Dispatcher;
+  /** Rate, concurrency and fairness limits of the queues that have them (dispatch-limits.ts). */
+  private readonly limits: DispatchLimits;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
   private readonly leaseOwners = new Map<string, ConsumeSession>();
@@ -150,6 +155,8 @@ export class Broker {
       () => this.commits.schedule(),
       (claims) => this.onDelivered(claims),
     );
+    this.limits = new DispatchLimits(this.store, this.queues, clock, (queue) => this.dispatcher.markReady(queue));
+    this.dispatcher.setLimits(this.limits);
     this.commits.setHooks({
       beforeCommit: (now) => {
         const claims = this.dispatcher.claim(now);
@@ -211,6 +218,8 @@ export class Broker {
       })();
       this.log.warn({ jobs: orphaned.length }, 'released leases left by a broker that did not shut down cleanly');
     }
+    // After the orphaned leases are gone: limiters count the slots still held.
+    this.limits.syncAll();
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
     this.setState('serving');
@@ -305,7 +314,8 @@ export class Broker {
       retry: input.retry ? JSON.stringify(input.retry) : null,
       leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
       dedupKey: input.dedupKey ?? null,
-      groupKey: input.groupKey ?? null,
+      // '': the group of jobs without a key, in a queue that dispatches by group (migration 4).
+      groupKey: input.groupKey ?? (this.queues.hasGroupPolicy(input.queue) ? '' : null),
       inherits: (input.maxAttempts === undefined ? INHERITS_MAX_ATTEMPTS : 0) | (input.leaseTimeoutMs === undefined ? INHERITS_LEASE_TIMEOUT : 0),
     };
     return { index, job, state };
@@ -333,6 +343,8 @@ export class Broker {
       if (isTerminal(before.state)) throw failedPrecondition(`job ${id} is ${before.state} and cannot be cancelled`);
       const result = this.store.cancel(id, reason || null, now);
       if (!result.ok) throw failedPrecondition(`job ${id} changed while cancelling; try again`);
+      if (before.state === JobState.Active) this.limits.leaseEnded(id, false);
+      else if (before.state === JobState.Scheduled) this.limits.retryEnded(id);
       return { row: result.value, leaseId: before.lease_id };
     });
     if (outcome.leaseId) {
@@ -401,6 +413,7 @@ export class Broker {
         leases.map(([jobId, leaseId]) => {
           const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
           if (released) {
+            this.limits.leaseEnded(jobId, false);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
           }
@@ -469,6 +482,7 @@ export class Broker {
     return acks.map((a, i) => {
       const attempt = attempts[i];
       if (attempt === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      this.limits.leaseEnded(a.jobId, false);
       this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
@@ -485,6 +499,7 @@ export class Broker {
     const message = n.error || '(no error message)';
     const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
     if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
+    this.limits.leaseEnded(n.jobId, !dies);
     if (!dies) this.scheduledTimer.armAt(runAt);
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
@@ -502,6 +517,7 @@ export class Broker {
     const reason = r.reason || 'released by the worker';
     const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
     if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
+    this.limits.leaseEnded(r.jobId, false);
     this.dispatcher.markReady(released.queue, released.type);
     this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
     return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
@@ -549,6 +565,7 @@ export class Broker {
       work: (now) => {
         const promoted = this.store.promoteDue(now, TIMER_BATCH);
         for (const { id, queue, type, attempt } of promoted) {
+          this.limits.retryEnded(id);
           this.dispatcher.markReady(queue, type);
           this.recordChange({ jobId: id, state: JobState.Pending, attempt, at: now });
         }
@@ -568,6 +585,7 @@ export class Broker {
         const results = expired.map(({ id, lease_id }) => {
           const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
           if (released) {
+            this.limits.leaseEnded(id, false);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }
@@ -645,7 +663,7 @@ export class Broker {
 
   async updateQueue(
     name: string,
-    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number },
+    changes: { maxAttempts?: number; retry?: PartialRetryPolicy; leaseTimeoutMs?: number; limits?: QueueLimits },
     createIfMissing = false,
   ): Promise<QueueInfo> {
     this.assertQueueExists(name, createIfMissing);
@@ -657,6 +675,15 @@ export class Broker {
         retry: changes.retry ? JSON.stringify({ ...this.queues.get(name)?.retry, ...changes.retry }) : null,
         leaseTimeoutMs: changes.leaseTimeoutMs ?? null,
       });
+      if (changes.limits) {
+        // Limits replace the previous ones as a whole. The mirror changes inside the flush, so
+        // every later flush inserts and dispatches under the new limits (jobs without a group
+        // key must get the key '' from the same commit on).
+        this.store.limits.setQueueLimits(name, limitsToJson(changes.limits));
+        if (hasGroupPolicy(changes.limits)) this.store.limits.assignDefaultGroup(name);
+        this.queues.refresh(name);
+        this.limits.sync(name);
+      }
       // One rule for every queue default: it applies to the queue's unfinished jobs that did
       // not set their own (retry policies are read at failure time, these two are rewritten).
       return this.store.applyQueueDefaults(name, { maxAttempts: changes.maxAttempts, leaseTimeoutMs: changes.leaseTimeoutMs });
@@ -664,6 +691,9 @@ export class Broker {
       if (jobs > 0) this.log.info({ queue: name, jobs }, 'new queue defaults applied to unfinished jobs');
     });
     this.queues.refresh(name);
+    if (changes.limits) {
+      this.log.info({ queue: name, limits: changes.limits }, 'queue limits changed');
+    }
     return this.getQueue(name);
   }
 
@@ -693,7 +723,20 @@ export class Broker {
     } finally {
       // Rolled back (or re-created by an enqueue in the same flush): mirror what the store has.
       this.queues.refresh(name);
+      this.limits.sync(name);
     }
+  }
+
+  /** Why a job is (not) running: structured reasons and a summary line (explain.ts). */
+  explainJob(id: string): Explanation {
+    const row = this.getJob(id);
+    return explainJob(row, {
+      store: this.store,
+      queues: this.queues,
+      limits: this.limits,
+      subscribersOf: (queue) => this.dispatcher.subscribersOf(queue),
+      now: this.clock.now(),
+    });
   }
 
   listJobs(filter: JobFilter, limit: number, beforeSeq?: number): JobRow[] {
@@ -784,6 +827,7 @@ export class Broker {
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();
+    this.limits.stop();
     this.walSync?.close();
     closeDatabase(this.db);
     this.setState('stopped');
@@ -811,5 +855,5 @@ function emptyCounts(): Record<JobState, number> {
 }
 
 function defaultSettings(name: string): QueueSettings {
-  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined };
+  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, limits: undefined };
 }

@@ -2,6 +2,7 @@ import type { ClaimedJob, JobStore, ReadyRef } from '../store/job-store.js';
 import type { AfterCommit } from './group-commit.js';
 import type { ConsumeSession } from './consume-session.js';
 import type { QueueRegistry } from './queue-registry.js';
+import type { DispatchLimits } from './dispatch-limits.js';
 
 /** Most jobs claimed in one flush; more work triggers another flush right away. */
 const MAX_CLAIMS_PER_FLUSH = 1000;
@@ -45,6 +46,13 @@ export class Dispatcher {
     private readonly requestFlush: () => void,
     private readonly onDelivered: (claims: readonly Claim[]) => void,
   ) {}
+
+  /** Queues with rate/concurrency/fairness limits take the limited path (set once by the broker). */
+  private limits: DispatchLimits | undefined;
+
+  setLimits(limits: DispatchLimits): void {
+    this.limits = limits;
+  }
 
   addSession(session: ConsumeSession): void {
     const { queues, types } = session.subscription;
@@ -94,6 +102,15 @@ export class Dispatcher {
     this.enabled = false;
   }
 
+  /** The subscriptions (types and worker ids) of a queue's streams, for explain. */
+  subscribersOf(queue: string): { types: string[]; workerIds: string[] }[] {
+    const out: { types: string[]; workerIds: string[] }[] = [];
+    for (const g of this.groupsByQueue.get(queue) ?? []) {
+      out.push({ types: g.types, workerIds: g.sessions.map((s) => s.subscription.workerId) });
+    }
+    return out;
+  }
+
   /** Number of streams subscribed to a queue. */
   consumersOf(queue: string): number {
     let n = 0;
@@ -119,7 +136,11 @@ export class Dispatcher {
         if (claims.length > 0) this.onDelivered(claims);
       },
       rolledBack: () => {
-        for (const { session } of claims) session.credit.refund();
+        for (const { session, job } of claims) {
+          session.credit.refund();
+          // The lease never existed: give its concurrency slot back.
+          this.limits?.leaseEnded(job.id, false);
+        }
         for (const group of this.groups.values()) for (const q of group.queues) group.maybeReady.add(q);
       },
     };
@@ -133,18 +154,6 @@ export class Dispatcher {
     for (const s of ready) credit += s.credit.available;
     const want = Math.min(credit, budget);
 
-    // Peek each queue's head, then merge by priority and age: FIFO inside a level holds
-    // across the group's queues because seq is global insertion order.
-    const refs: ReadyRef[] = [];
-    for (const queue of group.queues) {
-      if (!group.maybeReady.has(queue) || this.queues.isPaused(queue)) continue;
-      const head = this.store.peekReady(queue, want, group.types);
-      if (head.length < want) group.maybeReady.delete(queue);
-      for (const ref of head) refs.push(ref);
-    }
-    if (refs.length === 0) return 0;
-    if (group.queues.length > 1) refs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
-
     // Round-robin over streams with credit: nobody gets a second job while another stream
     // with credit has not had its first. Jobs are assigned here and then claimed with one
     // statement per stream.
@@ -153,25 +162,73 @@ export class Dispatcher {
     let planned = 0;
     let cursor = group.cursor % ready.length;
     let idle = 0;
-    for (const ref of refs) {
-      if (planned >= want) break;
-      let chosen = -1;
+    const pick = (): number => {
       while (idle < ready.length) {
         const candidate = cursor;
         cursor = (cursor + 1) % ready.length;
         if (left[candidate]! > 0) {
-          chosen = candidate;
           idle = 0;
-          break;
+          return candidate;
         }
         idle++;
       }
+      return -1;
+    };
+    let taken = 0;
+
+    // Peek each queue's head, then merge by priority and age: FIFO inside a level holds
+    // across the group's queues because seq is global insertion order. Queues with limits
+    // decide themselves what may start and claim it at once (queue-limiter.ts).
+    const refs: ReadyRef[] = [];
+    for (const queue of group.queues) {
+      if (!group.maybeReady.has(queue) || this.queues.isPaused(queue)) continue;
+      if (taken >= want) break;
+      const limiter = this.limits?.get(queue);
+      if (limiter) {
+        const outcome = limiter.claim({
+          now,
+          want: want - taken,
+          types: group.types,
+          claim: (seqs) => {
+            const jobs: ClaimedJob[] = [];
+            for (const seq of seqs) {
+              const i = pick();
+              if (i < 0) break;
+              const session = ready[i]!;
+              const leasePrefix = `${this.bootId}.${(++this.leaseCounter).toString(36)}.`;
+              const [job] = this.store.claim([seq], leasePrefix, session.subscription.workerId, now);
+              if (!job) continue;
+              left[i]!--;
+              session.credit.take();
+              claims.push({ session, job });
+              jobs.push(job);
+              taken++;
+            }
+            return jobs;
+          },
+        });
+        if (outcome.more === 'idle') group.maybeReady.delete(queue);
+        else if (outcome.more === 'again') this.requestFlush();
+        continue;
+      }
+      const head = this.store.peekReady(queue, want - taken, group.types);
+      if (head.length < want - taken) group.maybeReady.delete(queue);
+      for (const ref of head) refs.push(ref);
+    }
+    if (refs.length === 0) {
+      group.cursor = cursor;
+      return taken;
+    }
+    if (group.queues.length > 1) refs.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+
+    for (const ref of refs) {
+      if (planned >= want - taken) break;
+      const chosen = pick();
       if (chosen < 0) break;
       left[chosen]!--;
       assigned[chosen]!.push(ref.seq);
       planned++;
     }
-    let taken = 0;
     for (let i = 0; i < ready.length; i++) {
       const seqs = assigned[i]!;
       if (seqs.length === 0) continue;

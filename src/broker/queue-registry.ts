@@ -1,5 +1,6 @@
 import type { JobStore, QueueRow } from '../store/job-store.js';
 import type { PartialRetryPolicy } from '../domain/backoff.js';
+import { hasGroupPolicy, limitsFromJson, type QueueLimits } from '../domain/queue-limits.js';
 
 export interface QueueSettings {
   name: string;
@@ -7,6 +8,8 @@ export interface QueueSettings {
   maxAttempts: number | undefined;
   retry: PartialRetryPolicy | undefined;
   leaseTimeoutMs: number | undefined;
+  /** Dispatch limits; undefined = none (the dispatcher's fast path). */
+  limits: QueueLimits | undefined;
 }
 
 /**
@@ -30,6 +33,15 @@ export class QueueRegistry {
 
   isPaused(name: string): boolean {
     return this.queues.get(name)?.paused ?? false;
+  }
+
+  limitsOf(name: string): QueueLimits | undefined {
+    return this.queues.get(name)?.limits;
+  }
+
+  /** Jobs without a group key are stored with the key '' in such a queue (see migration 4). */
+  hasGroupPolicy(name: string): boolean {
+    return hasGroupPolicy(this.queues.get(name)?.limits);
   }
 
   names(): string[] {
@@ -63,5 +75,6 @@ function fromRow(row: QueueRow): QueueSettings {
     maxAttempts: row.max_attempts ?? undefined,
     retry: row.retry ? (JSON.parse(row.retry) as PartialRetryPolicy) : undefined,
     leaseTimeoutMs: row.lease_timeout_ms ?? undefined,
+    limits: limitsFromJson(row.limits),
   };
 }

@@ -14,6 +14,7 @@ import type {
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import { decodePageToken, encodePageToken, jobToWire, pageSize, retryToWire, stateFilterFromWire } from './convert.js';
 import { toServiceError } from './status.js';
+import { limitsFromWire, limitsToWire } from './limits-wire.js';
 
 /** Wraps a synchronous or async handler body: one error path for every admin RPC. */
 function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Promise<Res>) {
@@ -36,6 +37,7 @@ function queueToWire(q: QueueInfo): Queue {
     retry: retryToWire(q.settings.retry),
     leaseTimeoutMs: q.settings.leaseTimeoutMs ?? 0,
     consumers: q.consumers,
+    limits: limitsToWire(q.settings.limits),
   };
 }
 
@@ -69,10 +71,12 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
       const name = validateQueueName(req.queue);
       if (req.leaseTimeoutMs !== 0 && req.leaseTimeoutMs < 50) throw invalidArgument(`lease_timeout_ms must be >= 50, got ${req.leaseTimeoutMs}`);
       const retry = req.retry && validateRetryPolicy(req.retry);
+      const limits = req.limits && limitsFromWire(req.limits);
       const info = await broker.updateQueue(name, {
         maxAttempts: req.maxAttempts || undefined,
         retry,
         leaseTimeoutMs: req.leaseTimeoutMs || undefined,
+        limits,
       }, req.createIfMissing);
       return queueToWire(info);
     }),

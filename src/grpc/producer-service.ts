@@ -9,6 +9,8 @@ import type {
   EnqueueBatchResponse,
   EnqueueRequest,
   EnqueueResponse,
+  ExplainJobRequest,
+  ExplainJobResponse,
   GetJobRequest,
   JobEvent,
   ProducerServiceServer,
@@ -17,6 +19,7 @@ import type {
 import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import { jobToWire, jsonValue, stateToWire } from './convert.js';
 import { parseEnqueueRequest } from './enqueue-input.js';
+import { explanationToWire } from './limits-wire.js';
 import { grpcCode, toServiceError } from './status.js';
 
 export function producerService(broker: Broker, log: Logger): ProducerServiceServer {
@@ -89,6 +92,15 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
         callback(null, jobToWire(broker.getJob(call.request.id)));
       } catch (error) {
         fail(callback, error, { rpc: 'GetJob', jobId: call.request.id });
+      }
+    },
+
+    explainJob(call: ServerUnaryCall<ExplainJobRequest, ExplainJobResponse>, callback: sendUnaryData<ExplainJobResponse>) {
+      try {
+        if (!call.request.id) throw invalidArgument('id is required');
+        callback(null, explanationToWire(broker.explainJob(call.request.id)));
+      } catch (error) {
+        fail(callback, error, { rpc: 'ExplainJob', jobId: call.request.id });
       }
     },
 

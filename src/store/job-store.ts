@@ -94,6 +94,24 @@ export interface QueueRow {
   retry: string | null;
   lease_timeout_ms: number | null;
   created_at: number;
+  /** JSON (src/domain/queue-limits.ts) or null. */
+  limits: string | null;
+}
+
+/** A ready job as the limited dispatch paths see it. */
+export interface ReadyJobRef {
+  seq: number;
+  priority: number;
+  run_at: number;
+  group_key: string | null;
+}
+
+/** A job holding a concurrency slot: active, or waiting for a retry (attempt > 0). */
+export interface SlotHolder {
+  seq: number;
+  created_at: number;
+  group_key: string | null;
+  state: 'active' | 'scheduled';
 }
 
 export interface JobFilter {
@@ -169,7 +187,11 @@ export class JobStore {
   private readonly listStatements = new Map<string, Statement>();
   private readonly deadLetterStatements = new Map<string, Statement>();
 
+  /** Statements of the limited dispatch paths (rate, concurrency, fairness, explain). */
+  readonly limits: LimitQueries;
+
   constructor(readonly db: Db) {
+    this.limits = new LimitQueries(db);
     const p = (sql: string): Statement => db.prepare(sql);
     this.s = {
       insert: p(INSERT_SQL + INSERT_ROW),
@@ -595,6 +617,102 @@ export class JobStore {
     this.s.deleteQueue.run(name);
     this.s.deleteQueueCounts.run(name);
     return deleted;
+  }
+}
+
+/**
+ * Dispatch limits (migration 4). Kept apart from the class body above so the core statements
+ * stay in one place; every statement here serves only queues with limits.
+ */
+export class LimitQueries {
+  private readonly statements = new Map<string, Statement>();
+
+  constructor(private readonly db: Db) {}
+
+  private stmt(sql: string): Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  /** Types filter as SQL (empty list = every type). */
+  private static types(types: readonly string[] | undefined): string {
+    return types && types.length > 0 ? ` AND type IN (SELECT value FROM json_each(@types))` : '';
+  }
+
+  /**
+   * The first group key after `after` (undefined: the first one) with a ready job at this
+   * level: one seek in jobs_group_ready.
+   */
+  nextReadyGroup(queue: string, priority: number, after: string | undefined, types?: readonly string[]): string | undefined {
+    const sql = `SELECT group_key FROM jobs INDEXED BY jobs_group_ready
+      WHERE queue = @queue AND state = 'pending' AND group_key IS NOT NULL AND priority = @priority
+      AND group_key ${after === undefined ? '>=' : '>'} @after${LimitQueries.types(types)} ORDER BY group_key LIMIT 1`;
+    const row = this.stmt(sql).get({ queue, priority, after: after ?? '', types: types?.length ? JSON.stringify(types) : undefined }) as
+      | { group_key: string }
+      | undefined;
+    return row?.group_key;
+  }
+
+  /** The oldest ready jobs of one group at one level, FIFO. */
+  groupHeads(queue: string, priority: number, groupKey: string, limit: number, types?: readonly string[]): number[] {
+    const sql = `SELECT seq FROM jobs INDEXED BY jobs_group_ready
+      WHERE queue = @queue AND state = 'pending' AND group_key = @groupKey AND priority = @priority${LimitQueries.types(types)}
+      ORDER BY seq LIMIT ${int(limit)}`;
+    return (this.stmt(sql).all({ queue, priority, groupKey, types: types?.length ? JSON.stringify(types) : undefined }) as { seq: number }[]).map(
+      (r) => r.seq,
+    );
+  }
+
+  /** The oldest ready jobs of one level of a queue (aging looks at these). */
+  levelHeads(queue: string, priority: number, limit: number, types?: readonly string[]): ReadyJobRef[] {
+    const sql = `SELECT seq, priority, run_at, group_key FROM jobs INDEXED BY jobs_ready
+      WHERE queue = @queue AND state = 'pending' AND priority = @priority${LimitQueries.types(types)} ORDER BY seq LIMIT ${int(limit)}`;
+    return this.stmt(sql).all({ queue, priority, types: types?.length ? JSON.stringify(types) : undefined }) as ReadyJobRef[];
+  }
+
+  /** Jobs of a queue that hold concurrency slots (when limits are set or the broker starts). */
+  slotHolders(queue: string): SlotHolder[] {
+    const active = this.stmt(`SELECT seq, created_at, group_key, state FROM jobs INDEXED BY jobs_leases
+      WHERE state = 'active' AND queue = ?`).all(queue) as SlotHolder[];
+    const retrying = this.stmt(`SELECT seq, created_at, group_key, state FROM jobs INDEXED BY jobs_scheduled
+      WHERE state = 'scheduled' AND queue = ? AND attempt > 0`).all(queue) as SlotHolder[];
+    return [...active, ...retrying];
+  }
+
+  /** A queue gains a group policy: its unfinished (and dead, replayable) jobs without a key join the group ''. */
+  assignDefaultGroup(queue: string): number {
+    return this.stmt(`UPDATE jobs SET group_key = '' WHERE queue = ? AND group_key IS NULL
+      AND state IN ('scheduled','pending','active','dead')`).run(queue).changes;
+  }
+
+  setQueueLimits(queue: string, limits: string | null): void {
+    this.stmt(`UPDATE queues SET limits = ? WHERE name = ?`).run(limits, queue);
+  }
+
+  /**
+   * Ready jobs of the queue served before this one (higher level, or same level and older),
+   * counted up to `cap` (the answer is then a lower bound of the real count).
+   */
+  readyAhead(queue: string, priority: number, seq: number, cap: number): number {
+    const sql = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = @queue AND state = 'pending'
+      AND (priority > @priority OR (priority = @priority AND seq < @seq)) LIMIT ${int(cap)})`;
+    return (this.stmt(sql).get({ queue, priority, seq }) as { n: number }).n;
+  }
+
+  /** Ready jobs of one group ahead of this one (same or higher level), up to `cap`. */
+  groupAhead(queue: string, groupKey: string, priority: number, seq: number, cap: number): number {
+    const sql = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE queue = @queue AND state = 'pending' AND group_key = @groupKey
+      AND (priority > @priority OR (priority = @priority AND seq < @seq)) LIMIT ${int(cap)})`;
+    return (this.stmt(sql).get({ queue, groupKey, priority, seq }) as { n: number }).n;
+  }
+
+  /** The oldest job of the group waiting for its retry backoff, if any. */
+  retryingInGroup(queue: string, groupKey: string): { seq: number; created_at: number; run_at: number } | undefined {
+    return this.stmt(`SELECT seq, created_at, run_at FROM jobs INDEXED BY jobs_scheduled
+      WHERE state = 'scheduled' AND queue = ? AND group_key = ? AND attempt > 0 ORDER BY seq LIMIT 1`).get(queue, groupKey) as
+      | { seq: number; created_at: number; run_at: number }
+      | undefined;
   }
 }
 

@@ -106,6 +106,19 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN inherits INTEGER NOT NULL DEFAULT 0 CHECK (inherits BETWEEN 0 AND 3);
   `,
+  // 4: dispatch limits per queue (rate, concurrency, fairness across group keys, aging).
+  //
+  // The limits are one JSON column (src/domain/queue-limits.ts), read into the QueueRegistry.
+  // Round-robin across group keys walks the ready jobs of a queue and level by group key, one
+  // index seek per group, so no group list is kept in memory. The index is partial on
+  // group_key IS NOT NULL: jobs without a key do not pay for it. In a queue with a group
+  // policy, jobs without a key get the key '' (the group of jobs without a key; see
+  // Broker.updateQueue), so the walk sees them too.
+  `
+  ALTER TABLE queues ADD COLUMN limits TEXT;
+  CREATE INDEX jobs_group_ready ON jobs (queue, priority DESC, group_key, seq)
+    WHERE state = 'pending' AND group_key IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -2,7 +2,10 @@ import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { guardedCall, type CallLimits } from './call.js';
 import { JobState } from './gen/sluice/v1/job.js';
-import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, WorkerStream } from './gen/sluice/v1/admin.js';
+import { QueueLimits as WireQueueLimits, type DeadLetterFilter as WireDeadLetterFilter, type ListJobsResponse, type Queue as WireQueue, type WorkerStream } from './gen/sluice/v1/admin.js';
+import type { DeepPartial } from './gen/sluice/v1/job.js';
+import type { ExplainJobResponse } from './gen/sluice/v1/producer.js';
+import { toJobExplanation, type JobExplanation } from './explain.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
 import { toJobInfo } from './wire.js';
 
@@ -23,6 +26,8 @@ export interface QueueInfo {
   leaseTimeoutMs: number | undefined;
   /** Worker streams subscribed to the queue right now. */
   consumers: number;
+  /** Dispatch limits (rate, concurrency, fairness, aging); undefined = none. */
+  limits: WireQueueLimits | undefined;
 }
 
 /** New defaults for a queue; fields left out keep their value. */
@@ -30,6 +35,8 @@ export interface QueueDefaults {
   maxAttempts?: number;
   retry?: BackoffOptions;
   leaseTimeoutMs?: number;
+  /** Dispatch limits, replacing the current ones as a whole ({} = none); see README "Limits". */
+  limits?: DeepPartial<WireQueueLimits>;
 }
 
 /** Which jobs `listJobs` returns (all fields optional, combined with AND). */
@@ -132,8 +139,14 @@ export class Admin {
       retry: defaults.retry,
       leaseTimeoutMs: defaults.leaseTimeoutMs ?? 0,
       createIfMissing: options.createIfMissing ?? false,
+      limits: defaults.limits ? WireQueueLimits.fromPartial(defaults.limits) : undefined,
     };
     return toQueueInfo(await this.call<WireQueue>((o, cb) => this.clients.admin.updateQueue(req, this.clients.metadata, o, cb)));
+  }
+
+  /** Why a job is (not) running: the same answer as `producer.explain(id)`. */
+  async explain(id: string): Promise<JobExplanation> {
+    return toJobExplanation(await this.call<ExplainJobResponse>((o, cb) => this.clients.producer.explainJob({ id }, this.clients.metadata, o, cb)));
   }
 
   /**
@@ -233,6 +246,7 @@ function toQueueInfo(q: WireQueue): QueueInfo {
     retry: q.retry ? stripUndefined({ initialMs: q.retry.initialMs, multiplier: q.retry.multiplier, maxMs: q.retry.maxMs, jitter: q.retry.jitter }) : undefined,
     leaseTimeoutMs: q.leaseTimeoutMs || undefined,
     consumers: q.consumers,
+    limits: q.limits,
   };
 }
 

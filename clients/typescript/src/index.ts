@@ -14,3 +14,4 @@ export type { BatcherOptions } from './enqueue-batcher.js';
 export { connect, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, type ConnectionOptions, type SluiceClients, type TlsOptions } from './connect.js';
 export * from './errors.js';
 export type * from './types.js';
+export type { JobExplanation, ExplainReasonInfo, ExplainReasonName } from './explain.js';

@@ -4,9 +4,10 @@ import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
 import { fromGrpcError } from './errors.js';
 import { guardedCall, type CallLimits } from './call.js';
 import type { Job } from './gen/sluice/v1/job.js';
-import type { EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
+import type { EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, ExplainJobResponse, JobEvent as WireJobEvent } from './gen/sluice/v1/producer.js';
 import type { BatchItem, EnqueueArgs, EnqueuedJob, EnqueueOptions, JobEvent, JobInfo, JobMap, QueueName } from './types.js';
 import { stateName, toEnqueueRequest, toJobEvent, toJobInfo } from './wire.js';
+import { toJobExplanation, type JobExplanation } from './explain.js';
 
 export interface ProducerOptions extends ConnectionOptions {
   /** How concurrent `enqueue()` calls are coalesced on the wire. */
@@ -80,6 +81,18 @@ export class Producer<J extends object = JobMap> {
   async getJob<P = unknown>(id: string): Promise<JobInfo<P>> {
     const job = await guardedCall<Job>(this.clients.reachability, this.limits, (o, cb) => this.clients.producer.getJob({ id }, this.clients.metadata, o, cb));
     return toJobInfo<P>(job);
+  }
+
+  /**
+   * Why the job is (not) running: scheduled, paused queue, rate or concurrency limit, no
+   * worker for its type, leased to a worker, or finished with its last error. Rejects with
+   * NotFoundError for an unknown id.
+   */
+  async explain(id: string): Promise<JobExplanation> {
+    const r = await new Promise<ExplainJobResponse>((resolve, reject) =>
+      this.clients.producer.explainJob({ id }, this.clients.metadata, this.callOptions(), (e, res) => (e ? reject(fromGrpcError(e)) : resolve(res))),
+    );
+    return toJobExplanation(r);
   }
 
   /**

@@ -61,6 +61,8 @@ export interface Queue {
   leaseTimeoutMs: number;
   /** Worker streams subscribed to this queue right now. */
   consumers: number;
+  /** Dispatch limits (issue 10). */
+  limits: QueueLimits | undefined;
 }
 
 /** No filter yet. */
@@ -107,6 +109,57 @@ export interface UpdateQueueRequest {
   leaseTimeoutMs: number;
   /** Create the queue with these defaults when it does not exist, instead of answering NOT_FOUND. */
   createIfMissing: boolean;
+  /** New dispatch limits, replacing the current ones as a whole (unset = keep; {} = no limits). */
+  limits: QueueLimits | undefined;
+}
+
+/** A token bucket: `count` jobs per `interval_ms`, at most `burst` at once. */
+export interface RateLimit {
+  /** Tokens per interval, >= 1. */
+  count: number;
+  /** Interval in milliseconds, 10 ms .. 7 days. */
+  intervalMs: number;
+  /** Bucket size (0 = count). */
+  burst: number;
+}
+
+/** How a queue hands out its ready jobs. Every field is optional (0/unset = no limit). */
+export interface QueueLimits {
+  /** Rate limit for the whole queue. */
+  rate:
+    | RateLimit
+    | undefined;
+  /** Rate limit for each group_key separately (jobs without a key are one group). */
+  groupRate:
+    | RateLimit
+    | undefined;
+  /** Most active (leased) jobs of the whole queue. */
+  concurrency: number;
+  /** Most active jobs per group_key; 1 = strict per-key order. */
+  groupConcurrency: number;
+  /** Round-robin across group keys inside a priority level (implied by any group setting). */
+  fairGroups: boolean;
+  /** Jobs a group starts per round-robin turn (default 1). */
+  groupWeights: { [key: string]: number };
+  /** Starvation guard: a ready job is served one priority level higher per aging_ms waited (0 = off). */
+  agingMs: number;
+  /**
+   * With group_concurrency: let later jobs of a key run while an earlier one waits for its
+   * retry backoff (default false: the retrying job keeps its slot, per-key order holds).
+   */
+  retryOvertake: boolean;
+  /** Per-key rate limits replacing group_rate for those keys. */
+  groupRates: { [key: string]: RateLimit };
+}
+
+export interface QueueLimits_GroupWeightsEntry {
+  key: string;
+  value: number;
+}
+
+export interface QueueLimits_GroupRatesEntry {
+  key: string;
+  value: RateLimit | undefined;
 }
 
 /** Which queue to delete. */
@@ -396,6 +449,7 @@ function createBaseQueue(): Queue {
     retry: undefined,
     leaseTimeoutMs: 0,
     consumers: 0,
+    limits: undefined,
   };
 }
 
@@ -421,6 +475,9 @@ export const Queue: MessageFns<Queue> = {
     }
     if (message.consumers !== 0) {
       writer.uint32(56).uint32(message.consumers);
+    }
+    if (message.limits !== undefined) {
+      QueueLimits.encode(message.limits, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -494,6 +551,14 @@ export const Queue: MessageFns<Queue> = {
             message.consumers = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.limits = QueueLimits.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -523,6 +588,7 @@ export const Queue: MessageFns<Queue> = {
         ? globalThis.Number(object.lease_timeout_ms)
         : 0,
       consumers: isSet(object.consumers) ? globalThis.Number(object.consumers) : 0,
+      limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
     };
   },
 
@@ -549,6 +615,9 @@ export const Queue: MessageFns<Queue> = {
     if (message.consumers !== 0) {
       obj.consumers = Math.round(message.consumers);
     }
+    if (message.limits !== undefined) {
+      obj.limits = QueueLimits.toJSON(message.limits);
+    }
     return obj;
   },
 
@@ -568,6 +637,9 @@ export const Queue: MessageFns<Queue> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.consumers = object.consumers ?? 0;
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? QueueLimits.fromPartial(object.limits)
+      : undefined;
     return message;
   },
 };
@@ -915,7 +987,7 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
 };
 
 function createBaseUpdateQueueRequest(): UpdateQueueRequest {
-  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, createIfMissing: false };
+  return { queue: "", maxAttempts: 0, retry: undefined, leaseTimeoutMs: 0, createIfMissing: false, limits: undefined };
 }
 
 export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
@@ -934,6 +1006,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     }
     if (message.createIfMissing !== false) {
       writer.uint32(40).bool(message.createIfMissing);
+    }
+    if (message.limits !== undefined) {
+      QueueLimits.encode(message.limits, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -991,6 +1066,14 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
             message.createIfMissing = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.limits = QueueLimits.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1105,7 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
         : isSet(object.create_if_missing)
         ? globalThis.Boolean(object.create_if_missing)
         : false,
+      limits: isSet(object.limits) ? QueueLimits.fromJSON(object.limits) : undefined,
     };
   },
 
@@ -1042,6 +1126,9 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
     if (message.createIfMissing !== false) {
       obj.createIfMissing = message.createIfMissing;
     }
+    if (message.limits !== undefined) {
+      obj.limits = QueueLimits.toJSON(message.limits);
+    }
     return obj;
   },
 
@@ -1057,6 +1144,601 @@ export const UpdateQueueRequest: MessageFns<UpdateQueueRequest> = {
       : undefined;
     message.leaseTimeoutMs = object.leaseTimeoutMs ?? 0;
     message.createIfMissing = object.createIfMissing ?? false;
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? QueueLimits.fromPartial(object.limits)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRateLimit(): RateLimit {
+  return { count: 0, intervalMs: 0, burst: 0 };
+}
+
+export const RateLimit: MessageFns<RateLimit> = {
+  encode(message: RateLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.count !== 0) {
+      writer.uint32(8).int32(message.count);
+    }
+    if (message.intervalMs !== 0) {
+      writer.uint32(16).int32(message.intervalMs);
+    }
+    if (message.burst !== 0) {
+      writer.uint32(24).int32(message.burst);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RateLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRateLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.count = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.intervalMs = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.burst = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RateLimit {
+    return {
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      intervalMs: isSet(object.intervalMs)
+        ? globalThis.Number(object.intervalMs)
+        : isSet(object.interval_ms)
+        ? globalThis.Number(object.interval_ms)
+        : 0,
+      burst: isSet(object.burst) ? globalThis.Number(object.burst) : 0,
+    };
+  },
+
+  toJSON(message: RateLimit): unknown {
+    const obj: any = {};
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.intervalMs !== 0) {
+      obj.intervalMs = Math.round(message.intervalMs);
+    }
+    if (message.burst !== 0) {
+      obj.burst = Math.round(message.burst);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RateLimit>): RateLimit {
+    return RateLimit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RateLimit>): RateLimit {
+    const message = createBaseRateLimit();
+    message.count = object.count ?? 0;
+    message.intervalMs = object.intervalMs ?? 0;
+    message.burst = object.burst ?? 0;
+    return message;
+  },
+};
+
+function createBaseQueueLimits(): QueueLimits {
+  return {
+    rate: undefined,
+    groupRate: undefined,
+    concurrency: 0,
+    groupConcurrency: 0,
+    fairGroups: false,
+    groupWeights: {},
+    agingMs: 0,
+    retryOvertake: false,
+    groupRates: {},
+  };
+}
+
+export const QueueLimits: MessageFns<QueueLimits> = {
+  encode(message: QueueLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rate !== undefined) {
+      RateLimit.encode(message.rate, writer.uint32(10).fork()).join();
+    }
+    if (message.groupRate !== undefined) {
+      RateLimit.encode(message.groupRate, writer.uint32(18).fork()).join();
+    }
+    if (message.concurrency !== 0) {
+      writer.uint32(24).int32(message.concurrency);
+    }
+    if (message.groupConcurrency !== 0) {
+      writer.uint32(32).int32(message.groupConcurrency);
+    }
+    if (message.fairGroups !== false) {
+      writer.uint32(40).bool(message.fairGroups);
+    }
+    globalThis.Object.entries(message.groupWeights).forEach(([key, value]: [string, number]) => {
+      QueueLimits_GroupWeightsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.agingMs !== 0) {
+      writer.uint32(56).int32(message.agingMs);
+    }
+    if (message.retryOvertake !== false) {
+      writer.uint32(64).bool(message.retryOvertake);
+    }
+    globalThis.Object.entries(message.groupRates).forEach(([key, value]: [string, RateLimit]) => {
+      QueueLimits_GroupRatesEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rate = RateLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupRate = RateLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.concurrency = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.groupConcurrency = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.fairGroups = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = QueueLimits_GroupWeightsEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.groupWeights[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.agingMs = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.retryOvertake = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = QueueLimits_GroupRatesEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.groupRates[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueueLimits {
+    return {
+      rate: isSet(object.rate) ? RateLimit.fromJSON(object.rate) : undefined,
+      groupRate: isSet(object.groupRate)
+        ? RateLimit.fromJSON(object.groupRate)
+        : isSet(object.group_rate)
+        ? RateLimit.fromJSON(object.group_rate)
+        : undefined,
+      concurrency: isSet(object.concurrency) ? globalThis.Number(object.concurrency) : 0,
+      groupConcurrency: isSet(object.groupConcurrency)
+        ? globalThis.Number(object.groupConcurrency)
+        : isSet(object.group_concurrency)
+        ? globalThis.Number(object.group_concurrency)
+        : 0,
+      fairGroups: isSet(object.fairGroups)
+        ? globalThis.Boolean(object.fairGroups)
+        : isSet(object.fair_groups)
+        ? globalThis.Boolean(object.fair_groups)
+        : false,
+      groupWeights: isObject(object.groupWeights)
+        ? (globalThis.Object.entries(object.groupWeights) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.group_weights)
+        ? (globalThis.Object.entries(object.group_weights) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      agingMs: isSet(object.agingMs)
+        ? globalThis.Number(object.agingMs)
+        : isSet(object.aging_ms)
+        ? globalThis.Number(object.aging_ms)
+        : 0,
+      retryOvertake: isSet(object.retryOvertake)
+        ? globalThis.Boolean(object.retryOvertake)
+        : isSet(object.retry_overtake)
+        ? globalThis.Boolean(object.retry_overtake)
+        : false,
+      groupRates: isObject(object.groupRates)
+        ? (globalThis.Object.entries(object.groupRates) as [string, any][]).reduce(
+          (acc: { [key: string]: RateLimit }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: RateLimit.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.group_rates)
+        ? (globalThis.Object.entries(object.group_rates) as [string, any][]).reduce(
+          (acc: { [key: string]: RateLimit }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: RateLimit.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: QueueLimits): unknown {
+    const obj: any = {};
+    if (message.rate !== undefined) {
+      obj.rate = RateLimit.toJSON(message.rate);
+    }
+    if (message.groupRate !== undefined) {
+      obj.groupRate = RateLimit.toJSON(message.groupRate);
+    }
+    if (message.concurrency !== 0) {
+      obj.concurrency = Math.round(message.concurrency);
+    }
+    if (message.groupConcurrency !== 0) {
+      obj.groupConcurrency = Math.round(message.groupConcurrency);
+    }
+    if (message.fairGroups !== false) {
+      obj.fairGroups = message.fairGroups;
+    }
+    if (message.groupWeights) {
+      const entries = globalThis.Object.entries(message.groupWeights) as [string, number][];
+      if (entries.length > 0) {
+        obj.groupWeights = {};
+        entries.forEach(([k, v]) => {
+          obj.groupWeights[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.agingMs !== 0) {
+      obj.agingMs = Math.round(message.agingMs);
+    }
+    if (message.retryOvertake !== false) {
+      obj.retryOvertake = message.retryOvertake;
+    }
+    if (message.groupRates) {
+      const entries = globalThis.Object.entries(message.groupRates) as [string, RateLimit][];
+      if (entries.length > 0) {
+        obj.groupRates = {};
+        entries.forEach(([k, v]) => {
+          obj.groupRates[k] = RateLimit.toJSON(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueueLimits>): QueueLimits {
+    return QueueLimits.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueLimits>): QueueLimits {
+    const message = createBaseQueueLimits();
+    message.rate = (object.rate !== undefined && object.rate !== null) ? RateLimit.fromPartial(object.rate) : undefined;
+    message.groupRate = (object.groupRate !== undefined && object.groupRate !== null)
+      ? RateLimit.fromPartial(object.groupRate)
+      : undefined;
+    message.concurrency = object.concurrency ?? 0;
+    message.groupConcurrency = object.groupConcurrency ?? 0;
+    message.fairGroups = object.fairGroups ?? false;
+    message.groupWeights = (globalThis.Object.entries(object.groupWeights ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.agingMs = object.agingMs ?? 0;
+    message.retryOvertake = object.retryOvertake ?? false;
+    message.groupRates = (globalThis.Object.entries(object.groupRates ?? {}) as [string, RateLimit][]).reduce(
+      (acc: { [key: string]: RateLimit }, [key, value]: [string, RateLimit]) => {
+        if (value !== undefined) {
+          acc[key] = RateLimit.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseQueueLimits_GroupWeightsEntry(): QueueLimits_GroupWeightsEntry {
+  return { key: "", value: 0 };
+}
+
+export const QueueLimits_GroupWeightsEntry: MessageFns<QueueLimits_GroupWeightsEntry> = {
+  encode(message: QueueLimits_GroupWeightsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueLimits_GroupWeightsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueLimits_GroupWeightsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueueLimits_GroupWeightsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: QueueLimits_GroupWeightsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueueLimits_GroupWeightsEntry>): QueueLimits_GroupWeightsEntry {
+    return QueueLimits_GroupWeightsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueLimits_GroupWeightsEntry>): QueueLimits_GroupWeightsEntry {
+    const message = createBaseQueueLimits_GroupWeightsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseQueueLimits_GroupRatesEntry(): QueueLimits_GroupRatesEntry {
+  return { key: "", value: undefined };
+}
+
+export const QueueLimits_GroupRatesEntry: MessageFns<QueueLimits_GroupRatesEntry> = {
+  encode(message: QueueLimits_GroupRatesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      RateLimit.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueLimits_GroupRatesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueLimits_GroupRatesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = RateLimit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueueLimits_GroupRatesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? RateLimit.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: QueueLimits_GroupRatesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = RateLimit.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueueLimits_GroupRatesEntry>): QueueLimits_GroupRatesEntry {
+    return QueueLimits_GroupRatesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueLimits_GroupRatesEntry>): QueueLimits_GroupRatesEntry {
+    const message = createBaseQueueLimits_GroupRatesEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? RateLimit.fromPartial(object.value)
+      : undefined;
     return message;
   },
 };

@@ -37,6 +37,133 @@ export const protobufPackage = "sluice.v1";
 
 export const protobufFileName = "sluice/v1/producer.proto";
 
+/** Why a job is where it is. */
+export enum ExplainReasonCode {
+  /** EXPLAIN_REASON_CODE_UNSPECIFIED - Not used. */
+  EXPLAIN_REASON_CODE_UNSPECIFIED = 0,
+  /** EXPLAIN_REASON_CODE_SCHEDULED - Waiting for run_at (a delayed job, or a retry waiting out its backoff): `at`. */
+  EXPLAIN_REASON_CODE_SCHEDULED = 1,
+  /** EXPLAIN_REASON_CODE_QUEUE_PAUSED - The queue is paused. */
+  EXPLAIN_REASON_CODE_QUEUE_PAUSED = 2,
+  /** EXPLAIN_REASON_CODE_NO_WORKER - No worker stream is subscribed to the queue and the job's type; `worker_ids` lists those subscribed with other types. */
+  EXPLAIN_REASON_CODE_NO_WORKER = 3,
+  /** EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY - The queue's concurrency cap is reached: `count` of `limit` active. */
+  EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY = 4,
+  /** EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT - The queue's rate limit has no token: next token at `at`. */
+  EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT = 5,
+  /** EXPLAIN_REASON_CODE_GROUP_CONCURRENCY - The group's concurrency cap is reached: `count` of `limit` active for `group_key`. */
+  EXPLAIN_REASON_CODE_GROUP_CONCURRENCY = 6,
+  /** EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT - The group's rate limit has no token: next token at `at`. */
+  EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT = 7,
+  /** EXPLAIN_REASON_CODE_GROUP_ORDER - An earlier job of the group is in retry backoff until `at` (per-key order across retries). */
+  EXPLAIN_REASON_CODE_GROUP_ORDER = 8,
+  /** EXPLAIN_REASON_CODE_WAITING_BEHIND - `count` ready jobs of higher or equal priority are ahead (a lower bound when count_is_lower_bound). */
+  EXPLAIN_REASON_CODE_WAITING_BEHIND = 9,
+  /** EXPLAIN_REASON_CODE_READY - Ready and first in line: delivered as soon as a subscribed stream has credit. */
+  EXPLAIN_REASON_CODE_READY = 10,
+  /** EXPLAIN_REASON_CODE_LEASED - Running: leased to `worker_ids[0]` until `at` (attempt of max_attempts). */
+  EXPLAIN_REASON_CODE_LEASED = 11,
+  /** EXPLAIN_REASON_CODE_COMPLETED - Completed at `at`. */
+  EXPLAIN_REASON_CODE_COMPLETED = 12,
+  /** EXPLAIN_REASON_CODE_DEAD - Dead since `at`, with `last_error`. */
+  EXPLAIN_REASON_CODE_DEAD = 13,
+  /** EXPLAIN_REASON_CODE_CANCELLED - Cancelled at `at`. */
+  EXPLAIN_REASON_CODE_CANCELLED = 14,
+  UNRECOGNIZED = -1,
+}
+
+export function explainReasonCodeFromJSON(object: any): ExplainReasonCode {
+  switch (object) {
+    case 0:
+    case "EXPLAIN_REASON_CODE_UNSPECIFIED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_UNSPECIFIED;
+    case 1:
+    case "EXPLAIN_REASON_CODE_SCHEDULED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_SCHEDULED;
+    case 2:
+    case "EXPLAIN_REASON_CODE_QUEUE_PAUSED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_PAUSED;
+    case 3:
+    case "EXPLAIN_REASON_CODE_NO_WORKER":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_NO_WORKER;
+    case 4:
+    case "EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY;
+    case 5:
+    case "EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT;
+    case 6:
+    case "EXPLAIN_REASON_CODE_GROUP_CONCURRENCY":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_CONCURRENCY;
+    case 7:
+    case "EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT;
+    case 8:
+    case "EXPLAIN_REASON_CODE_GROUP_ORDER":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_ORDER;
+    case 9:
+    case "EXPLAIN_REASON_CODE_WAITING_BEHIND":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_WAITING_BEHIND;
+    case 10:
+    case "EXPLAIN_REASON_CODE_READY":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_READY;
+    case 11:
+    case "EXPLAIN_REASON_CODE_LEASED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_LEASED;
+    case 12:
+    case "EXPLAIN_REASON_CODE_COMPLETED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_COMPLETED;
+    case 13:
+    case "EXPLAIN_REASON_CODE_DEAD":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_DEAD;
+    case 14:
+    case "EXPLAIN_REASON_CODE_CANCELLED":
+      return ExplainReasonCode.EXPLAIN_REASON_CODE_CANCELLED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExplainReasonCode.UNRECOGNIZED;
+  }
+}
+
+export function explainReasonCodeToJSON(object: ExplainReasonCode): string {
+  switch (object) {
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_UNSPECIFIED:
+      return "EXPLAIN_REASON_CODE_UNSPECIFIED";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_SCHEDULED:
+      return "EXPLAIN_REASON_CODE_SCHEDULED";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_PAUSED:
+      return "EXPLAIN_REASON_CODE_QUEUE_PAUSED";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_NO_WORKER:
+      return "EXPLAIN_REASON_CODE_NO_WORKER";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY:
+      return "EXPLAIN_REASON_CODE_QUEUE_CONCURRENCY";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT:
+      return "EXPLAIN_REASON_CODE_QUEUE_RATE_LIMIT";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_CONCURRENCY:
+      return "EXPLAIN_REASON_CODE_GROUP_CONCURRENCY";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT:
+      return "EXPLAIN_REASON_CODE_GROUP_RATE_LIMIT";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_GROUP_ORDER:
+      return "EXPLAIN_REASON_CODE_GROUP_ORDER";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_WAITING_BEHIND:
+      return "EXPLAIN_REASON_CODE_WAITING_BEHIND";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_READY:
+      return "EXPLAIN_REASON_CODE_READY";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_LEASED:
+      return "EXPLAIN_REASON_CODE_LEASED";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_COMPLETED:
+      return "EXPLAIN_REASON_CODE_COMPLETED";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_DEAD:
+      return "EXPLAIN_REASON_CODE_DEAD";
+    case ExplainReasonCode.EXPLAIN_REASON_CODE_CANCELLED:
+      return "EXPLAIN_REASON_CODE_CANCELLED";
+    case ExplainReasonCode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** One job to enqueue. */
 export interface EnqueueRequest {
   /** Queue name: 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit. */
@@ -165,6 +292,52 @@ export interface JobEvent {
   error: string;
   /** When the change happened. */
   at: Date | undefined;
+}
+
+/** Which job to explain. */
+export interface ExplainJobRequest {
+  /** The job id. */
+  id: string;
+}
+
+/** One reason, with the fields that apply to its code. */
+export interface ExplainReason {
+  /** What kind of reason. */
+  code: ExplainReasonCode;
+  /** The reason as a sentence. */
+  message: string;
+  /** Run time, next token, lease deadline or finish time. */
+  at:
+    | Date
+    | undefined;
+  /** Jobs ahead, or active jobs against a concurrency cap. */
+  count: number;
+  /** count stopped at a cap: there may be more. */
+  countIsLowerBound: boolean;
+  /** Concurrency cap, or tokens per interval. */
+  limit: number;
+  /** The group the reason is about. */
+  groupKey: string;
+  /** Worker holding the lease, or workers subscribed with other types. */
+  workerIds: string[];
+  /** Attempt so far. */
+  attempt: number;
+  /** Attempts allowed. */
+  maxAttempts: number;
+  /** The job's last error. */
+  lastError: string;
+}
+
+/** The explanation. */
+export interface ExplainJobResponse {
+  /** The job id. */
+  id: string;
+  /** Its state now. */
+  state: JobState;
+  /** One line for people: the state and every reason. */
+  summary: string;
+  /** The reasons, most decisive first. */
+  reasons: ExplainReason[];
 }
 
 function createBaseEnqueueRequest(): EnqueueRequest {
@@ -1436,6 +1609,453 @@ export const JobEvent: MessageFns<JobEvent> = {
   },
 };
 
+function createBaseExplainJobRequest(): ExplainJobRequest {
+  return { id: "" };
+}
+
+export const ExplainJobRequest: MessageFns<ExplainJobRequest> = {
+  encode(message: ExplainJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainJobRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ExplainJobRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainJobRequest>): ExplainJobRequest {
+    return ExplainJobRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainJobRequest>): ExplainJobRequest {
+    const message = createBaseExplainJobRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseExplainReason(): ExplainReason {
+  return {
+    code: 0,
+    message: "",
+    at: undefined,
+    count: 0,
+    countIsLowerBound: false,
+    limit: 0,
+    groupKey: "",
+    workerIds: [],
+    attempt: 0,
+    maxAttempts: 0,
+    lastError: "",
+  };
+}
+
+export const ExplainReason: MessageFns<ExplainReason> = {
+  encode(message: ExplainReason, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(26).fork()).join();
+    }
+    if (message.count !== 0) {
+      writer.uint32(32).uint32(message.count);
+    }
+    if (message.countIsLowerBound !== false) {
+      writer.uint32(40).bool(message.countIsLowerBound);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(48).uint32(message.limit);
+    }
+    if (message.groupKey !== "") {
+      writer.uint32(58).string(message.groupKey);
+    }
+    for (const v of message.workerIds) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(72).uint32(message.attempt);
+    }
+    if (message.maxAttempts !== 0) {
+      writer.uint32(80).uint32(message.maxAttempts);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(90).string(message.lastError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainReason {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainReason();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.countIsLowerBound = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.groupKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.workerIds.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.maxAttempts = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainReason {
+    return {
+      code: isSet(object.code) ? explainReasonCodeFromJSON(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      countIsLowerBound: isSet(object.countIsLowerBound)
+        ? globalThis.Boolean(object.countIsLowerBound)
+        : isSet(object.count_is_lower_bound)
+        ? globalThis.Boolean(object.count_is_lower_bound)
+        : false,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      groupKey: isSet(object.groupKey)
+        ? globalThis.String(object.groupKey)
+        : isSet(object.group_key)
+        ? globalThis.String(object.group_key)
+        : "",
+      workerIds: globalThis.Array.isArray(object?.workerIds)
+        ? object.workerIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.worker_ids)
+        ? object.worker_ids.map((e: any) => globalThis.String(e))
+        : [],
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      maxAttempts: isSet(object.maxAttempts)
+        ? globalThis.Number(object.maxAttempts)
+        : isSet(object.max_attempts)
+        ? globalThis.Number(object.max_attempts)
+        : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+    };
+  },
+
+  toJSON(message: ExplainReason): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = explainReasonCodeToJSON(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.countIsLowerBound !== false) {
+      obj.countIsLowerBound = message.countIsLowerBound;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.groupKey !== "") {
+      obj.groupKey = message.groupKey;
+    }
+    if (message.workerIds?.length) {
+      obj.workerIds = message.workerIds;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.maxAttempts !== 0) {
+      obj.maxAttempts = Math.round(message.maxAttempts);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainReason>): ExplainReason {
+    return ExplainReason.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainReason>): ExplainReason {
+    const message = createBaseExplainReason();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.at = object.at ?? undefined;
+    message.count = object.count ?? 0;
+    message.countIsLowerBound = object.countIsLowerBound ?? false;
+    message.limit = object.limit ?? 0;
+    message.groupKey = object.groupKey ?? "";
+    message.workerIds = object.workerIds?.map((e) => e) || [];
+    message.attempt = object.attempt ?? 0;
+    message.maxAttempts = object.maxAttempts ?? 0;
+    message.lastError = object.lastError ?? "";
+    return message;
+  },
+};
+
+function createBaseExplainJobResponse(): ExplainJobResponse {
+  return { id: "", state: 0, summary: "", reasons: [] };
+}
+
+export const ExplainJobResponse: MessageFns<ExplainJobResponse> = {
+  encode(message: ExplainJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.summary !== "") {
+      writer.uint32(26).string(message.summary);
+    }
+    for (const v of message.reasons) {
+      ExplainReason.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reasons.push(ExplainReason.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainJobResponse {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      state: isSet(object.state) ? jobStateFromJSON(object.state) : 0,
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+      reasons: globalThis.Array.isArray(object?.reasons)
+        ? object.reasons.map((e: any) => ExplainReason.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ExplainJobResponse): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.state !== 0) {
+      obj.state = jobStateToJSON(message.state);
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    if (message.reasons?.length) {
+      obj.reasons = message.reasons.map((e) => ExplainReason.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainJobResponse>): ExplainJobResponse {
+    return ExplainJobResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainJobResponse>): ExplainJobResponse {
+    const message = createBaseExplainJobResponse();
+    message.id = object.id ?? "";
+    message.state = object.state ?? 0;
+    message.summary = object.summary ?? "";
+    message.reasons = object.reasons?.map((e) => ExplainReason.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Producers put jobs in and follow them. */
 export type ProducerServiceService = typeof ProducerServiceService;
 export const ProducerServiceService = {
@@ -1493,6 +2113,16 @@ export const ProducerServiceService = {
     responseSerialize: (value: JobEvent): Buffer => Buffer.from(JobEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): JobEvent => JobEvent.decode(value),
   },
+  /** Why a job is (not) running: structured reasons and a one-line summary. */
+  explainJob: {
+    path: "/sluice.v1.ProducerService/ExplainJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainJobRequest): Buffer => Buffer.from(ExplainJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainJobRequest => ExplainJobRequest.decode(value),
+    responseSerialize: (value: ExplainJobResponse): Buffer => Buffer.from(ExplainJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainJobResponse => ExplainJobResponse.decode(value),
+  },
 } as const;
 
 export interface ProducerServiceServer extends UntypedServiceImplementation {
@@ -1509,6 +2139,8 @@ export interface ProducerServiceServer extends UntypedServiceImplementation {
   cancelJob: handleUnaryCall<CancelJobRequest, Job>;
   /** Stream the job's state and progress changes until it reaches a terminal state. */
   watchJob: handleServerStreamingCall<WatchJobRequest, JobEvent>;
+  /** Why a job is (not) running: structured reasons and a one-line summary. */
+  explainJob: handleUnaryCall<ExplainJobRequest, ExplainJobResponse>;
 }
 
 export interface ProducerServiceClient extends Client {
@@ -1580,6 +2212,22 @@ export interface ProducerServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<JobEvent>;
+  /** Why a job is (not) running: structured reasons and a one-line summary. */
+  explainJob(
+    request: ExplainJobRequest,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
+  explainJob(
+    request: ExplainJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
+  explainJob(
+    request: ExplainJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ProducerServiceClient = makeGenericClientConstructor(
