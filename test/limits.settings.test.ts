@@ -89,7 +89,7 @@ describe('queue limits as settings (acceptance 8)', () => {
     const workers = new AckingWorkers(b.api, { queues: ['late'] }, {
       streams: 2,
       credit: 5,
-      hold: async (d): Promise<'ack'> => {
+      hold: async (d) => {
         if (d.groupKey !== 'k') return 'ack';
         maxK = Math.max(maxK, ++activeK);
         await new Promise((r) => setImmediate(r));

@@ -28,7 +28,7 @@ export class AckingWorkers {
   constructor(
     api: Api,
     subscribe: { queues: string[]; types?: string[]; workerId?: string },
-    opts: { streams?: number; credit?: number; hold?: (d: Delivery, worker: number) => Promise<'ack' | 'nack'> | 'ack' | 'nack' } = {},
+    opts: { streams?: number; credit?: number; hold?: (d: Delivery, worker: number) => Promise<string> | string } = {},
   ) {
     const streams = opts.streams ?? 1;
     for (let w = 0; w < streams; w++) {
@@ -37,7 +37,7 @@ export class AckingWorkers {
         for (const d of m.deliveries) {
           this.started.push({ d, at: performance.now(), worker: w });
           this.poke();
-          const settle = (how: 'ack' | 'nack') => {
+          const settle = (how: string) => {
             if (how === 'ack') c.ack(d, undefined, 1);
             else c.nack(d, 'test failure', { retryAfterMs: 50, credit: 1 });
           };
