@@ -8,8 +8,9 @@ import type { ConsumeTask } from './protocol.js';
 import { RoleProcess, startProducer, startWorker, type WorkerProcess } from './role-process.js';
 import { percentileSorted, rate } from './stats.js';
 import { fileSize, MB } from './system.js';
+import { w6 } from './w6-tenants.js';
 
-export const WORKLOAD_IDS = ['W1', 'W2', 'W3', 'W4', 'W5'] as const;
+export const WORKLOAD_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'] as const;
 export type WorkloadId = (typeof WORKLOAD_IDS)[number];
 export const DEFAULT_WORKLOADS: readonly WorkloadId[] = ['W1', 'W2', 'W3', 'W4'];
 
@@ -233,7 +234,7 @@ async function w5(ctx: RunContext): Promise<Sample[]> {
   return samples;
 }
 
-export const WORKLOADS: Record<WorkloadId, (ctx: RunContext) => Promise<Sample[]>> = { W1: w1, W2: w2, W3: w3, W4: w4, W5: w5 };
+export const WORKLOADS: Record<WorkloadId, (ctx: RunContext) => Promise<Sample[]>> = { W1: w1, W2: w2, W3: w3, W4: w4, W5: w5, W6: w6 };
 
 /** Removes a data file and its -wal / -shm companions. */
 export function removeDataFile(path: string): void {

@@ -7,8 +7,8 @@ import { positiveInt } from './parse.js';
 export function benchCommand(): Command {
   const bench = new Command('bench')
     .description('benchmark: start a broker, producer and worker processes on a temp data file, run workloads W1-W4 (W5 with --workload W5 or --all), print median/min/max')
-    .option('--workload <ids>', 'workloads to run, comma separated (W1 batch enqueue + drain, W2 single enqueues, W3 end to end, W4 latency at 500 jobs/s, W5 1M queued + restart)', parseWorkloads)
-    .option('--all', 'run W1-W5')
+    .option('--workload <ids>', 'workloads to run, comma separated (W1 batch enqueue + drain, W2 single enqueues, W3 end to end, W4 latency at 500 jobs/s, W5 1M queued + restart, W6 tenants with group rate limits + 100k group keys)', parseWorkloads)
+    .option('--all', 'run W1-W6')
     .option('--runs <n>', 'repetitions of each workload', positiveInt, 3)
     .option('--jobs <n>', 'jobs in W1-W3 (W4 sends jobs/10 at 500/s, W5 enqueues 20 x jobs)', positiveInt, 50_000)
     .option('--synchronous <mode>', "the broker's SQLite synchronous mode: FULL, NORMAL, EXTRA, OFF", parseSynchronous, 'FULL')
@@ -29,9 +29,9 @@ function parseSynchronous(raw: string): string {
   return mode;
 }
 
-/** "W1,w3" -> ['W1', 'W3'] in W1..W5 order; repeated flags add up. */
+/** "W1,w3" -> ['W1', 'W3'] in W1..W6 order; repeated flags add up. */
 function parseWorkloads(raw: string, previous: string[] = []): string[] {
-  const known = ['W1', 'W2', 'W3', 'W4', 'W5'];
+  const known = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
   const ids = raw.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
   for (const id of ids) if (!known.includes(id)) throw new InvalidArgumentError(`unknown workload ${JSON.stringify(id)} (expected ${known.join(', ')}).`);
   return known.filter((k) => previous.includes(k) || ids.includes(k));
