@@ -231,6 +231,27 @@ describe('server reflection (what grpcurl needs)', () => {
     await expect(jsonCall(registry, address, 'sluice.v1.ProducerService', 'GetJob', { id: 'no-such-job' })).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
+  it('serves the README limits + explain example: UpdateQueue with limits, ExplainJob as JSON', async () => {
+    const registry = registryOf(await fetchFileClosure(v1, ['sluice.v1.ProducerService', 'sluice.v1.AdminService']));
+    const address = b.running.address;
+    const queue = (await jsonCall(registry, address, 'sluice.v1.AdminService', 'UpdateQueue', {
+      queue: 'webhooks',
+      limits: { rate: { count: 100, intervalMs: 60000 }, groupRate: { count: 10, intervalMs: 60000 }, groupConcurrency: 1 },
+    })) as Record<string, JsonValue>;
+    expect(queue.limits).toMatchObject({ rate: { count: 100, intervalMs: 60000, burst: 100 }, groupRate: { count: 10, intervalMs: 60000, burst: 10 }, groupConcurrency: 1 });
+    await expect(
+      jsonCall(registry, address, 'sluice.v1.AdminService', 'UpdateQueue', { queue: 'webhooks', limits: { rate: { count: 0, intervalMs: 60000 } } }),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+
+    const { id } = (await jsonCall(registry, address, 'sluice.v1.ProducerService', 'Enqueue', { queue: 'webhooks', payload: { url: 'https://partner.example/hook' }, delayMs: 60000 })) as { id: string };
+    const e = (await jsonCall(registry, address, 'sluice.v1.ProducerService', 'ExplainJob', { id })) as Record<string, JsonValue>;
+    expect(e.state).toBe('JOB_STATE_SCHEDULED');
+    expect(e.summary as string).toMatch(/^job \S+ \(queue "webhooks"\) is scheduled: scheduled until \d{4}-/);
+    const reasons = e.reasons as Record<string, JsonValue>[];
+    expect(reasons.map((r) => r.code)).toEqual(['EXPLAIN_REASON_CODE_SCHEDULED', 'EXPLAIN_REASON_CODE_NO_WORKER']);
+    expect(reasons[0]!.at as string).toMatch(RFC3339);
+  });
+
   it('the JSON mapping of every sluice.v1 message is readable (no bytes fields except payload_json)', async () => {
     const registry = registryOf(await fetchFileClosure(v1, ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService']));
     const messages: DescMessage[] = [];
