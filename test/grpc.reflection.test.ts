@@ -236,6 +236,7 @@ describe('server reflection (what grpcurl needs)', () => {
     const address = b.running.address;
     const queue = (await jsonCall(registry, address, 'sluice.v1.AdminService', 'UpdateQueue', {
       queue: 'webhooks',
+      createIfMissing: true,
       limits: { rate: { count: 100, intervalMs: 60000 }, groupRate: { count: 10, intervalMs: 60000 }, groupConcurrency: 1 },
     })) as Record<string, JsonValue>;
     expect(queue.limits).toMatchObject({ rate: { count: 100, intervalMs: 60000, burst: 100 }, groupRate: { count: 10, intervalMs: 60000, burst: 10 }, groupConcurrency: 1 });

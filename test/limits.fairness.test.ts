@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Priority } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import type { Delivery } from '../clients/typescript/src/gen/sluice/v1/worker.js';
+import { TestClock } from './helpers/clock.js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
-import { AckingWorkers, enqueueJobs, ManualClock, setLimits } from './helpers/limits.js';
+import { AckingWorkers, enqueueJobs, setLimits } from './helpers/limits.js';
 
 let b: TestBroker | undefined;
 afterEach(async () => {
@@ -61,7 +62,7 @@ describe('fairness between groups (acceptance 5)', () => {
 describe('starvation guard: aging (acceptance 6)', () => {
   it('a low job completes under a continuous stream of high jobs that keeps the worker busy, within 3 aging periods (+2 deliveries)', async () => {
     // Injected clock: each delivery moves time by 50 ms, so aging is exact in deliveries.
-    const clock = new ManualClock();
+    const clock = new TestClock();
     b = await startTestBroker({}, { clock });
     const api = b.api;
     const AGING_MS = 200;
@@ -94,7 +95,7 @@ describe('starvation guard: aging (acceptance 6)', () => {
   }, 90_000);
 
   it('without aging the same low job is not delivered while high jobs keep coming (the guard is what moves it)', async () => {
-    const clock = new ManualClock();
+    const clock = new TestClock();
     b = await startTestBroker({}, { clock });
     const api = b.api;
     await enqueueJobs(api, Array.from({ length: 5 }, (_, i) => ({ queue: 'busy2', payload: { i }, priority: Priority.PRIORITY_HIGH })));

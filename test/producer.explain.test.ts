@@ -4,15 +4,16 @@ import { unary } from '../clients/typescript/src/connect.js';
 import { ExplainReasonCode as C, type ExplainJobResponse, type ExplainReason } from '../clients/typescript/src/gen/sluice/v1/producer.js';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import { Producer } from '../clients/typescript/src/producer.js';
+import { TestClock } from './helpers/clock.js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { expectStatus } from './helpers/expect-status.js';
-import { ManualClock, setLimits } from './helpers/limits.js';
+import { setLimits } from './helpers/limits.js';
 
 let b: TestBroker;
-let clock: ManualClock;
+let clock: TestClock;
 beforeEach(async () => {
   // Frozen time: every "until T" and "next token at T" below is exact.
-  clock = new ManualClock();
+  clock = new TestClock();
   b = await startTestBroker({}, { clock });
 });
 afterEach(async () => {

@@ -68,7 +68,7 @@ export async function w6(ctx: RunContext): Promise<Sample[]> {
   const label = `W6 tenants: 1 x ${big / 1000}k + ${SMALL_TENANTS} x ${SMALL_JOBS}`;
   try {
     const admin = clients.admin;
-    await unary(admin.updateQueue, admin, UpdateQueueRequest.fromPartial({ queue: 'bench-w6', limits: { groupRate: TENANT_RATE } }));
+    await unary(admin.updateQueue, admin, UpdateQueueRequest.fromPartial({ queue: 'bench-w6', createIfMissing: true, limits: { groupRate: TENANT_RATE } }));
     await broker.guard(enqueueAll(clients, Array.from({ length: big }, (_, i) => ({ queue: 'bench-w6', payloadJson: Buffer.from(`{"i":${i}}`), groupKey: 'big' }))));
     ctx.note(`W6 enqueued the big tenant's ${big} jobs`);
 
@@ -110,7 +110,7 @@ export async function w6(ctx: RunContext): Promise<Sample[]> {
 
     // 100k distinct keys, one job each, per-key concurrency 1.
     const keysLabel = `W6 ${KEYS / 1000}k group keys, 1 job each`;
-    await unary(admin.updateQueue, admin, UpdateQueueRequest.fromPartial({ queue: 'bench-w6-keys', limits: { groupConcurrency: 1 } }));
+    await unary(admin.updateQueue, admin, UpdateQueueRequest.fromPartial({ queue: 'bench-w6-keys', createIfMissing: true, limits: { groupConcurrency: 1 } }));
     const rssBefore = broker.rss();
     await broker.guard(enqueueAll(clients, Array.from({ length: KEYS }, (_, i) => ({ queue: 'bench-w6-keys', payloadJson: Buffer.from('{}'), groupKey: `tenant-${i}` }))));
     const rssQueued = broker.rss();

@@ -2,11 +2,10 @@ import type { DeepPartial } from '../../clients/typescript/src/gen/sluice/v1/job
 import type { QueueLimits } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import type { Delivery } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
 import type { Api, TestConsumer } from './api.js';
-import type { Clock } from '../../src/domain/clock.js';
 
-/** Sets a queue's limits through AdminService/UpdateQueue. */
+/** Sets a queue's limits through AdminService/UpdateQueue (creating the queue if needed). */
 export function setLimits(api: Api, queue: string, limits: DeepPartial<QueueLimits>) {
-  return api.updateQueue({ queue, limits });
+  return api.updateQueue({ queue, limits, createIfMissing: true });
 }
 
 /** One record per delivery, in arrival order, with the arrival time (ms, performance clock). */
@@ -76,17 +75,6 @@ export class AckingWorkers {
 
   close(): void {
     for (const c of this.consumers) c.cancel();
-  }
-}
-
-/** A clock the test moves by hand (the broker's timers still use real delays from its readings). */
-export class ManualClock implements Clock {
-  constructor(private t = Date.parse('2030-01-01T00:00:00Z')) {}
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    this.t += ms;
   }
 }
 
