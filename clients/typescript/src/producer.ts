@@ -89,9 +89,7 @@ export class Producer<J extends object = JobMap> {
    * NotFoundError for an unknown id.
    */
   async explain(id: string): Promise<JobExplanation> {
-    const r = await new Promise<ExplainJobResponse>((resolve, reject) =>
-      this.clients.producer.explainJob({ id }, this.clients.metadata, this.callOptions(), (e, res) => (e ? reject(fromGrpcError(e)) : resolve(res))),
-    );
+    const r = await guardedCall<ExplainJobResponse>(this.clients.reachability, this.limits, (o, cb) => this.clients.producer.explainJob({ id }, this.clients.metadata, o, cb));
     return toJobExplanation(r);
   }
 
