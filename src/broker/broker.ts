@@ -14,6 +14,7 @@ import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { Throughput } from './throughput.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -109,6 +110,8 @@ export class Broker {
   readonly queues: QueueRegistry;
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
+  /** Completed/failed per second, last 15 minutes (the dashboard's chart). */
+  readonly throughput = new Throughput();
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -466,12 +469,16 @@ export class Broker {
       acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
       now,
     );
-    return acks.map((a, i) => {
+    let completed = 0;
+    const outcomes = acks.map((a, i): SettleOutcome => {
       const attempt = attempts[i];
       if (attempt === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
+      completed++;
       this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
     });
+    this.throughput.record(now, completed, 0);
+    return outcomes;
   }
 
   private nackOne(n: NackInput, now: number): SettleOutcome {
@@ -486,6 +493,7 @@ export class Broker {
     const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
     if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
     if (!dies) this.scheduledTimer.armAt(runAt);
+    this.throughput.record(now, 0, 1);
     this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
     return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
   }
@@ -568,6 +576,7 @@ export class Broker {
         const results = expired.map(({ id, lease_id }) => {
           const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now);
           if (released) {
+            this.throughput.record(now, 0, 1);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
           }
@@ -726,6 +735,16 @@ export class Broker {
         if (job.state !== JobState.Dead) throw failedPrecondition(`job ${id} is ${job.state}, not dead`);
       }
     }
+  }
+
+  /** Dead jobs grouped by last error, most frequent first. */
+  deadLetterSummary(queue: string | undefined, limit: number): { message: string; count: number; lastAt: number }[] {
+    return this.store.deadLetterSummary(queue, limit).map((r) => ({ message: r.message, count: r.n, lastAt: r.last_at }));
+  }
+
+  /** Queue name -> when its next pending job became ready (queues with nothing pending are absent). */
+  pendingSince(): Map<string, number> {
+    return new Map(this.store.pendingHeads().map((r) => [r.queue, r.run_at]));
   }
 
   listSessions(): ConsumeSession[] {

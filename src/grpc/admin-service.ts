@@ -14,6 +14,7 @@ import type {
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import { decodePageToken, encodePageToken, jobToWire, pageSize, retryToWire, stateFilterFromWire } from './convert.js';
 import { toServiceError } from './status.js';
+import { deadLetterSelection as sharedDeadLetterSelection } from '../broker/admin-input.js';
 
 /** Wraps a synchronous or async handler body: one error path for every admin RPC. */
 function unary<Req, Res>(log: Logger, rpc: string, body: (req: Req) => Res | Promise<Res>) {
@@ -48,15 +49,10 @@ function page(rows: JobRow[], size: number): ListJobsResponse {
 
 function deadLetterSelection(filter: DeadLetterFilter | undefined): DeadLetterSelection {
   if (!filter) throw invalidArgument('filter is required: name ids, a queue, or set all = true');
-  const selection: DeadLetterSelection = {};
-  if (filter.ids.length > 0) selection.ids = filter.ids;
-  if (filter.queue) selection.queue = validateQueueName(filter.queue, 'filter.queue');
-  if (filter.type) selection.type = validateTypeName(filter.type, 'filter.type');
-  if (filter.deadBefore) selection.deadBefore = filter.deadBefore.getTime();
-  const narrowed = Object.keys(selection).length > 0;
-  if (filter.all && narrowed) throw invalidArgument('filter.all selects every dead job; do not combine it with other fields');
-  if (!filter.all && !narrowed) throw invalidArgument('filter selects nothing: name ids, a queue, a type or dead_before, or set all = true');
-  return selection;
+  return sharedDeadLetterSelection(
+    { ids: filter.ids, queue: filter.queue, type: filter.type, deadBefore: filter.deadBefore?.getTime(), all: filter.all },
+    'filter.',
+  );
 }
 
 export function adminService(broker: Broker, log: Logger): AdminServiceServer {

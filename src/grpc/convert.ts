@@ -89,20 +89,5 @@ export function deliveryToWire(job: ClaimedJob, rawJson: boolean): Delivery {
   };
 }
 
-/** Keyset page tokens: opaque to clients, just the last seq. */
-export function encodePageToken(seq: number): string {
-  return Buffer.from(`seq:${seq}`).toString('base64url');
-}
-
-export function decodePageToken(token: string): number | undefined {
-  if (token === '') return undefined;
-  const match = /^seq:(\d+)$/.exec(Buffer.from(token, 'base64url').toString());
-  if (!match) throw invalidArgument('page_token is not a token returned by this API');
-  return Number(match[1]);
-}
-
-export function pageSize(requested: number): number {
-  if (requested === 0) return 100;
-  if (requested > 1000) throw invalidArgument(`page_size must be 1..1000, got ${requested}`);
-  return requested;
-}
+// Shared with the HTTP API (one set of rules for every transport).
+export { decodePageToken, encodePageToken, pageSize } from '../broker/admin-input.js';

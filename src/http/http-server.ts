@@ -5,6 +5,9 @@ import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../log.js';
 import type { Security } from '../auth/security.js';
 import type { HttpAuth } from '../auth/http-auth.js';
+import { ApiRouter } from './api/router.js';
+import { isLoopbackAddress } from './api/guard.js';
+import { DashboardFiles } from './dashboard-files.js';
 
 export interface HttpServer {
   server: Server | HttpsServer;
@@ -12,14 +15,19 @@ export interface HttpServer {
 }
 
 /**
- * Operator endpoints: /healthz for load balancers and container health checks. Every route
- * asks `auth` first (src/auth/http-auth.ts): `auth.isPublic('health')`, `auth.guard(...)`.
+ * Operator endpoints: /healthz for load balancers and container health checks, the JSON API
+ * under /api/ (api/router.ts) and the dashboard at every other path (dashboard-files.ts).
+ * Every route asks `auth` first (src/auth/http-auth.ts): `auth.isPublic('health')`,
+ * `auth.guard(...)`; the API authorizes each call with the caller's token scopes, the
+ * dashboard's files are public (the page asks for a token when the API answers 401).
  */
 export async function startHttpServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
   const auth: HttpAuth | undefined = security?.http;
+  const api = new ApiRouter(broker, log, { loopbackOnly: isLoopbackAddress(host) });
+  const dashboard = new DashboardFiles();
   const handler: RequestListener = (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'GET' && path === '/healthz') {
       if (auth && !auth.isPublic('health') && !auth.guardAny(req, res, 'read')) return;
       const serving = broker.state === 'serving';
@@ -27,8 +35,8 @@ export async function startHttpServer(broker: Broker, address: string, log: Logg
       res.end(JSON.stringify({ status: serving ? 'SERVING' : 'NOT_SERVING', state: broker.state }));
       return;
     }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('not found\n');
+    if (path.startsWith('/api/')) return api.handle(req, res);
+    dashboard.serve(req, res, path);
   };
   const tls = security?.tls;
   let server: Server | HttpsServer;

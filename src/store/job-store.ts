@@ -502,6 +502,25 @@ export class JobStore {
     return this.s.countsForQueue.all(queue) as { state: JobState; n: number }[];
   }
 
+  /**
+   * Per queue, when the job at the head of its ready list became ready (run_at of the
+   * highest-priority, oldest pending job): one index seek per queue on jobs_ready.
+   */
+  pendingHeads(): { queue: string; run_at: number }[] {
+    return this.limited(`SELECT q.name AS queue, (SELECT run_at FROM jobs WHERE queue = q.name AND state = 'pending'
+                 ORDER BY priority DESC, seq LIMIT 1) AS run_at FROM queues q`)
+      .all()
+      .filter((r) => (r as { run_at: number | null }).run_at !== null) as { queue: string; run_at: number }[];
+  }
+
+  /** Dead jobs grouped by their last error, most frequent first (on the jobs_dead index). */
+  deadLetterSummary(queue: string | undefined, limit: number): { message: string; n: number; last_at: number }[] {
+    const sql = `SELECT coalesce(last_error, '') AS message, count(*) AS n, max(finished_at) AS last_at FROM jobs
+                 WHERE state = 'dead'${queue ? ' AND queue = ?' : ''} GROUP BY 1 ORDER BY n DESC, last_at DESC`;
+    const stmt = this.limited(sql, limit);
+    return (queue ? stmt.all(queue) : stmt.all()) as { message: string; n: number; last_at: number }[];
+  }
+
   /** Dead -> pending with attempts reset. Jobs whose dedup key is now held by another
    * unfinished job are skipped (OR IGNORE) rather than breaking the dedup guarantee. */
   replayDead(selection: DeadLetterSelection, now: number): { id: string; queue: string; type: string }[] {

@@ -1,0 +1,50 @@
+import { decodePageToken, encodePageToken, jobFilter, pageSize } from '../../broker/admin-input.js';
+import { invalidArgument } from '../../domain/errors.js';
+import type { JobRow } from '../../store/job-store.js';
+import type { ApiContext, Route } from './route.js';
+import { intParam, onlyFields, optionalString, queryParams, readJsonBody } from './request.js';
+import { jobJson, jobSummaryJson } from './views.js';
+
+/** A keyset page: `nextCursor` is null on the last page. */
+export function jobPage(rows: JobRow[], size: number) {
+  return {
+    jobs: rows.map(jobSummaryJson),
+    nextCursor: rows.length === size ? encodePageToken(rows[rows.length - 1]!.seq) : null,
+  };
+}
+
+const MAX_REASON = 1000;
+
+export function jobRoutes({ broker }: ApiContext): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/jobs',
+      handle: ({ url }) => {
+        const q = queryParams(url, ['queue', 'state', 'type', 'group', 'limit', 'cursor']);
+        const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
+        const filter = jobFilter({ queue: q.queue, state: q.state, type: q.type, groupKey: q.group });
+        return jobPage(broker.listJobs(filter, size, decodePageToken(q.cursor ?? '', 'cursor')), size);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/jobs/:id',
+      handle: ({ url, params }) => {
+        queryParams(url, []);
+        return jobJson(broker.getJob(params.id!));
+      },
+    },
+    {
+      method: 'POST',
+      path: '/jobs/:id/cancel',
+      handle: async ({ req, params }) => {
+        const body = await readJsonBody(req);
+        onlyFields(body, ['reason']);
+        const reason = optionalString(body, 'reason') ?? '';
+        if (reason.length > MAX_REASON) throw invalidArgument(`reason is over ${MAX_REASON} characters`);
+        return jobJson(await broker.cancelJob(params.id!, reason));
+      },
+    },
+  ];
+}

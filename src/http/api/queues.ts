@@ -1,0 +1,36 @@
+import { validateQueueName } from '../../domain/names.js';
+import type { ApiContext, Route } from './route.js';
+import { onlyFields, queryParams, readJsonBody } from './request.js';
+import { queueJson } from './views.js';
+
+export function queueRoutes({ broker }: ApiContext): Route[] {
+  const one = (name: string) => queueJson(broker.getQueue(name), broker.config, broker.pendingSince().get(name));
+  const setPaused = (paused: boolean): Route['handle'] => async ({ req, params }) => {
+    onlyFields(await readJsonBody(req), []);
+    const name = validateQueueName(params.name!);
+    broker.getQueue(name); // 404 for a queue that does not exist, as the gRPC API answers
+    await broker.setPaused(name, paused);
+    return one(name);
+  };
+  return [
+    {
+      method: 'GET',
+      path: '/queues',
+      handle: ({ url }) => {
+        queryParams(url, []);
+        const since = broker.pendingSince();
+        return { queues: broker.listQueues().map((q) => queueJson(q, broker.config, since.get(q.settings.name))) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/queues/:name',
+      handle: ({ url, params }) => {
+        queryParams(url, []);
+        return one(validateQueueName(params.name!));
+      },
+    },
+    { method: 'POST', path: '/queues/:name/pause', handle: setPaused(true) },
+    { method: 'POST', path: '/queues/:name/resume', handle: setPaused(false) },
+  ];
+}

@@ -1,0 +1,101 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Broker } from '../../broker/broker.js';
+import type { Logger } from '../../log.js';
+import { HttpError, sendError, sendJson } from './http-error.js';
+import { checkCsrf, checkHost } from './guard.js';
+import type { Route } from './route.js';
+import { queueRoutes } from './queues.js';
+import { jobRoutes } from './jobs.js';
+import { deadLetterRoutes } from './dead-letters.js';
+import { workerRoutes } from './workers.js';
+import { throughputRoutes } from './throughput.js';
+import { LiveFeed, eventRoutes } from './events.js';
+
+export const API_PREFIX = '/api/v1';
+
+interface CompiledRoute extends Route {
+  pattern: RegExp;
+  names: string[];
+}
+
+export interface ApiOptions {
+  /** The HTTP listener is on a loopback address only: enforce loopback Host headers (DNS rebinding). */
+  loopbackOnly: boolean;
+}
+
+/**
+ * The HTTP JSON API under /api/v1: a view over the same broker functions the gRPC services
+ * call, with the same validation (broker/admin-input.ts). GETs read, POSTs change state and
+ * need the CSRF header (guard.ts).
+ */
+export class ApiRouter {
+  private readonly routes: CompiledRoute[];
+  readonly feed: LiveFeed;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly log: Logger,
+    private readonly options: ApiOptions,
+  ) {
+    const ctx = { broker, log };
+    this.feed = new LiveFeed(broker, log);
+    this.routes = [
+      ...queueRoutes(ctx),
+      ...jobRoutes(ctx),
+      ...deadLetterRoutes(ctx),
+      ...workerRoutes(ctx),
+      ...throughputRoutes(ctx),
+      ...eventRoutes(this.feed),
+    ].map(compile);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    Promise.resolve()
+      .then(async () => {
+        checkHost(req, this.options.loopbackOnly);
+        const { route, params } = this.match(method, url.pathname);
+        if (method === 'POST') checkCsrf(req);
+        const body = await route.handle({ req, res, url, params });
+        if (!route.stream) sendJson(res, 200, body);
+      })
+      .catch((error) => sendError(res, error, this.log, { http: `${method} ${url.pathname.slice(0, 200)}` }));
+  }
+
+  private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } {
+    if (!path.startsWith(`${API_PREFIX}/`)) throw new HttpError(404, 'NOT_FOUND', `no such endpoint; the API lives under ${API_PREFIX}/`);
+    const rest = path.slice(API_PREFIX.length);
+    let allowed: string[] = [];
+    for (const route of this.routes) {
+      const m = route.pattern.exec(rest);
+      if (!m) continue;
+      const head = method === 'HEAD' && route.method === 'GET';
+      if (route.method !== method && !head) {
+        allowed.push(route.method);
+        continue;
+      }
+      const params: Record<string, string> = {};
+      route.names.forEach((name, i) => {
+        try {
+          params[name] = decodeURIComponent(m[i + 1]!);
+        } catch {
+          throw new HttpError(400, 'INVALID_ARGUMENT', 'the path is not valid percent-encoding');
+        }
+      });
+      return { route, params };
+    }
+    allowed = [...new Set(allowed)];
+    if (allowed.length > 0) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `use ${allowed.join(' or ')} for ${path.slice(0, 200)}`, { allow: allowed.join(', ') });
+    throw new HttpError(404, 'NOT_FOUND', `no such endpoint: ${method} ${path.slice(0, 200)}`);
+  }
+}
+
+function compile(route: Route): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path.replace(/:([a-z]+)/g, (_, name: string) => {
+    names.push(name);
+    return '([^/]+)';
+  });
+  return { ...route, pattern: new RegExp(`^${source}$`), names };
+}

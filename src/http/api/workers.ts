@@ -1,0 +1,16 @@
+import type { ApiContext, Route } from './route.js';
+import { queryParams } from './request.js';
+import { workerJson } from './views.js';
+
+export function workerRoutes({ broker }: ApiContext): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/workers',
+      handle: ({ url }) => {
+        queryParams(url, []);
+        return { workers: broker.listSessions().map(workerJson) };
+      },
+    },
+  ];
+}
