@@ -9,6 +9,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
 COPY src ./src
 COPY clients/typescript/src ./clients/typescript/src
+COPY dashboard ./dashboard
 RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: only the compiled broker, production dependencies and the .proto files

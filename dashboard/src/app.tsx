@@ -1,0 +1,71 @@
+import { useEffect, useRef } from 'preact/hooks';
+import { useConnected, useCounts } from './live.js';
+import { useLocation } from './router.js';
+import { Overview } from './views/overview.js';
+import { QueueView } from './views/queue.js';
+import { JobView } from './views/job.js';
+import { DeadLetters } from './views/dead-letters.js';
+import { Workers } from './views/workers.js';
+import { Empty } from './components/bits.js';
+
+const NAV: [string, string][] = [
+  ['/', 'Overview'],
+  ['/dead-letters', 'Dead letters'],
+  ['/workers', 'Workers'],
+];
+
+/** One component per view, chosen by the URL (River UI / Temporal UI style: every view shareable). */
+export function App() {
+  const loc = useLocation();
+  const connected = useConnected();
+  // The live feed stays open while the page is: the header's indicator and every view share it.
+  useCounts();
+  const main = useRef<HTMLElement>(null);
+  let view;
+  let m: RegExpExecArray | null;
+  if (loc.path === '/') view = <Overview />;
+  else if ((m = /^\/queues\/([^/]+)$/.exec(loc.path))) view = <QueueView name={m[1]!} loc={loc} key={m[1]} />;
+  else if ((m = /^\/jobs\/([^/]+)$/.exec(loc.path))) view = <JobView id={m[1]!} key={m[1]} />;
+  else if (loc.path === '/dead-letters') view = <DeadLetters loc={loc} />;
+  else if (loc.path === '/workers') view = <Workers />;
+  else
+    view = (
+      <Empty title="Page not found">
+        <p>
+          Nothing lives at <code>{loc.path}</code>. <a href="/">Go to the overview</a>.
+        </p>
+      </Empty>
+    );
+  // A new view: move focus to it, as a page load would (keyboard and screen-reader users).
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) return void (first.current = false);
+    main.current?.focus({ preventScroll: true });
+  }, [loc.path]);
+  const section = loc.path.startsWith('/dead-letters') ? '/dead-letters' : loc.path.startsWith('/workers') ? '/workers' : '/';
+  return (
+    <>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <a class="brand" href="/" aria-label="Sluice overview">
+          <img src="/favicon.svg" alt="" width={22} height={22} /> Sluice
+        </a>
+        <nav aria-label="Main">
+          {NAV.map(([path, label]) => (
+            <a key={path} href={path} aria-current={section === path ? 'page' : undefined}>
+              {label}
+            </a>
+          ))}
+        </nav>
+        <span class={connected ? 'live on' : 'live'} title={connected ? 'Receiving live updates' : 'Live updates paused: reconnecting'}>
+          {connected ? 'live' : 'offline'}
+        </span>
+      </header>
+      <main id="main" ref={main} tabIndex={-1}>
+        {view}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,89 @@
+/** The JSON shapes of /api/v1 (src/http/api/views.ts). */
+export type JobState = 'scheduled' | 'pending' | 'active' | 'completed' | 'dead' | 'cancelled';
+export const STATES: JobState[] = ['scheduled', 'pending', 'active', 'completed', 'dead', 'cancelled'];
+export type Counts = Record<JobState, number>;
+
+export interface RetryPolicy {
+  initialMs: number;
+  multiplier: number;
+  maxMs: number;
+  jitter: number;
+}
+
+export interface Queue {
+  name: string;
+  paused: boolean;
+  counts: Counts;
+  consumers: number;
+  pendingSince: string | null;
+  settings: { maxAttempts: number; leaseTimeoutMs: number; retry: RetryPolicy };
+  overrides: string[];
+}
+
+export interface JobSummary {
+  id: string;
+  queue: string;
+  type: string;
+  state: JobState;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  runAt: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+  lastError: string | null;
+  groupKey: string | null;
+  workerId: string | null;
+}
+
+export interface Job extends JobSummary {
+  payload: unknown;
+  result: unknown;
+  progress: unknown;
+  metadata: Record<string, string>;
+  errors: { attempt: number; message: string; at: string; nonRetryable: boolean }[];
+  retry: Partial<RetryPolicy> | null;
+  leaseTimeoutMs: number;
+  leaseExpiresAt: string | null;
+  dedupKey: string | null;
+}
+
+export interface JobPage {
+  jobs: JobSummary[];
+  nextCursor: string | null;
+}
+
+export interface DeadLetterPage extends JobPage {
+  errors: { message: string; count: number; lastAt: string }[];
+}
+
+export interface Worker {
+  streamId: string;
+  workerId: string;
+  queues: string[];
+  types: string[];
+  labels: Record<string, string>;
+  credit: number;
+  inFlight: string[];
+  draining: boolean;
+  connectedAt: string;
+  lastSeenAt: string;
+  peer: string;
+}
+
+export interface Throughput {
+  startMs: number;
+  intervalMs: number;
+  completed: number[];
+  failed: number[];
+}
+
+export interface CountsEvent {
+  queues: Queue[];
+  workers: number;
+  inFlight: number;
+  throughput: { at: string; completed: number; failed: number };
+  serverTime: string;
+}
