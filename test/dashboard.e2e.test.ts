@@ -120,6 +120,7 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL(base + '/queues/email?state=scheduled');
     const row = page.locator(`tr[data-job="${ids.retried}"]`);
     await row.waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'queue.png'), fullPage: true });
     expect(await row.innerText()).toContain('mailbox full (552)');
     await row.getByRole('link').click();
     await page.waitForURL(`${base}/jobs/${ids.retried}`);

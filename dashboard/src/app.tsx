@@ -1,4 +1,6 @@
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { hasToken, onTokenNeeded, setToken } from './api.js';
+import { TokenPrompt } from './components/token-prompt.js';
 import { useConnected, useCounts } from './live.js';
 import { useLocation } from './router.js';
 import { Overview } from './views/overview.js';
@@ -21,9 +23,12 @@ export function App() {
   // The live feed stays open while the page is: the header's indicator and every view share it.
   useCounts();
   const main = useRef<HTMLElement>(null);
+  const [tokenNeeded, setTokenNeeded] = useState(false);
+  useEffect(() => onTokenNeeded(setTokenNeeded), []);
   let view;
   let m: RegExpExecArray | null;
-  if (loc.path === '/') view = <Overview />;
+  if (tokenNeeded) view = <TokenPrompt />;
+  else if (loc.path === '/') view = <Overview />;
   else if ((m = /^\/queues\/([^/]+)$/.exec(loc.path))) view = <QueueView name={m[1]!} loc={loc} key={m[1]} />;
   else if ((m = /^\/jobs\/([^/]+)$/.exec(loc.path))) view = <JobView id={m[1]!} key={m[1]} />;
   else if (loc.path === '/dead-letters') view = <DeadLetters loc={loc} />;
@@ -59,6 +64,17 @@ export function App() {
             </a>
           ))}
         </nav>
+        {hasToken() && (
+          <button
+            class="link-button"
+            onClick={() => {
+              setToken(null);
+              window.location.reload();
+            }}
+          >
+            Forget token
+          </button>
+        )}
         <span class={connected ? 'live on' : 'live'} title={connected ? 'Receiving live updates' : 'Live updates paused: reconnecting'}>
           {connected ? 'live' : 'offline'}
         </span>

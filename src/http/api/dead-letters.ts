@@ -28,6 +28,8 @@ export function deadLetterRoutes({ broker }: ApiContext): Route[] {
     {
       method: 'GET',
       path: '/dead-letters',
+      scopes: ['read'],
+      queue: (c) => c.url.searchParams.get('queue') || undefined,
       handle: ({ url }) => {
         const q = queryParams(url, ['queue', 'type', 'limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
@@ -41,7 +43,27 @@ export function deadLetterRoutes({ broker }: ApiContext): Route[] {
         };
       },
     },
-    { method: 'POST', path: '/dead-letters/replay', handle: async ({ req }) => ({ replayed: await broker.replayDeadLetters(await selection(req)) }) },
-    { method: 'POST', path: '/dead-letters/purge', handle: async ({ req }) => ({ purged: await broker.purgeDeadLetters(await selection(req)) }) },
+    {
+      method: 'POST',
+      path: '/dead-letters/replay',
+      scopes: ['admin'],
+      queue: 'self',
+      handle: async ({ req, authorize }) => {
+        const s = await selection(req);
+        authorize(['admin'], s.queue);
+        return { replayed: await broker.replayDeadLetters(s) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/dead-letters/purge',
+      scopes: ['admin'],
+      queue: 'self',
+      handle: async ({ req, authorize }) => {
+        const s = await selection(req);
+        authorize(['admin'], s.queue);
+        return { purged: await broker.purgeDeadLetters(s) };
+      },
+    },
   ];
 }

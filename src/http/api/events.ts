@@ -136,6 +136,7 @@ export function eventRoutes(feed: LiveFeed): Route[] {
       method: 'GET',
       path: '/events',
       stream: true,
+      scopes: ['read'],
       handle: ({ url, res }) => {
         const q = queryParams(url, ['job']);
         if (q.job === '') throw new SluiceError('INVALID_ARGUMENT', 'job must name a job id');

@@ -57,7 +57,8 @@ export function sendError(res: ServerResponse, error: unknown, log: Logger, cont
   }
   if (error instanceof SluiceError) {
     if (error.code === 'INTERNAL') log.error({ err: error, ...context }, 'internal error');
-    sendJson(res, STATUS[error.code], { error: { code: error.code, message: error.message } });
+    const headers: Record<string, string> = error.code === 'UNAUTHENTICATED' ? { 'www-authenticate': 'Bearer realm="sluice"' } : {};
+    sendJson(res, STATUS[error.code], { error: { code: error.code, message: error.message } }, headers);
     return;
   }
   log.error({ err: error, ...context }, 'unexpected error in HTTP API handler');

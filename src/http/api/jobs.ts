@@ -20,6 +20,8 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
     {
       method: 'GET',
       path: '/jobs',
+      scopes: ['read'],
+      queue: (c) => c.url.searchParams.get('queue') || undefined,
       handle: ({ url }) => {
         const q = queryParams(url, ['queue', 'state', 'type', 'group', 'limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
@@ -30,15 +32,22 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
     {
       method: 'GET',
       path: '/jobs/:id',
-      handle: ({ url, params }) => {
+      scopes: ['read', 'produce'],
+      queue: 'self',
+      handle: ({ url, params, authorize }) => {
         queryParams(url, []);
-        return jobJson(broker.getJob(params.id!));
+        const row = broker.getJob(params.id!);
+        authorize(['read', 'produce'], row.queue);
+        return jobJson(row);
       },
     },
     {
       method: 'POST',
       path: '/jobs/:id/cancel',
-      handle: async ({ req, params }) => {
+      scopes: ['produce', 'admin'],
+      queue: 'self',
+      handle: async ({ req, params, authorize }) => {
+        authorize(['produce', 'admin'], broker.getJob(params.id!).queue);
         const body = await readJsonBody(req);
         onlyFields(body, ['reason']);
         const reason = optionalString(body, 'reason') ?? '';

@@ -16,6 +16,7 @@ export function queueRoutes({ broker }: ApiContext): Route[] {
     {
       method: 'GET',
       path: '/queues',
+      scopes: ['read'],
       handle: ({ url }) => {
         queryParams(url, []);
         const since = broker.pendingSince();
@@ -25,12 +26,14 @@ export function queueRoutes({ broker }: ApiContext): Route[] {
     {
       method: 'GET',
       path: '/queues/:name',
+      scopes: ['read'],
+      queue: (c) => c.params.name,
       handle: ({ url, params }) => {
         queryParams(url, []);
         return one(validateQueueName(params.name!));
       },
     },
-    { method: 'POST', path: '/queues/:name/pause', handle: setPaused(true) },
-    { method: 'POST', path: '/queues/:name/resume', handle: setPaused(false) },
+    { method: 'POST', path: '/queues/:name/pause', scopes: ['admin'], queue: (c) => c.params.name, handle: setPaused(true) },
+    { method: 'POST', path: '/queues/:name/resume', scopes: ['admin'], queue: (c) => c.params.name, handle: setPaused(false) },
   ];
 }

@@ -3,7 +3,8 @@ import type { Broker } from '../../broker/broker.js';
 import type { Logger } from '../../log.js';
 import { HttpError, sendError, sendJson } from './http-error.js';
 import { checkCsrf, checkHost } from './guard.js';
-import type { Route } from './route.js';
+import type { ApiAuthorizer, ApiScope, Route } from './route.js';
+import { SluiceError } from '../../domain/errors.js';
 import { queueRoutes } from './queues.js';
 import { jobRoutes } from './jobs.js';
 import { deadLetterRoutes } from './dead-letters.js';
@@ -21,6 +22,8 @@ interface CompiledRoute extends Route {
 export interface ApiOptions {
   /** The HTTP listener is on a loopback address only: enforce loopback Host headers (DNS rebinding). */
   loopbackOnly: boolean;
+  /** Set when the broker requires tokens: every call is authorized like its gRPC twin. */
+  auth?: ApiAuthorizer;
 }
 
 /**
@@ -57,10 +60,35 @@ export class ApiRouter {
         checkHost(req, this.options.loopbackOnly);
         const { route, params } = this.match(method, url.pathname);
         if (method === 'POST') checkCsrf(req);
-        const body = await route.handle({ req, res, url, params });
+        const authorize = (scopes: readonly ApiScope[], queue?: string) => this.authorize(req, scopes, queue);
+        const call = { req, res, url, params, authorize };
+        if (route.queue !== 'self') authorize(route.scopes, route.queue?.(call));
+        // The handler authorizes once it knows the queue; an unknown caller is refused first,
+        // so a job's existence is not told to someone without a token.
+        else if (this.options.auth?.enabled) this.options.auth.authenticate(req);
+        const body = await route.handle(call);
         if (!route.stream) sendJson(res, 200, body);
       })
       .catch((error) => sendError(res, error, this.log, { http: `${method} ${url.pathname.slice(0, 200)}` }));
+  }
+
+  /** Passes when the caller holds any one of `scopes` on `queue`; throws the first refusal otherwise. */
+  private authorize(req: IncomingMessage, scopes: readonly ApiScope[], queue: string | undefined): void {
+    const auth = this.options.auth;
+    if (!auth?.enabled || scopes.length === 0) return;
+    let refusal: unknown;
+    for (const scope of scopes) {
+      try {
+        auth.authorize(req, scope, queue);
+        return;
+      } catch (error) {
+        if (!(error instanceof SluiceError)) throw error;
+        // A missing or unknown token is the answer whatever the scope.
+        if (error.code === 'UNAUTHENTICATED') throw error;
+        refusal ??= error;
+      }
+    }
+    throw refusal;
   }
 
   private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } {

@@ -6,6 +6,7 @@ export function throughputRoutes({ broker }: ApiContext): Route[] {
   return [
     {
       method: 'GET',
+      scopes: ['read'],
       path: '/throughput',
       handle: ({ url }) => {
         queryParams(url, []);

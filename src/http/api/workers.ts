@@ -6,6 +6,7 @@ export function workerRoutes({ broker }: ApiContext): Route[] {
   return [
     {
       method: 'GET',
+      scopes: ['read'],
       path: '/workers',
       handle: ({ url }) => {
         queryParams(url, []);
