@@ -116,7 +116,7 @@ describe('dashboard in a real browser', () => {
     await page.getByRole('link', { name: 'email', exact: true }).click();
     await page.waitForURL(base + '/queues/email');
     await page.getByRole('heading', { name: 'email' }).waitFor();
-    await page.getByRole('tab', { name: /scheduled/ }).click();
+    await page.getByRole('button', { name: /^scheduled/ }).click();
     await page.waitForURL(base + '/queues/email?state=scheduled');
     const row = page.locator(`tr[data-job="${ids.retried}"]`);
     await row.waitFor();

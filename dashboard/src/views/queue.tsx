@@ -143,12 +143,12 @@ export function QueueView({ name, loc }: { name: string; loc: Location }) {
       </div>
       <ErrorBanner error={queue.error} />
       {q && (
-        <div class="state-tabs" role="tablist" aria-label="Filter by state">
-          <button role="tab" aria-selected={state === ''} class={state === '' ? 'tab active' : 'tab'} onClick={() => setFilter({ state: '' })}>
+        <div class="state-tabs" role="group" aria-label="Filter by state">
+          <button aria-pressed={state === ''} class={state === '' ? 'tab active' : 'tab'} onClick={() => setFilter({ state: '' })}>
             all <Num n={Object.values(q.counts).reduce((a, n) => a + n, 0)} zero />
           </button>
           {STATES.map((s) => (
-            <button role="tab" key={s} aria-selected={state === s} class={state === s ? `tab active state-${s}` : `tab state-${s}`} onClick={() => setFilter({ state: s })} data-state={s}>
+            <button key={s} aria-pressed={state === s} class={state === s ? `tab active state-${s}` : `tab state-${s}`} onClick={() => setFilter({ state: s })} data-state={s}>
               {s} <Num n={q.counts[s]} zero />
             </button>
           ))}
