@@ -18,6 +18,24 @@ export interface Queue {
   pendingSince: string | null;
   settings: { maxAttempts: number; leaseTimeoutMs: number; retry: RetryPolicy };
   overrides: string[];
+  /** Dispatch limits, when the broker has them and the queue sets any. */
+  limits?: QueueLimits | null;
+}
+
+export interface RateLimit {
+  count: number;
+  intervalMs: number;
+  burst: number;
+}
+
+export interface QueueLimits {
+  rate?: RateLimit;
+  groupRate?: RateLimit;
+  groupRates?: Record<string, RateLimit>;
+  concurrency?: number;
+  groupConcurrency?: number;
+  fairGroups?: boolean;
+  agingMs?: number;
 }
 
 export interface JobSummary {

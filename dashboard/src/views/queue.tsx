@@ -5,7 +5,7 @@ import { ago, duration, exact, shortId, when } from '../format.js';
 import { useApi, useTitle } from '../hooks.js';
 import { onCounts, useNow } from '../live.js';
 import { href, navigate, type Location } from '../router.js';
-import { STATES, type JobPage, type JobState, type Queue } from '../types.js';
+import { STATES, type JobPage, type JobState, type Queue, type QueueLimits, type RateLimit } from '../types.js';
 
 /** Pause/resume: not destructive (resuming undoes it), so no confirmation. */
 export function PauseButton({ queue, onDone }: { queue: Queue; onDone?: (q: Queue) => void }) {
@@ -209,6 +209,7 @@ export function QueueView({ name, loc }: { name: string; loc: Location }) {
               value={`${duration(q.settings.retry.initialMs)} × ${q.settings.retry.multiplier} per attempt, at most ${duration(q.settings.retry.maxMs)}, ±${Math.round(q.settings.retry.jitter * 100)}% jitter`}
               own={q.overrides.includes('retry')}
             />
+            {q.limits && <Setting label="Limits" value={describeLimits(q.limits)} own />}
             <Setting label="Workers subscribed" value={exact(q.consumers)} own />
           </dl>
           <p class="muted small">Settings marked “broker default” come from the broker's flags; set them per queue with AdminService/UpdateQueue.</p>
@@ -216,6 +217,25 @@ export function QueueView({ name, loc }: { name: string; loc: Location }) {
       )}
     </>
   );
+}
+
+function rate(r: RateLimit): string {
+  return `${exact(r.count)} per ${duration(r.intervalMs)}${r.burst !== r.count ? ` (bursts of ${exact(r.burst)})` : ''}`;
+}
+
+/** "at most 10 running · 100 per 1 s · per group: 1 running, round-robin" */
+export function describeLimits(l: QueueLimits): string {
+  const parts: string[] = [];
+  if (l.concurrency) parts.push(`at most ${exact(l.concurrency)} running`);
+  if (l.rate) parts.push(rate(l.rate));
+  const group: string[] = [];
+  if (l.groupConcurrency) group.push(`${exact(l.groupConcurrency)} running`);
+  if (l.groupRate) group.push(rate(l.groupRate));
+  if (l.groupRates && Object.keys(l.groupRates).length) group.push(`${Object.keys(l.groupRates).length} keys with their own rate`);
+  if (l.fairGroups) group.push('round-robin');
+  if (group.length) parts.push(`per group: ${group.join(', ')}`);
+  if (l.agingMs) parts.push(`aging every ${duration(l.agingMs)}`);
+  return parts.length ? parts.join(' · ') : 'none';
 }
 
 function Setting({ label, value, own }: { label: string; value: string; own: boolean }) {
