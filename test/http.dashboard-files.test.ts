@@ -48,6 +48,6 @@ describe('dashboard files', () => {
   });
 
   it('keeps /healthz', async () => {
-    expect((await (await fetch(base + '/healthz')).json()).status).toBe('SERVING');
+    expect(((await (await fetch(base + '/healthz')).json()) as { status: string }).status).toBe('SERVING');
   });
 });

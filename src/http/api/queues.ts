@@ -8,7 +8,7 @@ export function queueRoutes({ broker }: ApiContext): Route[] {
   const setPaused = (paused: boolean): Route['handle'] => async ({ req, params }) => {
     onlyFields(await readJsonBody(req), []);
     const name = validateQueueName(params.name!);
-    broker.getQueue(name); // 404 for a queue that does not exist, as the gRPC API answers
+    // NOT_FOUND (404) for a queue that does not exist, as PauseQueue answers without create_if_missing.
     await broker.setPaused(name, paused);
     return one(name);
   };
