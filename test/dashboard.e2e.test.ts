@@ -1,11 +1,14 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
+import { Api, type TestConsumer } from './helpers/api.js';
+import { connect } from '../clients/typescript/src/connect.js';
+import { createTokenLine } from '../src/auth/tokens.js';
+import { parseGrant } from '../src/auth/grants.js';
 import { launchBrowser, watchProblems, type Browser } from './helpers/browser.js';
-import type { TestConsumer } from './helpers/api.js';
 
 /** Screenshots for people to look at (git-ignored). */
 const ARTIFACTS = join(import.meta.dirname, '..', 'test-artifacts', 'dashboard');
@@ -192,5 +195,32 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL(base + '/');
     expect(problems).toEqual([]);
     await page.close();
+  }, 60_000);
+});
+
+describe('dashboard when the broker requires tokens', () => {
+  it('asks for a token, then shows the overview with it; the API refused the page before', async () => {
+    const dir = tempDir();
+    const reader = createTokenLine('dashboard', [parseGrant('read')]);
+    const root = createTokenLine('root', [parseGrant('produce')]);
+    writeFileSync(join(dir, 'auth'), `${reader.line}\n${root.line}\n`, { mode: 0o600 });
+    const secured = await startTestBroker({ authFile: join(dir, 'auth'), httpAddress: '127.0.0.1:0' }, { dir });
+    const clients = connect({ address: secured.running.address, token: root.token });
+    try {
+      await new Api(clients).enqueue({ queue: 'billing', payload: { invoice: 7 } });
+      const page = await browser.context.newPage();
+      await page.goto(`http://127.0.0.1:${secured.running.httpPort}/`);
+      await page.getByRole('heading', { name: 'This broker requires a token' }).waitFor();
+      const problems = watchProblems(page);
+      await page.getByLabel('Token').fill(reader.token);
+      await page.getByRole('button', { name: 'Use token' }).click();
+      await page.locator('tr[data-queue="billing"] td[data-count="pending"]', { hasText: '1' }).waitFor();
+      await page.locator('.live.on').waitFor();
+      expect(problems).toEqual([]);
+      await page.close();
+    } finally {
+      clients.close();
+      await secured.close();
+    }
   }, 60_000);
 });

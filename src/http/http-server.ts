@@ -24,7 +24,7 @@ export interface HttpServer {
 export async function startHttpServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
   const auth: HttpAuth | undefined = security?.http;
-  const api = new ApiRouter(broker, log, { loopbackOnly: isLoopbackAddress(host) });
+  const api = new ApiRouter(broker, log, { loopbackOnly: isLoopbackAddress(host), auth });
   const dashboard = new DashboardFiles();
   const handler: RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
