@@ -5,7 +5,7 @@ import { Client, credentials, Metadata, status } from '@grpc/grpc-js';
 import { createTokenLine } from '../src/auth/tokens.js';
 import { parseGrant } from '../src/auth/grants.js';
 import { connect, type SluiceClients } from '../clients/typescript/src/connect.js';
-import { PermissionDeniedError, Producer, UnauthenticatedError, Worker } from '../clients/typescript/src/index.js';
+import { Admin, PermissionDeniedError, Producer, UnauthenticatedError, Worker } from '../clients/typescript/src/index.js';
 import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 import { Api } from './helpers/api.js';
 import { runCli } from './helpers/cli.js';
@@ -208,6 +208,25 @@ describe('@sluice/client with a token', () => {
       await wrong.close({ timeoutMs: 1000 });
       await producer.close();
       await noToken.close();
+    }
+  });
+});
+
+describe('@sluice/client Admin with a token', () => {
+  it('lists only what a limited token may read, and refuses other queues with PermissionDeniedError', async () => {
+    const reader = new Admin({ address: b.running.address, token: tokens.readerEmail });
+    const admin = new Admin({ address: b.running.address, token: tokens.adminEmail });
+    try {
+      const names = (await reader.listQueues()).map((q) => q.name);
+      expect(names).toContain('email.welcome');
+      expect(names).not.toContain('sms.alerts');
+      await expect(reader.pauseQueue('email.welcome')).rejects.toBeInstanceOf(PermissionDeniedError);
+      await admin.pauseQueue('email.welcome');
+      await admin.resumeQueue('email.welcome');
+      await expect(admin.pauseQueue('sms.alerts')).rejects.toBeInstanceOf(PermissionDeniedError);
+    } finally {
+      reader.close();
+      admin.close();
     }
   });
 });

@@ -222,5 +222,6 @@ function benchAuthArgs(dataFile: string): string[] {
   const file = join(dirname(dataFile), 'bench-auth');
   writeFileSync(file, `${line}\n`, { mode: 0o600 });
   process.env.SLUICE_BENCH_TOKEN = token;
+  process.stderr.write('bench: broker with --auth-file (one token: produce consume admin); clients send it\n');
   return ['--auth-file', file];
 }
