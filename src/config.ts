@@ -28,6 +28,7 @@ export interface BrokerConfig {
   tlsClientAuth: 'require' | 'optional';
   publicEndpoints: ('health' | 'reflection' | 'metrics')[];
   insecure: boolean;
+  scheduleMisfireGraceMs: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -113,6 +114,7 @@ export const SETTINGS = [
   setting({ key: 'tlsClientAuth', flag: '--tls-client-auth <mode>', env: 'SLUICE_TLS_CLIENT_AUTH', description: 'with --tls-client-ca: require (every connection presents a certificate) or optional (a token will do; needs --auth-file)', default: 'require', parse: oneOf(['require', 'optional'] as const, (s) => s.toLowerCase()) }),
   setting({ key: 'publicEndpoints', flag: '--public-endpoints <list>', env: 'SLUICE_PUBLIC_ENDPOINTS', description: 'what stays open without credentials when auth is on: health (gRPC health, /healthz), reflection, metrics (/metrics), or none', default: ['health', 'reflection'] as ('health' | 'reflection' | 'metrics')[], parse: list(['health', 'reflection', 'metrics'] as const) }),
   setting({ key: 'insecure', flag: '--insecure', env: 'SLUICE_INSECURE', description: 'allow a non-loopback listen address without authentication (anyone who reaches the port can read, enqueue and purge jobs)', default: false, parse: boolean }),
+  setting({ key: 'scheduleMisfireGraceMs', flag: '--schedule-misfire-grace-ms <ms>', env: 'SLUICE_SCHEDULE_MISFIRE_GRACE_MS', description: 'a cron fire time reached later than this (broker down, clock jump) counts as missed and follows the schedule\'s catch-up policy', default: 60_000, parse: integer(0, 86_400_000) }),
 ] as const;
 
 export function defaultConfig(): BrokerConfig {

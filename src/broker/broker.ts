@@ -14,6 +14,9 @@ import { DeadlineTimer } from './deadline-timer.js';
 import { QueueRegistry, type QueueSettings } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
+import { ScheduleStore } from '../store/schedule-store.js';
+import { Scheduler } from './scheduler.js';
+import { ScheduleManager } from './schedules.js';
 
 /** A validated job from a producer (see grpc/enqueue-input.ts). */
 export interface EnqueueInput {
@@ -109,6 +112,8 @@ export class Broker {
   readonly queues: QueueRegistry;
   readonly commits: GroupCommit;
   readonly watchers = new JobWatchers();
+  /** Cron schedules (broker/schedules.ts). */
+  readonly schedules: ScheduleManager;
   private readonly dispatcher: Dispatcher;
   private readonly sessions = new Map<string, ConsumeSession>();
   /** jobId -> session holding its lease. */
@@ -170,6 +175,16 @@ export class Broker {
     });
     this.scheduledTimer = new DeadlineTimer(clock, () => this.promoteDueJobs());
     this.leaseTimer = new DeadlineTimer(clock, () => this.expireLeases());
+    const scheduleStore = new ScheduleStore(this.db);
+    const scheduler = new Scheduler({
+      store: scheduleStore,
+      commits: this.commits,
+      insertJob: (input, now) => this.insertJobInFlush(input, now),
+      clock,
+      log,
+      misfireGraceMs: config.scheduleMisfireGraceMs,
+    });
+    this.schedules = new ScheduleManager(scheduleStore, scheduler, this.commits, clock, log);
   }
 
   /** The store can no longer make writes durable; the process should exit and be restarted. */
@@ -213,6 +228,7 @@ export class Broker {
     }
     this.scheduledTimer.armAt(this.store.nextRunAt());
     this.leaseTimer.armAt(this.store.nextLeaseExpiry());
+    this.schedules.start();
     this.setState('serving');
   }
 
@@ -287,6 +303,17 @@ export class Broker {
     }
     insertRows();
     return out;
+  }
+
+  /**
+   * One job inserted inside the current flush, by the same path as Enqueue (queue defaults,
+   * dedup, dispatch hint, timers), for jobs the broker creates itself (cron fires). Throws on
+   * a bad job, so the caller's savepoint takes back what it wrote with it.
+   */
+  insertJobInFlush(input: EnqueueInput, now: number): { id: string; deduplicated: boolean } {
+    const outcome = this.insertJobs([input], now, true)[0]!;
+    if ('error' in outcome) throw outcome.error;
+    return outcome;
   }
 
   private prepareJob(input: EnqueueInput, index: number, now: number): PreparedJob {
@@ -781,6 +808,7 @@ export class Broker {
       if (leases.length > 0) this.releaseLeases(session, leases, 'broker shut down before the job was settled', false);
     }
     if (remaining > 0) this.log.warn({ jobs: remaining }, 'released unsettled leases at shutdown');
+    this.schedules.stop();
     this.commits.close();
     this.scheduledTimer.stop();
     this.leaseTimer.stop();

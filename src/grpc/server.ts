@@ -11,12 +11,14 @@ import type { Security } from '../auth/security.js';
 import { ProducerServiceService } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { WorkerServiceService } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
 import { AdminServiceService } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import { ScheduleServiceService } from '../../clients/typescript/src/gen/sluice/v1/schedule.js';
 import { producerService } from './producer-service.js';
 import { workerService } from './worker-service.js';
 import { adminService } from './admin-service.js';
+import { scheduleService } from './schedule-service.js';
 import { linkReflectionDescriptors } from './reflection-descriptors.js';
 
-export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService'] as const;
+export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService', 'sluice.v1.ScheduleService'] as const;
 
 /** proto/ sits at the repository (or image) root, above both src/ and dist/src/. */
 export function findProtoDir(): string {
@@ -56,6 +58,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   server.addService(ProducerServiceService, producerService(broker, log));
   server.addService(WorkerServiceService, workerService(broker, log));
   server.addService(AdminServiceService, adminService(broker, log));
+  server.addService(ScheduleServiceService, scheduleService(broker, log));
 
   const statuses = (status: ServingStatus) => Object.fromEntries(['', ...SERVICE_NAMES].map((name) => [name, status]));
   // NOT_SERVING until the broker has started (it turns SERVING through setServing).
@@ -65,7 +68,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   // Reflection describes our services and the standard ones, so grpcurl needs no .proto file.
   const protoDir = findProtoDir();
   const definitions = loadSync(
-    ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', healthProtoPath],
+    ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', 'sluice/v1/schedule.proto', healthProtoPath],
     { includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
   );
   new ReflectionService(linkReflectionDescriptors(definitions)).addToServer(server);

@@ -106,6 +106,59 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN inherits INTEGER NOT NULL DEFAULT 0 CHECK (inherits BETWEEN 0 AND 3);
   `,
+  // 4: cron schedules and their run history.
+  //
+  // A schedule's next fire time is stored, so the broker arms one timer for MIN(next_fire_at)
+  // (schedules_due) and never scans or parses every schedule, at start or while idle. Each
+  // fire is one row of schedule_runs written in the transaction that creates its job and
+  // advances the schedule; the UNIQUE index on (schedule_id, fire_time) makes a second job
+  // for the same fire time impossible whatever the broker believes. Manual runs ("trigger
+  // now") are extra runs and are not part of that uniqueness.
+  `
+  CREATE TABLE schedules (
+    id             TEXT    PRIMARY KEY,
+    name           TEXT    NOT NULL UNIQUE,
+    cron           TEXT    NOT NULL,
+    timezone       TEXT    NOT NULL,
+    -- The job to create at each fire, as validated at the edge (JSON of the enqueue input).
+    template       TEXT    NOT NULL,
+    paused         INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0,1)),
+    start_at       INTEGER,
+    end_at         INTEGER,
+    catch_up       TEXT    NOT NULL CHECK (catch_up IN ('skip','once','all')),
+    catch_up_limit INTEGER NOT NULL CHECK (catch_up_limit >= 1),
+    overlap        TEXT    NOT NULL CHECK (overlap IN ('allow','skip','queue_one')),
+    history_limit  INTEGER NOT NULL CHECK (history_limit >= 1),
+    -- NULL once no fire time remains (past end_at, or an expression that never matches again).
+    next_fire_at   INTEGER,
+    last_fire_at   INTEGER,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- The timer: the earliest fire of an active schedule.
+  CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0 AND next_fire_at IS NOT NULL;
+
+  CREATE TABLE schedule_runs (
+    seq            INTEGER PRIMARY KEY,
+    schedule_id    TEXT    NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    -- The cron time this run is for (a manual run: the time it was triggered).
+    fire_time      INTEGER NOT NULL,
+    kind           TEXT    NOT NULL CHECK (kind IN ('scheduled','manual')),
+    outcome        TEXT    NOT NULL CHECK (outcome IN ('enqueued','skipped')),
+    reason         TEXT,
+    -- The job created (jobs.seq and jobs.created_at make its id); NULL when skipped.
+    job_seq        INTEGER,
+    job_created_at INTEGER,
+    created_at     INTEGER NOT NULL,
+    CHECK ((outcome = 'enqueued') = (job_seq IS NOT NULL))
+  );
+
+  -- Exactly one run per schedule and fire time.
+  CREATE UNIQUE INDEX schedule_runs_fire ON schedule_runs (schedule_id, fire_time) WHERE kind = 'scheduled';
+  -- History listing and trimming, newest first.
+  CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule_id, seq);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -3,11 +3,13 @@ import { ProducerServiceClient } from './gen/sluice/v1/producer.js';
 import { WorkerServiceClient } from './gen/sluice/v1/worker.js';
 import { AdminServiceClient } from './gen/sluice/v1/admin.js';
 import { BrokerReachability } from './reachability.js';
+import { ScheduleServiceClient } from './gen/sluice/v1/schedule.js';
 
 export interface SluiceClients {
   producer: ProducerServiceClient;
   worker: WorkerServiceClient;
   admin: AdminServiceClient;
+  schedules: ScheduleServiceClient;
   /** Metadata to send with every call (e.g. an authorization token); empty when none. */
   metadata: Metadata;
   /** Whether the broker has been reached, and a message naming the address when it cannot be. */
@@ -85,6 +87,7 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
   const shared = { ...channelOptions, channelOverride: producer.getChannel() };
   const worker = new WorkerServiceClient(address, creds, shared);
   const admin = new AdminServiceClient(address, creds, shared);
+  const schedules = new ScheduleServiceClient(address, creds, shared);
   // waitForReady: while the broker is unreachable (restarting, deploying) calls wait for the
   // connection instead of failing at once with UNAVAILABLE; callers bound them with deadlines.
   const metadata = new Metadata({ waitForReady: true });
@@ -94,6 +97,7 @@ export function connect(addressOrOptions: string | ConnectionOptions = {}, extra
     producer,
     worker,
     admin,
+    schedules,
     metadata,
     reachability,
     close() {

@@ -14,3 +14,15 @@ export type { BatcherOptions } from './enqueue-batcher.js';
 export { connect, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, type ConnectionOptions, type SluiceClients, type TlsOptions } from './connect.js';
 export * from './errors.js';
 export type * from './types.js';
+export {
+  Schedules,
+  type SchedulesOptions,
+  type ScheduleOptions,
+  type ScheduledJobOptions,
+  type ScheduleInfo,
+  type ScheduleRunInfo,
+  type ScheduleRef,
+  type CatchUpName,
+  type OverlapName,
+  type Page,
+} from './schedules.js';
