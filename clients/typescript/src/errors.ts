@@ -23,6 +23,10 @@ export class InvalidArgumentError extends SluiceError {
 export class NotFoundError extends SluiceError {
   override name = 'NotFoundError';
 }
+/** The resource already exists (e.g. a schedule name on create). */
+export class AlreadyExistsError extends SluiceError {
+  override name = 'AlreadyExistsError';
+}
 /** The job is not in a state that allows this (e.g. a stale lease, cancelling a finished job). */
 export class FailedPreconditionError extends SluiceError {
   override name = 'FailedPreconditionError';
@@ -60,6 +64,7 @@ const BY_CODE: Partial<Record<Status, new (message: string, code: Status, option
   [Status.INVALID_ARGUMENT]: InvalidArgumentError,
   [Status.OUT_OF_RANGE]: InvalidArgumentError,
   [Status.NOT_FOUND]: NotFoundError,
+  [Status.ALREADY_EXISTS]: AlreadyExistsError,
   [Status.FAILED_PRECONDITION]: FailedPreconditionError,
   [Status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
   [Status.UNAVAILABLE]: UnavailableError,
