@@ -40,6 +40,8 @@ export interface ChildBrokerOptions {
   http?: boolean;
   /** How long to wait for the listeners to come up. */
   startTimeoutMs?: number;
+  /** Extra environment for the child (test hooks such as SLUICE_TEST_CRASH_AT_FIRE). */
+  env?: Record<string, string>;
 }
 
 export interface ChildBroker {
@@ -127,7 +129,7 @@ export async function startChildBroker(options: ChildBrokerOptions): Promise<Chi
     ...(options.args ?? []),
   ];
   // Settings come from flags only: a SLUICE_* variable in the test environment must not leak in.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_'))), ...options.env };
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
 
   const logs: LogLine[] = [];
