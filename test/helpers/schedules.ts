@@ -9,6 +9,8 @@ import {
   UpdateScheduleRequest,
   UpsertScheduleRequest,
   type ListScheduleRunsResponse,
+  type ListSchedulesRequest,
+  type ListSchedulesResponse,
   type Schedule,
   type ScheduleRun,
   type UpsertScheduleResponse,
@@ -40,7 +42,7 @@ export class ScheduleApi {
   }
 
   list(): Promise<Schedule[]> {
-    return unary(this.c.listSchedules, this.c, { pageSize: 1000, pageToken: '' }).then((r) => r.schedules);
+    return unary<ListSchedulesRequest, ListSchedulesResponse>(this.c.listSchedules, this.c, { pageSize: 1000, pageToken: '' }).then((r) => r.schedules);
   }
 
   trigger(name: string): Promise<ScheduleRun> {
