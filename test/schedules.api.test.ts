@@ -8,6 +8,7 @@ import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { ScheduleApi, fireTimeOf, jobsOf, runClockUntil } from './helpers/schedules.js';
 import { Schedules } from '../clients/typescript/src/schedules.js';
+import { Admin } from '../clients/typescript/src/admin.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../clients/typescript/src/errors.js';
 import { ScheduleRunKind } from '../clients/typescript/src/gen/sluice/v1/schedule.js';
 
@@ -166,6 +167,14 @@ describe('client Schedules class', () => {
       const got = await schedules.get('invoices', { upcoming: 2 });
       expect(got.upcoming.map((d) => d.toISOString())).toEqual(['2026-06-02T00:00:00.000Z', '2026-06-03T00:00:00.000Z']);
       expect((await schedules.list()).schedules.map((s) => s.name)).toEqual(['invoices']);
+
+      // The operators' Admin class reaches the same schedules.
+      const admin = new Admin({ address: b.running.address });
+      try {
+        expect((await admin.schedules.get('invoices')).id).toBe(invoices.schedule.id);
+      } finally {
+        admin.close();
+      }
 
       await schedules.delete('invoices');
       await expect(schedules.get('invoices')).rejects.toBeInstanceOf(NotFoundError);

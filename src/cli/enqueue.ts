@@ -20,7 +20,7 @@ interface EnqueueFlags extends ConnectionFlags {
 }
 
 /** The payload argument: JSON text, "@file" for a file's contents, "-" for stdin; default {}. */
-function readPayload(arg: string | undefined): string {
+export function readPayload(arg: string | undefined): string {
   let text: string;
   if (arg === undefined) text = '{}';
   else if (arg === '-') text = readFileSync(0, 'utf8');

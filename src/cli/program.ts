@@ -11,6 +11,7 @@ import { currentAddress } from './connection.js';
 import { reportError } from './exit.js';
 import { jobCommands } from './jobs.js';
 import { queueCommands } from './queues.js';
+import { scheduleCommands } from './schedules.js';
 import { serveCommand } from './serve.js';
 import { tokenCommand } from './token.js';
 import { workersCommand } from './workers.js';
@@ -29,6 +30,7 @@ Examples:
   $ sluice queues
   $ sluice jobs --queue email --state dead
   $ sluice dlq replay --queue email
+  $ sluice schedule upsert invoices --cron '0 2 * * *' --timezone Europe/Berlin --queue billing
 
 Exit codes: 0 ok, 1 a broker call failed (gRPC status on stderr), 2 usage error,
 3 'watch --exit-status' saw the job end dead or cancelled.
@@ -40,6 +42,7 @@ Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), -
   for (const c of jobCommands()) program.addCommand(c);
   for (const c of queueCommands()) program.addCommand(c);
   program.addCommand(dlqCommand());
+  for (const c of scheduleCommands()) program.addCommand(c);
   program.addCommand(workersCommand());
   program.addCommand(benchCommand());
   program.addCommand(tokenCommand());

@@ -1,9 +1,10 @@
 import type { Clock } from '../../src/domain/clock.js';
 
 /**
- * A clock that stands still until a test moves it, with its own timers: `advanceTo` runs the
- * timers that fall due on the way, each at its own time, in time order. The broker's
- * DeadlineTimers use these timers when the clock has them (src/broker/deadline-timer.ts).
+ * A clock that stands still until a test moves it, with its own timers, stepped one at a time
+ * (`runNext`) so a test can wait for the work each timer starts before time moves on (cron
+ * fires must each happen at their own time). The broker's DeadlineTimers use these timers
+ * (Clock.setTimer). test/helpers/clock.ts's TestClock fires every due timer at once instead.
  */
 export class ManualClock implements Clock {
   private t: number;
@@ -18,14 +19,10 @@ export class ManualClock implements Clock {
     return this.t;
   }
 
-  setTimer(callback: () => void, delayMs: number): unknown {
+  setTimer(callback: () => void, delayMs: number): () => void {
     const id = this.nextId++;
     this.timers.set(id, { at: this.t + Math.max(0, delayMs), callback });
-    return id;
-  }
-
-  clearTimer(handle: unknown): void {
-    this.timers.delete(handle as number);
+    return () => this.timers.delete(id);
   }
 
   /** The time of the earliest armed timer. */

@@ -5,6 +5,7 @@ import { JobState } from './gen/sluice/v1/job.js';
 import type { DeadLetterFilter as WireDeadLetterFilter, ListJobsResponse, Queue as WireQueue, WorkerStream } from './gen/sluice/v1/admin.js';
 import type { BackoffOptions, JobInfo, JobStateName } from './types.js';
 import { toJobInfo } from './wire.js';
+import { Schedules } from './schedules.js';
 
 export interface AdminOptions extends ConnectionOptions {
   /** How long a call may take, including waiting for an unreachable broker. Default 30 s. */
@@ -90,10 +91,16 @@ const STATE_TO_WIRE: Record<JobStateName, JobState> = {
 export class Admin {
   private readonly clients: SluiceClients;
   private readonly limits: CallLimits;
+  private schedulesView: Schedules | undefined;
 
   constructor(options: AdminOptions = {}) {
     this.clients = connect(options);
     this.limits = { callTimeoutMs: options.callTimeoutMs ?? 30_000, connectTimeoutMs: options.connectTimeoutMs ?? 5_000 };
+  }
+
+  /** Cron schedules (ScheduleService) over this Admin's connection, closed with it. */
+  get schedules(): Schedules {
+    return (this.schedulesView ??= new Schedules(this.clients, { callTimeoutMs: this.limits.callTimeoutMs }));
   }
 
   /** Every queue that has jobs or settings, by name. */

@@ -150,11 +150,11 @@ export class Schedules {
   private readonly callTimeoutMs: number;
 
   /** Pass connection options, or the clients of an existing connection (shared, not closed by `close`). */
-  constructor(options: SchedulesOptions | SluiceClients = {}) {
+  constructor(options: SchedulesOptions | SluiceClients = {}, shared: { callTimeoutMs?: number } = {}) {
     if ('schedules' in options && 'metadata' in options) {
       this.clients = options;
       this.ownsClients = false;
-      this.callTimeoutMs = 30_000;
+      this.callTimeoutMs = shared.callTimeoutMs ?? 30_000;
     } else {
       const o = options as SchedulesOptions;
       this.clients = connect(o);
