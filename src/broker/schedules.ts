@@ -1,4 +1,4 @@
-import { uuidv7 } from 'uuidv7';
+import { randomUUID } from 'node:crypto';
 import type { Clock } from '../domain/clock.js';
 import { compileCron, validateTimezone } from '../domain/cron.js';
 import { SluiceError, invalidArgument, notFound } from '../domain/errors.js';
@@ -221,7 +221,7 @@ function columnsOf(def: ScheduleDefinition): Omit<ScheduleRow, 'id' | 'paused' |
 function newRow(def: ScheduleDefinition, paused: boolean, now: number): ScheduleRow {
   const cols = columnsOf(def);
   const next = nextFireTime(compileCron(cols.cron, cols.timezone), now, cols.start_at, cols.end_at);
-  return { id: `sch_${uuidv7()}`, ...cols, paused: paused ? 1 : 0, next_fire_at: next ?? null, last_fire_at: null, created_at: now, updated_at: now };
+  return { id: `sch_${randomUUID()}`, ...cols, paused: paused ? 1 : 0, next_fire_at: next ?? null, last_fire_at: null, created_at: now, updated_at: now };
 }
 
 export function definitionOf(row: ScheduleRow): ScheduleDefinition {

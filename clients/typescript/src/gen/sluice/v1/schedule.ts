@@ -208,7 +208,7 @@ export interface ScheduleSpec {
 
 /** A stored schedule. */
 export interface Schedule {
-  /** Broker-assigned id ("sch_" + UUIDv7). */
+  /** Broker-assigned id ("sch_" + a random UUID). */
   id: string;
   /** The definition. */
   spec:
