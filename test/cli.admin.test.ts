@@ -2,9 +2,12 @@
  * `sluice queues | queue … | dlq …` through the compiled binary against a real broker
  * (`npm run build` first when running this file alone).
  */
+import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 import { assertBuildFresh } from './helpers/child-broker.js';
 import { parseJson, runCli, startCli, type CliResult } from './helpers/cli.js';
 
@@ -170,5 +173,87 @@ describe('sluice dlq list|replay|purge', () => {
     expect(c.code).toBe(0);
     expect(c.stdout).toContain('purged 2 dead job(s)');
     expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(0);
+  });
+});
+
+describe('sluice job history and sluice backup', () => {
+  it('job shows every step of its history, in order, with attempts and worker ids (text and --json)', async () => {
+    const { id } = await b.api.enqueue({ queue: 'cli-hist', payload: {}, maxAttempts: 3 });
+    const first = b.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w1' }, 1);
+    const [d1] = await first.waitForDeliveries(1);
+    first.nack(d1!, 'poison', { nonRetryable: true });
+    await first.waitForSettled(1);
+    first.end();
+    await first.status;
+    expect(parseJson(ok(await sluice('dlq', 'replay', id, '--json')))).toEqual({ replayed: 1 });
+    const second = b.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w2' }, 1);
+    const [d2] = await second.waitForDeliveries(1);
+    second.ack(d2!, { ok: 1 });
+    await second.waitForSettled(1);
+    second.end();
+    await second.status;
+
+    const [text, doc] = await Promise.all([sluice('job', id), sluice('job', id, '--json')]);
+    type Entry = { at: string; kind: string; attempt: number; workerId: string | null; leaseId: string | null; error: string | null; detail: string | null };
+    const job = parseJson<{ id: string; state: string; history: Entry[] }>(ok(doc));
+    expect(job).toMatchObject({ id, state: 'completed' });
+    const steps = job.history.map((h) => [h.kind, h.attempt, h.workerId]);
+    const expected = [
+      ['enqueued', 0, null],
+      ['delivered', 1, 'hist-w1'],
+      ['nacked', 1, 'hist-w1'],
+      ['replayed', expect.any(Number), null],
+      ['delivered', 1, 'hist-w2'],
+      ['acked', 1, 'hist-w2'],
+    ];
+    // In order (other steps, such as "dead", may sit between them).
+    let at = 0;
+    for (const e of expected) {
+      const found = steps.findIndex((s, i) => i >= at && s[0] === e[0]);
+      expect(found, `${String(e[0])} after step ${at} in ${JSON.stringify(steps)}`).toBeGreaterThanOrEqual(at);
+      expect(steps[found]).toEqual(e);
+      at = found + 1;
+    }
+    expect(job.history.find((h) => h.kind === 'nacked')!.error).toBe('poison');
+    const times = job.history.map((h) => Date.parse(h.at));
+    expect([...times].sort((x, y) => x - y)).toEqual(times);
+
+    const out = ok(text).stdout;
+    const history = out.slice(out.indexOf('\nHistory:\n'));
+    expect(history).toMatch(/^\s+AT\s+KIND\s+ATTEMPT\s+WORKER\s+LEASE\s+ERROR \/ DETAIL$/m);
+    expect(history).toMatch(/^\s+\S+Z\s+delivered\s+1\s+hist-w1\s/m);
+    expect(history).toMatch(/^\s+\S+Z\s+nacked\s+1\s+hist-w1\s+\S+\s+poison/m);
+    expect(history).toMatch(/^\s+\S+Z\s+acked\s+1\s+hist-w2\s/m);
+  });
+
+  it('backup writes a snapshot on the broker host (text and --json) that holds the jobs; an existing file is refused with exit 1', async () => {
+    const { id } = await b.api.enqueue({ queue: 'cli-backup', payload: { keep: true } });
+    const dir = tempDir('cli-backup-');
+    try {
+      const [text, doc] = await Promise.all([sluice('backup', join(dir, 'a.db')), sluice('backup', join(dir, 'b.db'), '--json')]);
+      expect(ok(text).stdout).toMatch(new RegExp(`^backup written to ${join(dir, 'a.db')} \\(\\d+(\\.\\d)? (B|KiB|MiB) in \\d+(\\.\\d)?m?s\\)\\n$`));
+      const res = parseJson<{ path: string; bytes: number; durationMs: number }>(ok(doc));
+      expect(res).toEqual({ path: join(dir, 'b.db'), bytes: statSync(join(dir, 'b.db')).size, durationMs: expect.any(Number) });
+      const db = new Database(join(dir, 'b.db'), { readonly: true });
+      try {
+        expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      } finally {
+        db.close();
+      }
+      // A broker started on a copy of the backup serves the job.
+      const restoreDir = mkdtempSync(join(dir, 'restore-'));
+      copyFileSync(join(dir, 'a.db'), join(restoreDir, 'sluice.db'));
+      const restored = await startTestBroker({}, { dir: restoreDir });
+      try {
+        expect((await restored.api.getJob(id)).payload).toEqual({ keep: true });
+      } finally {
+        await restored.close();
+      }
+      const again = await sluice('backup', join(dir, 'a.db'));
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/^sluice: [A-Z_]+: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

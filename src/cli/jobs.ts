@@ -1,11 +1,12 @@
 import { Command } from 'commander';
 import { CancelJobRequest, GetJobRequest, WatchJobRequest, type JobEvent } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
-import { ListJobsRequest } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
-import { addConnectionOptions, examples, out, withSession, type ConnectionFlags } from './connection.js';
+import { GetJobHistoryRequest, ListJobsRequest } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import { addConnectionOptions, examples, out, withSession, type ConnectionFlags, type Session } from './connection.js';
 import { EXIT_JOB_FAILED } from './exit.js';
 import { ago, clip, compactJson, duration, fields, json, table, when, type Column } from './output.js';
 import { jobState, pageSize, STATE_NAMES } from './parse.js';
-import { date, eventView, jobView, TERMINAL_STATES, type EventView, type JobView } from './views.js';
+import { date, eventView, historyView, jobView, TERMINAL_STATES, type EventView, type HistoryView, type JobView } from './views.js';
 
 /** The detail view of one job (`sluice job`, `sluice cancel`). */
 export function jobDetail(j: JobView): string {
@@ -43,6 +44,34 @@ export function jobDetail(j: JobView): string {
     )}`;
   }
   return text;
+}
+
+/** The job's history as a table under the detail view. */
+export function historyTable(history: HistoryView[]): string {
+  return `\nHistory:\n${indent(
+    table(history, [
+      { header: 'AT', value: (h) => h.at ?? '' },
+      { header: 'KIND', value: (h) => h.kind },
+      { header: 'ATTEMPT', value: (h) => String(h.attempt), right: true },
+      { header: 'WORKER', value: (h) => h.workerId ?? '' },
+      { header: 'LEASE', value: (h) => h.leaseId ?? '' },
+      { header: 'ERROR / DETAIL', value: (h) => clip([h.error, h.detail].filter(Boolean).join(' — '), 80) },
+    ]),
+  )}`;
+}
+
+/**
+ * The job's history, or null from a broker without GetJobHistory (UNIMPLEMENTED), so `sluice job`
+ * still works against an older broker.
+ */
+async function historyOf(session: Session, id: string): Promise<HistoryView[] | null> {
+  try {
+    const res = await session.call(session.admin, session.admin.getJobHistory, GetJobHistoryRequest.fromPartial({ id }));
+    return res.entries.map(historyView);
+  } catch (error) {
+    if ((error as ServiceError).code === Status.UNIMPLEMENTED) return null;
+    throw error;
+  }
 }
 
 function indent(text: string): string {
@@ -83,14 +112,14 @@ interface ListFlags extends ConnectionFlags {
 }
 
 export function jobCommands(): Command[] {
-  const job = new Command('job').description("show one job: state, attempts, payload, result, errors").argument('<id>', 'job id');
+  const job = new Command('job').description('show one job: state, attempts, payload, result, errors and its history').argument('<id>', 'job id');
   addConnectionOptions(job);
   examples(job, 'sluice job 019a2b3c-…', 'sluice job 019a2b3c-… --json | jq .state');
   withSession(job, async (session, flags, id: string) => {
-    const wire = await session.call(session.producer, session.producer.getJob, GetJobRequest.fromPartial({ id }));
+    const [wire, history] = await Promise.all([session.call(session.producer, session.producer.getJob, GetJobRequest.fromPartial({ id })), historyOf(session, id)]);
     const view = jobView(wire);
-    if (flags.json) out(json(view));
-    else out(jobDetail(view));
+    if (flags.json) out(json({ ...view, history }));
+    else out(jobDetail(view) + (history ? historyTable(history) : ''));
   });
 
   const jobs = new Command('jobs')

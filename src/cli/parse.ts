@@ -11,6 +11,12 @@ export function positiveInt(raw: string): number {
   return n;
 }
 
+export function nonNegativeInt(raw: string): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new InvalidArgumentError('expected a whole number >= 0.');
+  return n;
+}
+
 /** Page sizes the broker accepts (1-1000). */
 export function pageSize(raw: string): number {
   const n = positiveInt(raw);

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { backupCommand } from './backup.js';
 import { benchCommand } from './bench.js';
 import { dlqCommand } from './dlq.js';
 import { enqueueCommand } from './enqueue.js';
@@ -44,6 +45,7 @@ Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), -
   program.addCommand(dlqCommand());
   for (const c of scheduleCommands()) program.addCommand(c);
   program.addCommand(workersCommand());
+  program.addCommand(backupCommand());
   program.addCommand(benchCommand());
   program.addCommand(tokenCommand());
 

@@ -12,7 +12,7 @@ import { addConnectionOptions, examples, out, withSession, type ConnectionFlags,
 import { confirm } from './confirm.js';
 import { usageError } from './exit.js';
 import { count, duration, fields, json, table } from './output.js';
-import { durationMs, nonNegativeNumber, positiveInt } from './parse.js';
+import { durationMs, nonNegativeInt, nonNegativeNumber, positiveInt } from './parse.js';
 import { queueView, type QueueView } from './views.js';
 
 function queueTable(queues: QueueView[]): string {
@@ -49,7 +49,14 @@ function queueDetail(q: QueueView): string {
     ['max attempts', q.maxAttempts ? String(q.maxAttempts) : 'broker default'],
     ['lease timeout', q.leaseTimeoutMs ? duration(q.leaseTimeoutMs) : 'broker default'],
     ['retry', retry || 'broker default'],
+    ['retention', retention(q)],
   ]);
+}
+
+/** How long finished (completed, cancelled) jobs are kept; dead jobs are always kept. */
+function retention(q: QueueView): string {
+  const parts = [q.retentionMaxAgeMs ? `for ${duration(q.retentionMaxAgeMs)}` : '', q.retentionMaxCount ? `at most ${count(q.retentionMaxCount)}` : ''].filter(Boolean);
+  return parts.length ? `finished jobs kept ${parts.join(', ')}` : 'finished jobs kept forever';
 }
 
 function printQueue(q: Queue, asJson: boolean | undefined, headline?: string): void {
@@ -66,6 +73,8 @@ interface UpdateFlags extends ConnectionFlags {
   retryMax?: number;
   retryJitter?: number;
   create?: boolean;
+  retentionMaxAge?: number;
+  retentionMaxCount?: number;
 }
 
 /** A command taking one <queue> argument, with the connection flags and an example. */
@@ -109,14 +118,16 @@ export function queueCommands(): Command[] {
     printQueue(await session.call(session.admin, session.admin.resumeQueue, ResumeQueueRequest.fromPartial({ queue: name })), flags.json, `resumed ${name}`);
   });
 
-  const update = queueSubcommand('update', "change a queue's defaults for new attempts (unset flags keep their value)", 'sluice queue update email --max-attempts 5 --lease-timeout 2m --retry-initial 1s --retry-max 1h')
+  const update = queueSubcommand('update', "change a queue's defaults for new attempts (unset flags keep their value)", 'sluice queue update email --max-attempts 5 --lease-timeout 2m --retry-initial 1s --retry-max 1h', 'sluice queue update email --retention-max-age 3d --retention-max-count 100000')
     .option('--max-attempts <n>', 'attempts before dead-lettering', positiveInt)
     .option('--lease-timeout <duration>', 'how long an attempt may run without a heartbeat', durationMs)
     .option('--retry-initial <duration>', 'delay before the first retry', durationMs)
     .option('--retry-multiplier <x>', 'growth of the delay per attempt (>= 1)', nonNegativeNumber)
     .option('--retry-max <duration>', 'upper bound of one delay', durationMs)
     .option('--retry-jitter <fraction>', 'random spread, 0..1 (0.2 = +/-20%)', nonNegativeNumber)
-    .option('--create', 'create the queue with these defaults when it does not exist yet, instead of failing with NOT_FOUND');
+    .option('--create', 'create the queue with these defaults when it does not exist yet, instead of failing with NOT_FOUND')
+    .option('--retention-max-age <duration>', 'delete completed and cancelled jobs this long after they finished (0 = never by age)', durationMs)
+    .option('--retention-max-count <n>', 'keep at most this many completed and cancelled jobs (0 = no limit)', nonNegativeInt);
   withSession<UpdateFlags>(update, async (session, flags, name: string) => {
     const retry = {
       initialMs: flags.retryInitial,
@@ -125,8 +136,9 @@ export function queueCommands(): Command[] {
       jitter: flags.retryJitter,
     };
     const anyRetry = Object.values(retry).some((v) => v !== undefined);
-    if (!anyRetry && flags.maxAttempts === undefined && flags.leaseTimeout === undefined) {
-      throw usageError('queue update: nothing to change (give --max-attempts, --lease-timeout or a --retry-* flag)');
+    const others = [flags.maxAttempts, flags.leaseTimeout, flags.retentionMaxAge, flags.retentionMaxCount];
+    if (!anyRetry && others.every((v) => v === undefined)) {
+      throw usageError('queue update: nothing to change (give --max-attempts, --lease-timeout, a --retry-* or a --retention-* flag)');
     }
     const request = UpdateQueueRequest.fromPartial({
       queue: name,
@@ -134,6 +146,8 @@ export function queueCommands(): Command[] {
       leaseTimeoutMs: flags.leaseTimeout ?? 0,
       retry: anyRetry ? retry : undefined,
       createIfMissing: flags.create ?? false,
+      retentionMaxAgeMs: flags.retentionMaxAge,
+      retentionMaxCount: flags.retentionMaxCount,
     });
     printQueue(await session.call(session.admin, session.admin.updateQueue, request), flags.json, `updated ${name}`);
   });

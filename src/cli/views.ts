@@ -4,7 +4,7 @@
  * so scripts can rely on a key existing. Human output is built from the same views.
  */
 import type { Job, RetryPolicy } from '../../clients/typescript/src/gen/sluice/v1/job.js';
-import type { Queue, WorkerStream } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import type { JobHistoryEntry, Queue, WorkerStream } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import type { JobEvent } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { priorityName, stateName } from '../../clients/typescript/src/wire.js';
 
@@ -70,6 +70,8 @@ export function queueView(q: Queue) {
     maxAttempts: q.maxAttempts,
     leaseTimeoutMs: q.leaseTimeoutMs,
     retry: retryView(q.retry),
+    retentionMaxAgeMs: q.retentionMaxAgeMs,
+    retentionMaxCount: q.retentionMaxCount,
   };
 }
 export type QueueView = ReturnType<typeof queueView>;
@@ -89,6 +91,19 @@ export function workerView(w: WorkerStream) {
   };
 }
 export type WorkerView = ReturnType<typeof workerView>;
+
+export function historyView(h: JobHistoryEntry) {
+  return {
+    at: iso(h.at),
+    kind: h.kind,
+    attempt: h.attempt,
+    workerId: orNull(h.workerId),
+    leaseId: orNull(h.leaseId),
+    error: orNull(h.error),
+    detail: orNull(h.detail),
+  };
+}
+export type HistoryView = ReturnType<typeof historyView>;
 
 export function eventView(e: JobEvent) {
   return {
