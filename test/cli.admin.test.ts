@@ -257,3 +257,42 @@ describe('sluice job history and sluice backup', () => {
     }
   });
 });
+
+describe('sluice explain and queue limits', () => {
+  it('explain says why a job waits (paused queue, scheduled) in text and --json; unknown id is NOT_FOUND', async () => {
+    const paused = (await b.api.enqueue({ queue: 'cli-explain', payload: {} })).id;
+    await b.api.pauseQueue('cli-explain');
+    const later = (await b.api.enqueue({ queue: 'cli-explain2', payload: {}, delayMs: 3_600_000 })).id;
+    const [text, doc, sched, missing] = await Promise.all([
+      sluice('explain', paused),
+      sluice('explain', paused, '--json'),
+      sluice('explain', later, '--json'),
+      sluice('explain', '01a00000-0000-7000-8000-000000000000'),
+    ]);
+    type Explained = { id: string; state: string; summary: string; reasons: { code: string; message: string; at: string | null }[] };
+    const p = parseJson<Explained>(ok(doc));
+    expect(p).toMatchObject({ id: paused, state: 'pending' });
+    expect(p.reasons.map((r) => r.code)).toContain('queue_paused');
+    expect(ok(text).stdout.split('\n')[0]).toBe(p.summary);
+    expect(text.stdout).toContain(p.reasons.find((r) => r.code === 'queue_paused')!.message);
+    const s = parseJson<Explained>(ok(sched));
+    expect(s.state).toBe('scheduled');
+    expect(s.reasons[0]).toMatchObject({ code: 'scheduled', at: expect.stringMatching(/^\d{4}-/) });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^sluice: NOT_FOUND: /);
+  });
+
+  it('queue update sets dispatch limits, keeps the ones not given, and --no-limits clears them', async () => {
+    await b.api.enqueue({ queue: 'cli-limits', payload: {} });
+    type Limits = { rate: { count: number; intervalMs: number; burst: number } | null; concurrency: number; groupConcurrency: number; fairGroups: boolean };
+    const set = await sluice('queue', 'update', 'cli-limits', '--rate', '100/1s:150', '--group-concurrency', '1', '--json');
+    expect(parseJson<{ limits: Limits }>(ok(set)).limits).toMatchObject({ rate: { count: 100, intervalMs: 1000, burst: 150 }, groupConcurrency: 1, concurrency: 0 });
+    const more = await sluice('queue', 'update', 'cli-limits', '--concurrency', '5');
+    expect(ok(more).stdout).toMatch(/^limits\s+rate 100\/1s \(burst 150\), .*concurrency 5/m);
+    expect((await b.api.getQueue('cli-limits')).limits).toMatchObject({ rate: { count: 100, intervalMs: 1000 }, concurrency: 5, groupConcurrency: 1 });
+    const [cleared, bad] = await Promise.all([sluice('queue', 'update', 'cli-limits', '--no-limits', '--json'), sluice('queue', 'update', 'cli-limits', '--rate', 'fast')]);
+    expect(parseJson<{ limits: Limits }>(ok(cleared)).limits).toMatchObject({ rate: null, concurrency: 0, groupConcurrency: 0 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('expected COUNT/INTERVAL');
+  });
+});

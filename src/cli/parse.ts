@@ -88,3 +88,11 @@ export function priority(raw: string): Priority {
   if (p === undefined) throw new InvalidArgumentError(`expected one of ${Object.keys(PRIORITIES).join(', ')}.`);
   return p;
 }
+
+/** "100/1s", "5/250ms", "10/m" (count per interval; a bare unit means 1 of it), optional ":burst". */
+export function rate(raw: string): { count: number; intervalMs: number; burst: number } {
+  const m = /^(\d+)\/(\d*(?:\.\d+)?)(ms|s|m|h|d)(?::(\d+))?$/.exec(raw.trim());
+  if (!m || Number(m[1]) < 1) throw new InvalidArgumentError('expected COUNT/INTERVAL[:BURST], e.g. 100/1s, 10/m, 50/1s:100.');
+  const intervalMs = durationMs(`${m[2] || '1'}${m[3]}`);
+  return { count: Number(m[1]), intervalMs, burst: m[4] ? Number(m[4]) : 0 };
+}

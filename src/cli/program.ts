@@ -8,6 +8,7 @@ import { backupCommand } from './backup.js';
 import { benchCommand } from './bench.js';
 import { dlqCommand } from './dlq.js';
 import { enqueueCommand } from './enqueue.js';
+import { explainCommand } from './explain.js';
 import { currentAddress } from './connection.js';
 import { reportError } from './exit.js';
 import { jobCommands } from './jobs.js';
@@ -46,6 +47,7 @@ Every client command takes --address (SLUICE_ADDRESS), --token (SLUICE_TOKEN), -
   for (const c of scheduleCommands()) program.addCommand(c);
   program.addCommand(workersCommand());
   program.addCommand(backupCommand());
+  program.addCommand(explainCommand());
   program.addCommand(benchCommand());
   program.addCommand(tokenCommand());
 

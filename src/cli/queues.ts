@@ -1,10 +1,11 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import {
   DeleteQueueRequest,
   GetQueueRequest,
   ListQueuesRequest,
   PauseQueueRequest,
   ResumeQueueRequest,
+  QueueLimits,
   UpdateQueueRequest,
   type Queue,
 } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
@@ -12,8 +13,8 @@ import { addConnectionOptions, examples, out, withSession, type ConnectionFlags,
 import { confirm } from './confirm.js';
 import { usageError } from './exit.js';
 import { count, duration, fields, json, table } from './output.js';
-import { durationMs, nonNegativeInt, nonNegativeNumber, positiveInt } from './parse.js';
-import { queueView, type QueueView } from './views.js';
+import { durationMs, nonNegativeInt, nonNegativeNumber, positiveInt, rate } from './parse.js';
+import { queueView, type LimitsView, type QueueView } from './views.js';
 
 function queueTable(queues: QueueView[]): string {
   return table(queues, [
@@ -50,6 +51,7 @@ function queueDetail(q: QueueView): string {
     ['lease timeout', q.leaseTimeoutMs ? duration(q.leaseTimeoutMs) : 'broker default'],
     ['retry', retry || 'broker default'],
     ['retention', retention(q)],
+    ['limits', limitsText(q.limits)],
   ]);
 }
 
@@ -57,6 +59,22 @@ function queueDetail(q: QueueView): string {
 function retention(q: QueueView): string {
   const parts = [q.retentionMaxAgeMs ? `for ${duration(q.retentionMaxAgeMs)}` : '', q.retentionMaxCount ? `at most ${count(q.retentionMaxCount)}` : ''].filter(Boolean);
   return parts.length ? `finished jobs kept ${parts.join(', ')}` : 'finished jobs kept forever';
+}
+
+const rateText = (r: { count: number; intervalMs: number; burst: number }) => `${r.count}/${duration(r.intervalMs)}${r.burst ? ` (burst ${r.burst})` : ''}`;
+
+function limitsText(l: LimitsView): string {
+  const parts = [
+    l.rate && `rate ${rateText(l.rate)}`,
+    l.groupRate && `per-group rate ${rateText(l.groupRate)}`,
+    l.concurrency && `concurrency ${l.concurrency}`,
+    l.groupConcurrency && `per-group concurrency ${l.groupConcurrency}`,
+    l.fairGroups && 'fair across groups',
+    l.agingMs && `aging ${duration(l.agingMs)}`,
+    l.retryOvertake && 'retries may be overtaken',
+    Object.keys(l.groupRates).length > 0 && `${Object.keys(l.groupRates).length} per-key rate(s)`,
+  ].filter(Boolean);
+  return parts.length ? parts.join(', ') : 'none';
 }
 
 function printQueue(q: Queue, asJson: boolean | undefined, headline?: string): void {
@@ -75,6 +93,26 @@ interface UpdateFlags extends ConnectionFlags {
   create?: boolean;
   retentionMaxAge?: number;
   retentionMaxCount?: number;
+  rate?: { count: number; intervalMs: number; burst: number };
+  groupRate?: { count: number; intervalMs: number; burst: number };
+  concurrency?: number;
+  groupConcurrency?: number;
+  fairGroups?: boolean;
+  aging?: number;
+  /** false with --no-limits (commander's negatable flag). */
+  limits?: boolean;
+}
+
+/** "0/1s" (or "off") removes a rate limit; anything else is a rate. */
+function rateOrOff(raw: string) {
+  if (raw === 'off' || /^0\//.test(raw)) return { count: 0, intervalMs: 0, burst: 0 };
+  return rate(raw);
+}
+
+function onOff(raw: string): boolean {
+  if (['on', 'true', 'yes'].includes(raw)) return true;
+  if (['off', 'false', 'no'].includes(raw)) return false;
+  throw new InvalidArgumentError('expected on or off.');
 }
 
 /** A command taking one <queue> argument, with the connection flags and an example. */
@@ -118,7 +156,7 @@ export function queueCommands(): Command[] {
     printQueue(await session.call(session.admin, session.admin.resumeQueue, ResumeQueueRequest.fromPartial({ queue: name })), flags.json, `resumed ${name}`);
   });
 
-  const update = queueSubcommand('update', "change a queue's defaults for new attempts (unset flags keep their value)", 'sluice queue update email --max-attempts 5 --lease-timeout 2m --retry-initial 1s --retry-max 1h', 'sluice queue update email --retention-max-age 3d --retention-max-count 100000')
+  const update = queueSubcommand('update', "change a queue's defaults for new attempts (unset flags keep their value)", 'sluice queue update email --max-attempts 5 --lease-timeout 2m --retry-initial 1s --retry-max 1h', 'sluice queue update email --retention-max-age 3d --retention-max-count 100000', 'sluice queue update email --rate 100/1s --group-concurrency 1', 'sluice queue update email --no-limits')
     .option('--max-attempts <n>', 'attempts before dead-lettering', positiveInt)
     .option('--lease-timeout <duration>', 'how long an attempt may run without a heartbeat', durationMs)
     .option('--retry-initial <duration>', 'delay before the first retry', durationMs)
@@ -127,7 +165,14 @@ export function queueCommands(): Command[] {
     .option('--retry-jitter <fraction>', 'random spread, 0..1 (0.2 = +/-20%)', nonNegativeNumber)
     .option('--create', 'create the queue with these defaults when it does not exist yet, instead of failing with NOT_FOUND')
     .option('--retention-max-age <duration>', 'delete completed and cancelled jobs this long after they finished (0 = never by age)', durationMs)
-    .option('--retention-max-count <n>', 'keep at most this many completed and cancelled jobs (0 = no limit)', nonNegativeInt);
+    .option('--retention-max-count <n>', 'keep at most this many completed and cancelled jobs (0 = no limit)', nonNegativeInt)
+    .option('--rate <count/interval>', 'rate limit of the whole queue, e.g. 100/1s or 50/1s:100 (burst 100); 0/1s removes it', rateOrOff)
+    .option('--group-rate <count/interval>', 'rate limit per group key, e.g. 10/1s; 0/1s removes it', rateOrOff)
+    .option('--concurrency <n>', 'most active jobs of the queue (0 = no cap)', nonNegativeInt)
+    .option('--group-concurrency <n>', 'most active jobs per group key (1 = strict per-key order, 0 = no cap)', nonNegativeInt)
+    .option('--fair-groups <on|off>', 'round-robin across group keys', onOff)
+    .option('--aging <duration>', 'a waiting job is served one priority level higher per this much waiting (0 = off)', durationMs)
+    .option('--no-limits', 'remove every dispatch limit of the queue');
   withSession<UpdateFlags>(update, async (session, flags, name: string) => {
     const retry = {
       initialMs: flags.retryInitial,
@@ -136,9 +181,26 @@ export function queueCommands(): Command[] {
       jitter: flags.retryJitter,
     };
     const anyRetry = Object.values(retry).some((v) => v !== undefined);
+    const limitFlags = [flags.rate, flags.groupRate, flags.concurrency, flags.groupConcurrency, flags.fairGroups, flags.aging];
+    const anyLimit = limitFlags.some((v) => v !== undefined) || flags.limits === false;
     const others = [flags.maxAttempts, flags.leaseTimeout, flags.retentionMaxAge, flags.retentionMaxCount];
-    if (!anyRetry && others.every((v) => v === undefined)) {
-      throw usageError('queue update: nothing to change (give --max-attempts, --lease-timeout, a --retry-* or a --retention-* flag)');
+    if (!anyRetry && !anyLimit && others.every((v) => v === undefined)) {
+      throw usageError('queue update: nothing to change (give --max-attempts, --lease-timeout, a --retry-* flag, a --retention-* flag or a limit flag)');
+    }
+    // The RPC replaces the limits as a whole: start from the queue's current ones, so a flag
+    // left out keeps its value (commander turns --no-limits into limits === false).
+    let limits: QueueLimits | undefined;
+    if (anyLimit) {
+      const current = flags.limits === false ? QueueLimits.fromPartial({}) : (await session.call(session.admin, session.admin.getQueue, GetQueueRequest.fromPartial({ queue: name }))).limits ?? QueueLimits.fromPartial({});
+      limits = QueueLimits.fromPartial({
+        ...current,
+        ...(flags.rate !== undefined && { rate: flags.rate.count === 0 ? undefined : flags.rate }),
+        ...(flags.groupRate !== undefined && { groupRate: flags.groupRate.count === 0 ? undefined : flags.groupRate }),
+        ...(flags.concurrency !== undefined && { concurrency: flags.concurrency }),
+        ...(flags.groupConcurrency !== undefined && { groupConcurrency: flags.groupConcurrency }),
+        ...(flags.fairGroups !== undefined && { fairGroups: flags.fairGroups }),
+        ...(flags.aging !== undefined && { agingMs: flags.aging }),
+      });
     }
     const request = UpdateQueueRequest.fromPartial({
       queue: name,
@@ -148,6 +210,7 @@ export function queueCommands(): Command[] {
       createIfMissing: flags.create ?? false,
       retentionMaxAgeMs: flags.retentionMaxAge,
       retentionMaxCount: flags.retentionMaxCount,
+      limits,
     });
     printQueue(await session.call(session.admin, session.admin.updateQueue, request), flags.json, `updated ${name}`);
   });

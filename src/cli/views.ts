@@ -4,7 +4,7 @@
  * so scripts can rely on a key existing. Human output is built from the same views.
  */
 import type { Job, RetryPolicy } from '../../clients/typescript/src/gen/sluice/v1/job.js';
-import type { JobHistoryEntry, Queue, WorkerStream } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
+import type { JobHistoryEntry, Queue, QueueLimits, RateLimit, WorkerStream } from '../../clients/typescript/src/gen/sluice/v1/admin.js';
 import type { JobEvent } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { priorityName, stateName } from '../../clients/typescript/src/wire.js';
 
@@ -53,6 +53,23 @@ export function jobView(job: Job) {
 }
 export type JobView = ReturnType<typeof jobView>;
 
+const rateView = (r: RateLimit | undefined) => (r ? { count: r.count, intervalMs: r.intervalMs, burst: r.burst } : null);
+
+export function limitsView(l: QueueLimits | undefined) {
+  return {
+    rate: rateView(l?.rate),
+    groupRate: rateView(l?.groupRate),
+    concurrency: l?.concurrency ?? 0,
+    groupConcurrency: l?.groupConcurrency ?? 0,
+    fairGroups: l?.fairGroups ?? false,
+    groupWeights: l?.groupWeights ?? {},
+    agingMs: l?.agingMs ?? 0,
+    retryOvertake: l?.retryOvertake ?? false,
+    groupRates: Object.fromEntries(Object.entries(l?.groupRates ?? {}).map(([k, r]) => [k, rateView(r)])),
+  };
+}
+export type LimitsView = ReturnType<typeof limitsView>;
+
 export function queueView(q: Queue) {
   const c = q.counts;
   return {
@@ -72,6 +89,7 @@ export function queueView(q: Queue) {
     retry: retryView(q.retry),
     retentionMaxAgeMs: q.retentionMaxAgeMs,
     retentionMaxCount: q.retentionMaxCount,
+    limits: limitsView(q.limits),
   };
 }
 export type QueueView = ReturnType<typeof queueView>;
