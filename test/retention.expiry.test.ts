@@ -58,7 +58,7 @@ describe('retention', () => {
     const completed = await finishJobs(b, 'ret', 30, 'ack');
     const cancelled = await finishJobs(b, 'ret', 5, 'cancel');
     const dead = await finishJobs(b, 'ret', 5, 'dead');
-    const waiting = (await b.api.enqueue({ queue: 'ret', payload: {}, delayMs: 30 * DAY })).id;
+    const waiting = (await b.api.enqueue({ queue: 'ret', payload: {}, delayMs: 20 * DAY /* delay_ms is at most ~24.8 days (int32 ms) */ })).id;
 
     // Six days later nothing has expired (default: 7 days).
     clock.advance(6 * DAY);
