@@ -128,7 +128,7 @@ describe('sluice enqueue, jobs, job', () => {
     expect(new Date(job.createdAt!).getTime()).toBeGreaterThan(0);
     // Every field is present (null when unset), so scripts can rely on the keys.
     expect(Object.keys(job).sort()).toEqual(
-      ['attempt', 'createdAt', 'dedupKey', 'errors', 'finishedAt', 'groupKey', 'id', 'lastError', 'leaseExpiresAt', 'leaseTimeoutMs', 'maxAttempts', 'metadata', 'payload', 'priority', 'progress', 'queue', 'result', 'retry', 'runAt', 'startedAt', 'state', 'type', 'updatedAt', 'workerId'].sort(),
+      ['attempt', 'createdAt', 'dedupKey', 'errors', 'finishedAt', 'groupKey', 'history', 'id', 'lastError', 'leaseExpiresAt', 'leaseTimeoutMs', 'maxAttempts', 'metadata', 'payload', 'priority', 'progress', 'queue', 'result', 'retry', 'runAt', 'startedAt', 'state', 'type', 'updatedAt', 'workerId'].sort(),
     );
   });
 
