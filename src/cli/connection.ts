@@ -30,8 +30,8 @@ export function addConnectionOptions(cmd: Command): Command {
     .addOption(new Option('--token <token>', 'bearer token (sent as "authorization: Bearer <token>")').env('SLUICE_TOKEN'))
     .addOption(new Option('--tls', "use TLS with the system's root certificates").env('SLUICE_TLS'))
     .addOption(new Option('--tls-ca <file>', 'PEM file of the CA that signed the broker certificate (implies --tls)').env('SLUICE_TLS_CA'))
-    .addOption(new Option('--tls-cert <file>', 'PEM client certificate for mutual TLS (with --tls-key)').env('SLUICE_TLS_CERT'))
-    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert').env('SLUICE_TLS_KEY'))
+    .addOption(new Option('--tls-cert <file>', 'PEM client certificate for mutual TLS (with --tls-key)').env('SLUICE_CLIENT_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert').env('SLUICE_CLIENT_TLS_KEY'))
     .addOption(new Option('--tls-server-name <name>', 'expected name in the broker certificate, when it differs from the address host').env('SLUICE_TLS_SERVER_NAME'))
     .addOption(new Option('--timeout <duration>', 'deadline of each call (waiting for an unreachable broker included)').env('SLUICE_TIMEOUT').default(10_000, '10s').argParser(durationMs))
     .option('--json', 'print one JSON document (stable field names) instead of text');
