@@ -5,6 +5,8 @@ import { Producer } from '../clients/typescript/src/producer.js';
 import { ResourceExhaustedError } from '../clients/typescript/src/errors.js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { expectStatus } from './helpers/expect-status.js';
+import { setLimits } from './helpers/limits.js';
+import Database from 'better-sqlite3';
 
 let b: TestBroker | undefined;
 afterEach(async () => {
@@ -66,6 +68,24 @@ describe('admission control', () => {
     await b.api.enqueue({ queue: 'groups', groupKey: 'tenant-a', payload: {} });
     await b.api.enqueue({ queue: 'groups', groupKey: 'tenant-a', payload: {} });
     c.cancel();
+  });
+
+  it('group counts follow jobs moved into the group \'\' when their queue gains a group policy (migration 8)', async () => {
+    b = await startTestBroker();
+    for (let i = 0; i < 3; i++) await b.api.enqueue({ queue: 'rekey', payload: { i } });
+    await b.api.enqueue({ queue: 'rekey', payload: {}, delayMs: 60_000 });
+    await b.api.enqueue({ queue: 'rekey', groupKey: 'tenant-a', payload: {} });
+    await setLimits(b.api, 'rekey', { groupConcurrency: 1 });
+    await b.api.enqueue({ queue: 'rekey', payload: {} }); // joins '' at insert
+    const scan = `SELECT group_key, count(*) AS n FROM jobs WHERE queue = 'rekey' AND state IN ('pending','scheduled') GROUP BY group_key ORDER BY group_key`;
+    const kept = `SELECT group_key, n FROM group_counts WHERE queue = 'rekey' ORDER BY group_key`;
+    const db = new Database(b.dataFile, { readonly: true });
+    try {
+      expect(db.prepare(scan).all()).toEqual([{ group_key: '', n: 5 }, { group_key: 'tenant-a', n: 1 }]);
+      expect(db.prepare(kept).all()).toEqual(db.prepare(scan).all());
+    } finally {
+      db.close();
+    }
   });
 
   it('the disk guard refuses enqueues but not acks, cancels or admin deletes', async () => {

@@ -230,6 +230,24 @@ export const MIGRATIONS: readonly string[] = [
     DELETE FROM group_counts WHERE queue = OLD.queue AND group_key = OLD.group_key AND n = 0;
   END;
   `,
+  // 8: group_counts also follows a queued job whose group key changes (a queue that gains a
+  // group policy moves its jobs without a key into the group '', broker UpdateQueue). The
+  // state triggers of 7 fire only when a job enters or leaves the queued states, so such a
+  // move left the counts behind; they are rebuilt here from the jobs table. UPDATE OF
+  // group_key fires only for statements that set that column, never on the hot path.
+  `
+  CREATE TRIGGER jobs_group_count_rekey AFTER UPDATE OF group_key ON jobs
+    WHEN OLD.group_key IS NOT NEW.group_key AND OLD.state IN ('pending','scheduled') AND NEW.state IN ('pending','scheduled') BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE queue = OLD.queue AND group_key = OLD.group_key;
+    DELETE FROM group_counts WHERE queue = OLD.queue AND group_key = OLD.group_key AND n = 0;
+    INSERT INTO group_counts (queue, group_key, n) SELECT NEW.queue, NEW.group_key, 1 WHERE NEW.group_key IS NOT NULL
+      ON CONFLICT (queue, group_key) DO UPDATE SET n = n + 1;
+  END;
+
+  DELETE FROM group_counts;
+  INSERT INTO group_counts (queue, group_key, n)
+    SELECT queue, group_key, count(*) FROM jobs WHERE group_key IS NOT NULL AND state IN ('pending','scheduled') GROUP BY queue, group_key;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
