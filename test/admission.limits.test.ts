@@ -128,13 +128,16 @@ describe('admission control', () => {
       expect((await batch)[0]!.id).toBeTruthy();
       c.end();
 
-      // The disk guard with a short timeout: the hint would end past it, so it rejects.
-      const short = new Producer({ address: b.running.address, callTimeoutMs: RETRY_MS / 2 });
-      b.running.broker.admission.configure({ maxDatabaseBytes: 1 });
+      // The disk guard with a hint longer than the call timeout: waiting it out would end past
+      // the deadline, so the Producer rejects at once. (The timeout stays generous, so a loaded
+      // machine cannot turn this into a DEADLINE_EXCEEDED.)
+      const LONG_HINT_MS = 120_000;
+      const short = new Producer({ address: b.running.address, callTimeoutMs: 20_000 });
+      b.running.broker.admission.configure({ maxDatabaseBytes: 1, admissionRetryAfterMs: LONG_HINT_MS });
       await b.running.broker.admission.refreshDisk();
       const error = await short.enqueue('backoff', {}).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ResourceExhaustedError);
-      expect((error as ResourceExhaustedError).retryAfterMs).toBe(RETRY_MS);
+      expect((error as ResourceExhaustedError).retryAfterMs).toBe(LONG_HINT_MS);
       await short.close();
     } finally {
       await producer.close();
