@@ -5,29 +5,20 @@
 import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
-import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
-import { assertBuildFresh } from './helpers/child-broker.js';
-import { parseJson, runCli, startCli, type CliResult } from './helpers/cli.js';
+import { startTestBroker, tempDir } from './helpers/broker.js';
+import { cliTestBroker, parseJson, startCli, type CliResult } from './helpers/cli.js';
 
-let b: TestBroker;
-let sluice: (...args: string[]) => Promise<CliResult>;
-
-beforeAll(async () => {
-  assertBuildFresh();
-  b = await startTestBroker();
-  sluice = (...args) => runCli(args, { address: b.running.address });
-});
-afterAll(async () => {
-  await b?.close();
-});
+// One broker for the file; `sluice` runs the compiled CLI against it.
+const cli = cliTestBroker();
+const sluice = cli.sluice;
 
 /** Enqueues `n` jobs and kills each with a non-retryable nack; returns their ids. */
 async function deadJobs(queue: string, n: number, type = ''): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await b.api.enqueue({ queue, type, payload: { i }, maxAttempts: 5 })).id);
-  const worker = b.api.consumer({ queues: [queue] }, n);
+  for (let i = 0; i < n; i++) ids.push((await cli.broker.api.enqueue({ queue, type, payload: { i }, maxAttempts: 5 })).id);
+  const worker = cli.broker.api.consumer({ queues: [queue] }, n);
   const deliveries = await worker.waitForDeliveries(n);
   worker.send({ nacks: deliveries.map((d) => ({ jobId: d.jobId, leaseId: d.leaseId, error: `poison ${d.jobId}`, nonRetryable: true })) });
   await worker.waitForSettled(n);
@@ -53,8 +44,8 @@ const ok = (r: CliResult) => {
 
 describe('sluice queues and queue pause|resume|update|show', () => {
   it('lists queues with counts; pauses, resumes and updates one (text and --json), as the broker then reports', async () => {
-    await b.api.enqueueMany('cli-q1', 3);
-    await b.api.enqueue({ queue: 'cli-q2', payload: {}, delayMs: 3_600_000 });
+    await cli.broker.api.enqueueMany('cli-q1', 3);
+    await cli.broker.api.enqueue({ queue: 'cli-q2', payload: {}, delayMs: 3_600_000 });
 
     const [text, doc] = await Promise.all([sluice('queues'), sluice('queues', '--json')]);
     const lines = ok(text).stdout.trimEnd().split('\n');
@@ -78,8 +69,8 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     const [paused, pausedJson] = await Promise.all([sluice('queue', 'pause', 'cli-q1'), sluice('queue', 'pause', 'cli-q2', '--json')]);
     expect(ok(paused).stdout).toMatch(/^paused cli-q1\n\nqueue\s+cli-q1\nstatus\s+paused/);
     expect(parseJson<QueueJson>(ok(pausedJson))).toMatchObject({ name: 'cli-q2', paused: true, counts: { scheduled: 1 } });
-    expect((await b.api.getQueue('cli-q1')).paused).toBe(true);
-    expect((await b.api.getQueue('cli-q2')).paused).toBe(true);
+    expect((await cli.broker.api.getQueue('cli-q1')).paused).toBe(true);
+    expect((await cli.broker.api.getQueue('cli-q2')).paused).toBe(true);
 
     const [resumed, updated, show] = await Promise.all([
       sluice('queue', 'resume', 'cli-q1', '--json'),
@@ -89,8 +80,8 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     expect(parseJson<QueueJson>(ok(resumed))).toMatchObject({ name: 'cli-q1', paused: false });
     expect(parseJson<QueueJson>(ok(updated))).toMatchObject({ name: 'cli-q2', paused: true, maxAttempts: 4, leaseTimeoutMs: 120_000, retry: { initialMs: 1500, multiplier: 3 } });
     expect(ok(show).stdout).toMatch(/^pending\s+3$/m);
-    expect((await b.api.getQueue('cli-q1')).paused).toBe(false);
-    expect(await b.api.getQueue('cli-q2')).toMatchObject({ maxAttempts: 4, leaseTimeoutMs: 120_000 });
+    expect((await cli.broker.api.getQueue('cli-q1')).paused).toBe(false);
+    expect(await cli.broker.api.getQueue('cli-q2')).toMatchObject({ maxAttempts: 4, leaseTimeoutMs: 120_000 });
 
     const [nothing, text2] = await Promise.all([sluice('queue', 'update', 'cli-q2'), sluice('queue', 'update', 'cli-q2', '--retry-max', '1h')]);
     expect(nothing.code).toBe(2);
@@ -99,7 +90,7 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     expect(text2.stdout).toMatch(/^retry\s+initial 1\.5s, x3, max 1h/m);
   });
   it('pause of an unknown queue is NOT_FOUND unless --create; delete asks (exit 2 without --yes) and refuses a queue with pending jobs', async () => {
-    await b.api.enqueue({ queue: 'cli-busy', payload: {} });
+    await cli.broker.api.enqueue({ queue: 'cli-busy', payload: {} });
     const [unknown, created, noYes, busy] = await Promise.all([
       sluice('queue', 'pause', 'cli-nowhere'),
       sluice('queue', 'pause', 'cli-new', '--create', '--json'),
@@ -113,11 +104,11 @@ describe('sluice queues and queue pause|resume|update|show', () => {
     expect(noYes.stderr).toContain('pass --yes to confirm');
     expect(busy.code).toBe(1);
     expect(busy.stderr).toMatch(/^sluice: FAILED_PRECONDITION: /);
-    expect((await b.api.getQueue('cli-busy')).counts?.pending).toBe(1);
+    expect((await cli.broker.api.getQueue('cli-busy')).counts?.pending).toBe(1);
 
     const deleted = await sluice('queue', 'delete', 'cli-new', '--yes', '--json');
     expect(parseJson(ok(deleted))).toEqual({ deleted: 'cli-new' });
-    const queues = (await b.api.listQueues()).map((q) => q.name);
+    const queues = (await cli.broker.api.listQueues()).map((q) => q.name);
     expect(queues).not.toContain('cli-new');
     expect(queues).toContain('cli-busy');
   });
@@ -138,11 +129,11 @@ describe('sluice dlq list|replay|purge', () => {
     expect(parseJson(ok(one))).toEqual({ replayed: 1 });
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('say which dead jobs');
-    expect((await b.api.getJob(ids[0]!)).state).toBe(JobState.JOB_STATE_PENDING);
+    expect((await cli.broker.api.getJob(ids[0]!)).state).toBe(JobState.JOB_STATE_PENDING);
 
     const rest = await sluice('dlq', 'replay', '--queue', 'cli-dlq');
     expect(ok(rest).stdout).toBe('replayed 2 dead job(s)\n');
-    expect((await b.api.listDeadLetters({ queue: 'cli-dlq' })).jobs).toHaveLength(0);
+    expect((await cli.broker.api.listDeadLetters({ queue: 'cli-dlq' })).jobs).toHaveLength(0);
   });
 
   it('purge: refuses without --yes and without a terminal (exit 2, nothing deleted); --yes purges; on a terminal it asks', async () => {
@@ -150,43 +141,43 @@ describe('sluice dlq list|replay|purge', () => {
     const refused = await sluice('dlq', 'purge', '--queue', 'cli-purge');
     expect(refused).toMatchObject({ code: 2, stdout: '' });
     expect(refused.stderr).toContain('pass --yes to confirm');
-    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(3);
+    expect((await cli.broker.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(3);
 
     const byId = await sluice('dlq', 'purge', ids[0]!, '--yes', '--json');
     expect(parseJson(ok(byId))).toEqual({ purged: 1 });
-    await expect(b.api.getJob(ids[0]!)).rejects.toMatchObject({ code: 5 });
+    await expect(cli.broker.api.getJob(ids[0]!)).rejects.toMatchObject({ code: 5 });
 
     // On a terminal: answering "no" keeps the jobs; "yes" deletes them.
-    const declined = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: b.running.address, tty: true });
+    const declined = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: cli.broker.running.address, tty: true });
     await declined.waitForOutput('Type "yes" to confirm');
     declined.write('no\n');
     const d = await declined.done;
     expect(d.code).toBe(0);
     expect(d.stdout).toContain('Permanently delete up to 2 dead job(s) (queue cli-purge)?');
     expect(d.stdout).toContain('nothing purged');
-    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(2);
+    expect((await cli.broker.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(2);
 
-    const confirmed = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: b.running.address, tty: true });
+    const confirmed = startCli(['dlq', 'purge', '--queue', 'cli-purge'], { address: cli.broker.running.address, tty: true });
     await confirmed.waitForOutput('Type "yes" to confirm');
     confirmed.write('yes\n');
     const c = await confirmed.done;
     expect(c.code).toBe(0);
     expect(c.stdout).toContain('purged 2 dead job(s)');
-    expect((await b.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(0);
+    expect((await cli.broker.api.listDeadLetters({ queue: 'cli-purge' })).jobs).toHaveLength(0);
   });
 });
 
 describe('sluice job history and sluice backup', () => {
   it('job shows every step of its history, in order, with attempts and worker ids (text and --json)', async () => {
-    const { id } = await b.api.enqueue({ queue: 'cli-hist', payload: {}, maxAttempts: 3 });
-    const first = b.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w1' }, 1);
+    const { id } = await cli.broker.api.enqueue({ queue: 'cli-hist', payload: {}, maxAttempts: 3 });
+    const first = cli.broker.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w1' }, 1);
     const [d1] = await first.waitForDeliveries(1);
     first.nack(d1!, 'poison', { nonRetryable: true });
     await first.waitForSettled(1);
     first.end();
     await first.status;
     expect(parseJson(ok(await sluice('dlq', 'replay', id, '--json')))).toEqual({ replayed: 1 });
-    const second = b.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w2' }, 1);
+    const second = cli.broker.api.consumer({ queues: ['cli-hist'], workerId: 'hist-w2' }, 1);
     const [d2] = await second.waitForDeliveries(1);
     second.ack(d2!, { ok: 1 });
     await second.waitForSettled(1);
@@ -227,16 +218,16 @@ describe('sluice job history and sluice backup', () => {
   });
 
   it('backup writes a snapshot on the broker host (text and --json) that holds the jobs; an existing file is refused with exit 1', async () => {
-    const { id } = await b.api.enqueue({ queue: 'cli-backup', payload: { keep: true } });
+    const { id } = await cli.broker.api.enqueue({ queue: 'cli-backup', payload: { keep: true } });
     const dir = tempDir('cli-backup-');
     try {
       // One after the other: the broker runs one backup at a time (a second one is FAILED_PRECONDITION).
       const text = await sluice('backup', join(dir, 'a.db'));
-      const doc = await sluice('backup', join(dir, 'b.db'), '--json');
+      const doc = await sluice('backup', join(dir, 'cli.broker.db'), '--json');
       expect(ok(text).stdout).toMatch(new RegExp(`^backup written to ${join(dir, 'a.db')} \\(\\d+(\\.\\d)? (B|KiB|MiB) in \\d+(\\.\\d)?m?s\\)\\n$`));
       const res = parseJson<{ path: string; bytes: number; durationMs: number }>(ok(doc));
-      expect(res).toEqual({ path: join(dir, 'b.db'), bytes: statSync(join(dir, 'b.db')).size, durationMs: expect.any(Number) });
-      const db = new Database(join(dir, 'b.db'), { readonly: true });
+      expect(res).toEqual({ path: join(dir, 'cli.broker.db'), bytes: statSync(join(dir, 'cli.broker.db')).size, durationMs: expect.any(Number) });
+      const db = new Database(join(dir, 'cli.broker.db'), { readonly: true });
       try {
         expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
       } finally {
@@ -262,9 +253,9 @@ describe('sluice job history and sluice backup', () => {
 
 describe('sluice explain and queue limits', () => {
   it('explain says why a job waits (paused queue, scheduled) in text and --json; unknown id is NOT_FOUND', async () => {
-    const paused = (await b.api.enqueue({ queue: 'cli-explain', payload: {} })).id;
-    await b.api.pauseQueue('cli-explain');
-    const later = (await b.api.enqueue({ queue: 'cli-explain2', payload: {}, delayMs: 3_600_000 })).id;
+    const paused = (await cli.broker.api.enqueue({ queue: 'cli-explain', payload: {} })).id;
+    await cli.broker.api.pauseQueue('cli-explain');
+    const later = (await cli.broker.api.enqueue({ queue: 'cli-explain2', payload: {}, delayMs: 3_600_000 })).id;
     const [text, doc, sched, missing] = await Promise.all([
       sluice('explain', paused),
       sluice('explain', paused, '--json'),
@@ -285,13 +276,13 @@ describe('sluice explain and queue limits', () => {
   });
 
   it('queue update sets dispatch limits, keeps the ones not given, and --no-limits clears them', async () => {
-    await b.api.enqueue({ queue: 'cli-limits', payload: {} });
+    await cli.broker.api.enqueue({ queue: 'cli-limits', payload: {} });
     type Limits = { rate: { count: number; intervalMs: number; burst: number } | null; concurrency: number; groupConcurrency: number; fairGroups: boolean };
     const set = await sluice('queue', 'update', 'cli-limits', '--rate', '100/1s:150', '--group-concurrency', '1', '--json');
     expect(parseJson<{ limits: Limits }>(ok(set)).limits).toMatchObject({ rate: { count: 100, intervalMs: 1000, burst: 150 }, groupConcurrency: 1, concurrency: 0 });
     const more = await sluice('queue', 'update', 'cli-limits', '--concurrency', '5');
     expect(ok(more).stdout).toMatch(/^limits\s+rate 100\/1s \(burst 150\), .*concurrency 5/m);
-    expect((await b.api.getQueue('cli-limits')).limits).toMatchObject({ rate: { count: 100, intervalMs: 1000 }, concurrency: 5, groupConcurrency: 1 });
+    expect((await cli.broker.api.getQueue('cli-limits')).limits).toMatchObject({ rate: { count: 100, intervalMs: 1000 }, concurrency: 5, groupConcurrency: 1 });
     const [cleared, bad] = await Promise.all([sluice('queue', 'update', 'cli-limits', '--no-limits', '--json'), sluice('queue', 'update', 'cli-limits', '--rate', 'fast')]);
     expect(parseJson<{ limits: Limits }>(ok(cleared)).limits).toMatchObject({ rate: null, concurrency: 0, groupConcurrency: 0 });
     expect(bad.code).toBe(2);

@@ -3,25 +3,15 @@
  * (`npm test` builds first; run `npm run build` before running this file alone) against a real
  * broker on an ephemeral port.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobState, Priority } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import { createProgram } from '../src/cli/program.js';
 import type { Command } from 'commander';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
-import { assertBuildFresh } from './helpers/child-broker.js';
-import { parseJson, runCli, type CliResult } from './helpers/cli.js';
+import { cliTestBroker, parseJson, runCli, type CliResult } from './helpers/cli.js';
 
-let b: TestBroker;
-let sluice: (...args: string[]) => Promise<CliResult>;
-
-beforeAll(async () => {
-  assertBuildFresh();
-  b = await startTestBroker();
-  sluice = (...args) => runCli(args, { address: b.running.address });
-});
-afterAll(async () => {
-  await b?.close();
-});
+// One broker for the file; `sluice` runs the compiled CLI against it.
+const cli = cliTestBroker();
+const sluice = cli.sluice;
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -45,21 +35,21 @@ interface JobJson {
 
 describe('sluice enqueue, jobs, job', () => {
   it('enqueues (text and --json, dedup, delay, @file and stdin payloads) and the broker holds exactly those jobs', async () => {
-    const human = await sluice('enqueue', 'cli-mail', '{"to":"a@b.c"}', '--type', 'email.send', '--priority', 'high', '--group', 'acme', '--meta', 'correlation-id=c-1', '--meta', 'x=y');
+    const human = await sluice('enqueue', 'cli-mail', '{"to":"a@cli.broker.c"}', '--type', 'email.send', '--priority', 'high', '--group', 'acme', '--meta', 'correlation-id=c-1', '--meta', 'x=y');
     expect(human.stderr).toBe('');
     expect(human.code).toBe(0);
     const [id, state] = human.stdout.trim().split(/\s+/);
     expect(id).toMatch(ID);
     expect(state).toBe('pending');
-    const stored = await b.api.getJob(id!);
-    expect(stored).toMatchObject({ queue: 'cli-mail', type: 'email.send', priority: Priority.PRIORITY_HIGH, groupKey: 'acme', payload: { to: 'a@b.c' }, metadata: { 'correlation-id': 'c-1', x: 'y' } });
+    const stored = await cli.broker.api.getJob(id!);
+    expect(stored).toMatchObject({ queue: 'cli-mail', type: 'email.send', priority: Priority.PRIORITY_HIGH, groupKey: 'acme', payload: { to: 'a@cli.broker.c' }, metadata: { 'correlation-id': 'c-1', x: 'y' } });
 
     const [first, again, delayed, fromStdin] = await Promise.all([
       sluice('enqueue', 'cli-dedup', '{"n":1}', '--dedup-key', 'k1', '--json'),
       // Runs concurrently with the first: whichever lands second is the duplicate.
       sluice('enqueue', 'cli-dedup', '{"n":1}', '--dedup-key', 'k1', '--json'),
       sluice('enqueue', 'cli-later', '[1,2,3]', '--delay', '1h', '--max-attempts', '3', '--json'),
-      runCli(['enqueue', 'cli-stdin', '-', '--json'], { address: b.running.address, input: '{"from":"stdin"}' }),
+      runCli(['enqueue', 'cli-stdin', '-', '--json'], { address: cli.broker.running.address, input: '{"from":"stdin"}' }),
     ]);
     const docs = [first, again, delayed, fromStdin].map((r) => {
       expect(r.code, r.stderr).toBe(0);
@@ -69,14 +59,14 @@ describe('sluice enqueue, jobs, job', () => {
     expect(docs[0]!.id).toBe(docs[1]!.id);
     expect([docs[0]!.deduplicated, docs[1]!.deduplicated].sort()).toEqual([false, true]);
     expect(docs[2]).toMatchObject({ state: 'scheduled', deduplicated: false });
-    expect((await b.api.getJob(docs[2]!.id)).maxAttempts).toBe(3);
-    expect((await b.api.getJob(docs[3]!.id)).payload).toEqual({ from: 'stdin' });
+    expect((await cli.broker.api.getJob(docs[2]!.id)).maxAttempts).toBe(3);
+    expect((await cli.broker.api.getJob(docs[3]!.id)).payload).toEqual({ from: 'stdin' });
   });
 
   it('lists jobs with each filter and pages through them; shows one job as text and JSON', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await b.api.enqueue({ queue: 'cli-list', type: i === 0 ? 'special' : 'plain', groupKey: `g${i}`, payload: { i } })).id);
-    await b.api.cancelJob(ids[2]!);
+    for (let i = 0; i < 3; i++) ids.push((await cli.broker.api.enqueue({ queue: 'cli-list', type: i === 0 ? 'special' : 'plain', groupKey: `g${i}`, payload: { i } })).id);
+    await cli.broker.api.cancelJob(ids[2]!);
 
     const [table, all, byType, byState, byGroup, page1] = await Promise.all([
       sluice('jobs', '--queue', 'cli-list'),
@@ -133,12 +123,12 @@ describe('sluice enqueue, jobs, job', () => {
   });
 
   it('cancels a job (text and --json)', async () => {
-    const a = (await b.api.enqueue({ queue: 'cli-cancel', payload: {} })).id;
-    const c = (await b.api.enqueue({ queue: 'cli-cancel', payload: {} })).id;
+    const a = (await cli.broker.api.enqueue({ queue: 'cli-cancel', payload: {} })).id;
+    const c = (await cli.broker.api.enqueue({ queue: 'cli-cancel', payload: {} })).id;
     const [text, doc] = await Promise.all([sluice('cancel', a, '--reason', 'not needed'), sluice('cancel', c, '--json')]);
     expect(text).toMatchObject({ code: 0, stdout: `cancelled ${a} (cancelled)\n` });
     expect(parseJson<JobJson>(doc)).toMatchObject({ id: c, state: 'cancelled' });
-    expect((await b.api.getJob(a)).state).toBe(JobState.JOB_STATE_CANCELLED);
+    expect((await cli.broker.api.getJob(a)).state).toBe(JobState.JOB_STATE_CANCELLED);
   });
 });
 

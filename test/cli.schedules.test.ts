@@ -2,22 +2,12 @@
  * `sluice schedules | schedule …` through the compiled binary against a real broker
  * (`npm run build` first when running this file alone).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
-import { assertBuildFresh } from './helpers/child-broker.js';
-import { parseJson, runCli, type CliResult } from './helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { cliTestBroker, parseJson, type CliResult } from './helpers/cli.js';
 
-let b: TestBroker;
-let sluice: (...args: string[]) => Promise<CliResult>;
-
-beforeAll(async () => {
-  assertBuildFresh();
-  b = await startTestBroker();
-  sluice = (...args) => runCli(args, { address: b.running.address });
-});
-afterAll(async () => {
-  await b?.close();
-});
+// One broker for the file; `sluice` runs the compiled CLI against it.
+const cli = cliTestBroker();
+const sluice = cli.sluice;
 
 const ok = (r: CliResult) => {
   expect(r.code, `exit code; stderr: ${r.stderr}`).toBe(0);
@@ -64,7 +54,7 @@ describe('sluice schedules and schedule create|upsert|show|runs|trigger|pause|re
     expect(parseJson<ScheduleJson>(ok(await sluice('schedule', 'resume', 'cli-invoices', '--json'))).paused).toBe(false);
 
     const jobId = ok(await sluice('schedule', 'trigger', 'cli-invoices')).stdout.trim();
-    expect((await b.api.getJob(jobId)).metadata['sluice.fire_kind']).toBe('manual');
+    expect((await cli.broker.api.getJob(jobId)).metadata['sluice.fire_kind']).toBe('manual');
     const runs = parseJson<{ runs: { jobId: string; kind: string; jobState: string }[] }>(ok(await sluice('schedule', 'runs', 'cli-invoices', '--json')));
     expect(runs.runs).toEqual([expect.objectContaining({ jobId, kind: 'manual', jobState: 'pending' })]);
     expect(ok(await sluice('schedule', 'runs', 'cli-invoices')).stdout).toMatch(/^FIRE TIME\s+KIND\s+OUTCOME\s+JOB\s+ATTEMPT\s+DURATION\s+NOTE\n\S+\s+manual\s+pending\s+/);

@@ -2,23 +2,13 @@
  * `sluice workers` with a connected Worker, and `sluice watch` following a job until it
  * completes, through the compiled binary (`npm run build` first when running this file alone).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Worker } from '../clients/typescript/src/index.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
-import { assertBuildFresh } from './helpers/child-broker.js';
-import { parseJson, runCli, startCli, type CliResult } from './helpers/cli.js';
+import { cliTestBroker, parseJson, startCli } from './helpers/cli.js';
 
-let b: TestBroker;
-let sluice: (...args: string[]) => Promise<CliResult>;
-
-beforeAll(async () => {
-  assertBuildFresh();
-  b = await startTestBroker();
-  sluice = (...args) => runCli(args, { address: b.running.address });
-});
-afterAll(async () => {
-  await b?.close();
-});
+// One broker for the file; `sluice` runs the compiled CLI against it.
+const cli = cliTestBroker();
+const sluice = cli.sluice;
 
 function gate() {
   let open!: () => void;
@@ -38,17 +28,17 @@ interface EventJson {
 
 describe('sluice workers and sluice watch', () => {
   it('shows a connected worker with its job in flight, and watch follows that job live until it completes', async () => {
-    const { id } = await b.api.enqueue({ queue: 'cli-work', payload: { n: 1 } });
+    const { id } = await cli.broker.api.enqueue({ queue: 'cli-work', payload: { n: 1 } });
 
     // Both watchers start before any worker exists: they print the pending state and wait.
-    const watchJson = startCli(['watch', id, '--json'], { address: b.running.address });
-    const watchText = startCli(['watch', id, '--exit-status'], { address: b.running.address });
+    const watchJson = startCli(['watch', id, '--json'], { address: cli.broker.running.address });
+    const watchText = startCli(['watch', id, '--exit-status'], { address: cli.broker.running.address });
     await Promise.all([watchJson.waitForOutput('"state":"pending"'), watchText.waitForOutput('pending')]);
 
     const started = gate();
     const release = gate();
     const worker = new Worker({
-      address: b.running.address,
+      address: cli.broker.running.address,
       queues: ['cli-work'],
       workerId: 'cli-worker-1',
       labels: { host: 'test' },
@@ -107,8 +97,8 @@ describe('sluice workers and sluice watch', () => {
   });
 
   it('watch of a finished job prints its final state and exits; --exit-status gives 3 for a dead job; no workers is an empty list', async () => {
-    const { id } = await b.api.enqueue({ queue: 'cli-dead', payload: {} });
-    const consumer = b.api.consumer({ queues: ['cli-dead'] }, 1);
+    const { id } = await cli.broker.api.enqueue({ queue: 'cli-dead', payload: {} });
+    const consumer = cli.broker.api.consumer({ queues: ['cli-dead'] }, 1);
     const [d] = await consumer.waitForDeliveries(1);
     consumer.nack(d!, 'boom', { nonRetryable: true });
     await consumer.waitForSettled(1);

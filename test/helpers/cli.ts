@@ -4,7 +4,9 @@
  * same process and must keep answering while the CLI waits for it.
  */
 import { spawn } from 'node:child_process';
-import { CLI_PATH, REPO_ROOT } from './child-broker.js';
+import { afterAll, beforeAll } from 'vitest';
+import { assertBuildFresh, CLI_PATH, REPO_ROOT } from './child-broker.js';
+import { startTestBroker, type TestBroker } from './broker.js';
 
 export interface CliResult {
   code: number | null;
@@ -109,4 +111,28 @@ export function parseJson<T = Record<string, unknown>>(r: CliResult): T {
   } catch (error) {
     throw new Error(`stdout is not one JSON document (${(error as Error).message}):\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
   }
+}
+
+/**
+ * One real broker for the calling test file (started in its beforeAll, closed in its
+ * afterAll) and `sluice(...args)`, which runs the compiled CLI against it. Read `broker`
+ * inside tests or hooks, once it has started.
+ */
+export function cliTestBroker(): { readonly broker: TestBroker; sluice(...args: string[]): Promise<CliResult> } {
+  let broker: TestBroker | undefined;
+  beforeAll(async () => {
+    assertBuildFresh();
+    broker = await startTestBroker();
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+  const fixture = {
+    get broker(): TestBroker {
+      if (!broker) throw new Error('the CLI test broker starts in beforeAll: use it inside tests or hooks');
+      return broker;
+    },
+    sluice: (...args: string[]) => runCli(args, { address: fixture.broker.running.address }),
+  };
+  return fixture;
 }
