@@ -1,27 +1,18 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import { Revoke_Reason, SettleResult_Kind, type ConsumeResponse } from '../clients/typescript/src/gen/sluice/v1/worker.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { brokerPerTestOnTestClock } from './helpers/broker.js';
 import type { TestConsumer } from './helpers/api.js';
-import { TestClock } from './helpers/clock.js';
 
 // Leases expire when the test moves the broker's clock: no assertion races a real timer.
-let b: TestBroker;
-let clock: TestClock;
-beforeEach(async () => {
-  clock = new TestClock();
-  b = await startTestBroker({}, { clock });
-});
-afterEach(async () => {
-  await b.close();
-});
+const fx = brokerPerTestOnTestClock();
 
 /** Records the broker's time (the TestClock) when each delivery and revoke reached the test. */
 function arrivalTimes(c: TestConsumer): { deliveries: Map<string, number>; revokes: Map<string, number> } {
   const t = { deliveries: new Map<string, number>(), revokes: new Map<string, number>() };
   c.call.on('data', (m: ConsumeResponse) => {
-    const now = clock.now();
+    const now = fx.clock.now();
     for (const d of m.deliveries) t.deliveries.set(d.leaseId, now);
     for (const r of m.revoked) t.revokes.set(r.leaseId, now);
   });
@@ -39,22 +30,22 @@ const LONG_LEASE_MS = 60_000;
 
 describe('lease expiry', () => {
   it('redelivers a job whose lease expired, with the next attempt, and revokes the old lease', async () => {
-    const { id } = await b.api.enqueue({ queue: 'exp', payload: {}, leaseTimeoutMs: 300 });
-    const first = b.api.consumer({ queues: ['exp'], workerId: 'first' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'exp', payload: {}, leaseTimeoutMs: 300 });
+    const first = fx.broker.api.consumer({ queues: ['exp'], workerId: 'first' }, 1);
     const firstTimes = arrivalTimes(first);
     const [d1] = await first.waitForDeliveries(1);
     expect(d1).toMatchObject({ jobId: id, attempt: 1, leaseTimeoutMs: 300 });
 
-    const second = b.api.consumer({ queues: ['exp'], workerId: 'second' }, 1);
+    const second = fx.broker.api.consumer({ queues: ['exp'], workerId: 'second' }, 1);
     const secondTimes = arrivalTimes(second);
     ackOnDelivery(second, 'second');
     await second.until(() => second.subscribed !== undefined, 'subscribed');
     // 1 ms before the deadline the lease holds: a later write is a sync point for the timer.
-    clock.advanceTo(d1!.deadline!.getTime() - 1);
-    await b.api.enqueue({ queue: 'exp-sentinel', payload: {} });
-    expect((await b.api.getJob(id)).state).toBe(JobState.JOB_STATE_ACTIVE);
+    fx.clock.advanceTo(d1!.deadline!.getTime() - 1);
+    await fx.broker.api.enqueue({ queue: 'exp-sentinel', payload: {} });
+    expect((await fx.broker.api.getJob(id)).state).toBe(JobState.JOB_STATE_ACTIVE);
     expect(second.deliveries).toHaveLength(0);
-    clock.advance(1);
+    fx.clock.advance(1);
     const [d2] = await second.waitForDeliveries(1);
     expect(d2).toMatchObject({ jobId: id, attempt: 2 });
     expect(d2!.leaseId).not.toBe(d1!.leaseId);
@@ -66,7 +57,7 @@ describe('lease expiry', () => {
 
     await second.waitForSettled(1);
     expect(second.settled[0]).toMatchObject({ code: status.OK, state: JobState.JOB_STATE_COMPLETED });
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, attempt: 2, result: 'second' });
     expect(job.errors).toHaveLength(1);
     expect(job.errors[0]).toMatchObject({ attempt: 1, nonRetryable: false });
@@ -74,7 +65,7 @@ describe('lease expiry', () => {
     expect(job.errors[0]!.at!.getTime()).toBeGreaterThanOrEqual(d1!.deadline!.getTime());
 
     // The expired lease no longer counts against the first stream.
-    const view = (await b.api.listWorkers()).workers.find((w) => w.workerId === 'first')!;
+    const view = (await fx.broker.api.listWorkers()).workers.find((w) => w.workerId === 'first')!;
     expect(view.activeJobIds).toEqual([]);
     expect(first.deliveries).toHaveLength(1);
     first.cancel();
@@ -82,14 +73,14 @@ describe('lease expiry', () => {
   });
 
   it('a job whose lease expires on every attempt ends dead after max_attempts', async () => {
-    const { id } = await b.api.enqueue({ queue: 'hang', payload: {}, leaseTimeoutMs: 100, maxAttempts: 3 });
-    const watched = b.api.watchJob(id);
-    const w = b.api.consumer({ queues: ['hang'], workerId: 'hanging' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'hang', payload: {}, leaseTimeoutMs: 100, maxAttempts: 3 });
+    const watched = fx.broker.api.watchJob(id);
+    const w = fx.broker.api.consumer({ queues: ['hang'], workerId: 'hanging' }, 1);
     // A worker that never finishes anything but keeps asking for more work; each attempt's
     // lease runs out because the test moves the clock past it.
     w.call.on('data', (m: ConsumeResponse) => {
       if (m.revoked.length > 0) w.credit(m.revoked.length);
-      if (m.deliveries.length > 0) clock.advance(100);
+      if (m.deliveries.length > 0) fx.clock.advance(100);
     });
     const events = await watched; // ends at the terminal state
     expect(events.at(-1)).toMatchObject({ state: JobState.JOB_STATE_DEAD, attempt: 3 });
@@ -104,7 +95,7 @@ describe('lease expiry', () => {
     ]);
     expect(w.revoked.map((r) => r.leaseId)).toEqual(w.deliveries.map((d) => d.leaseId));
 
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job.state).toBe(JobState.JOB_STATE_DEAD);
     expect(job.attempt).toBe(3);
     expect(job.finishedAt).toBeDefined();
@@ -112,9 +103,9 @@ describe('lease expiry', () => {
     for (const e of job.errors) expect(e.message).toMatch(/lease expired/);
     expect(job.lastError).toMatch(/lease expired/);
     // It is a dead letter now, not work: nothing is pending or active.
-    const dead = await b.api.listDeadLetters({ queue: 'hang' });
+    const dead = await fx.broker.api.listDeadLetters({ queue: 'hang' });
     expect(dead.jobs.map((j) => j.id)).toEqual([id]);
-    expect((await b.api.getQueue('hang')).counts).toMatchObject({ pending: 0, active: 0, dead: 1 });
+    expect((await fx.broker.api.getQueue('hang')).counts).toMatchObject({ pending: 0, active: 0, dead: 1 });
     w.cancel();
   });
 });
@@ -122,14 +113,14 @@ describe('lease expiry', () => {
 describe('stream loss', () => {
   for (const how of ['cancelled', 'half-closed'] as const) {
     it(`redelivers the jobs of a ${how} stream at once, long before their leases expire`, async () => {
-      const ids = (await b.api.enqueueBatch([1, 2, 3].map((n) => ({ queue: 'lost', payload: { n }, leaseTimeoutMs: LONG_LEASE_MS })), true)).results.map((r) => r.id);
-      const doomed = b.api.consumer({ queues: ['lost'], workerId: 'doomed' }, 3);
+      const ids = (await fx.broker.api.enqueueBatch([1, 2, 3].map((n) => ({ queue: 'lost', payload: { n }, leaseTimeoutMs: LONG_LEASE_MS })), true)).results.map((r) => r.id);
+      const doomed = fx.broker.api.consumer({ queues: ['lost'], workerId: 'doomed' }, 3);
       const held = await doomed.waitForDeliveries(3);
       expect(new Set(held.map((d) => d.jobId))).toEqual(new Set(ids));
       const earliestDeadline = Math.min(...held.map((d) => d.deadline!.getTime()));
       expect(earliestDeadline).toBeGreaterThan(Date.now() + LONG_LEASE_MS / 2);
 
-      const heir = b.api.consumer({ queues: ['lost'], workerId: 'heir' }, 3);
+      const heir = fx.broker.api.consumer({ queues: ['lost'], workerId: 'heir' }, 3);
       const heirTimes = arrivalTimes(heir);
       ackOnDelivery(heir, 'heir');
       await heir.until(() => heir.subscribed !== undefined, 'subscribed');
@@ -152,14 +143,14 @@ describe('stream loss', () => {
       await heir.waitForSettled(3);
       expect(heir.settled.every((s) => s.code === status.OK)).toBe(true);
       for (const id of ids) {
-        const job = await b.api.getJob(id);
+        const job = await fx.broker.api.getJob(id);
         expect(job).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, attempt: 2, result: 'heir' });
         expect(job.errors).toHaveLength(1);
         expect(job.errors[0]!.attempt).toBe(1);
         expect(job.errors[0]!.message).toMatch(/worker stream closed/);
         expect(job.errors[0]!.message).not.toMatch(/lease expired/);
       }
-      expect((await b.api.listWorkers()).workers.map((w) => w.workerId)).toEqual(['heir']);
+      expect((await fx.broker.api.listWorkers()).workers.map((w) => w.workerId)).toEqual(['heir']);
       heir.cancel();
     });
   }
@@ -169,8 +160,8 @@ describe('heartbeats', () => {
   it('keep a long job alive past its lease timeout and record progress', async () => {
     const LEASE_MS = 300;
     const BEATS = 12;
-    const { id } = await b.api.enqueue({ queue: 'long', payload: {}, leaseTimeoutMs: LEASE_MS });
-    const w = b.api.consumer({ queues: ['long'], workerId: 'long' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'long', payload: {}, leaseTimeoutMs: LEASE_MS });
+    const w = fx.broker.api.consumer({ queues: ['long'], workerId: 'long' }, 1);
     const [d] = await w.waitForDeliveries(1);
     expect(d!.leaseTimeoutMs).toBe(LEASE_MS);
     const extendResults = () => w.settled.filter((s) => s.kind === SettleResult_Kind.KIND_EXTEND);
@@ -179,8 +170,8 @@ describe('heartbeats', () => {
     // have expired after the second step.
     let previous = d!.deadline!.getTime();
     for (let beat = 1; beat <= BEATS; beat++) {
-      clock.advance((LEASE_MS * 2) / 3);
-      const sentAt = clock.now();
+      fx.clock.advance((LEASE_MS * 2) / 3);
+      const sentAt = fx.clock.now();
       w.extend(d!, 0, { step: beat });
       await w.until(() => extendResults().length >= beat, `heartbeat ${beat} confirmed`);
       const s = extendResults()[beat - 1]!;
@@ -191,17 +182,17 @@ describe('heartbeats', () => {
       previous = s.deadline!.getTime();
       if (beat === BEATS / 2) {
         // Progress is visible while the job runs.
-        const running = await b.api.getJob(id);
+        const running = await fx.broker.api.getJob(id);
         expect(running).toMatchObject({ state: JobState.JOB_STATE_ACTIVE, attempt: 1, progress: { step: beat } });
       }
     }
     // The job outlived its original lease by far.
-    expect(clock.now()).toBeGreaterThan(d!.deadline!.getTime() + LEASE_MS * 5);
+    expect(fx.clock.now()).toBeGreaterThan(d!.deadline!.getTime() + LEASE_MS * 5);
 
     w.ack(d!, 'finished');
     await w.until(() => w.settled.some((s) => s.kind === SettleResult_Kind.KIND_ACK), 'ack result');
     expect(w.settled.find((s) => s.kind === SettleResult_Kind.KIND_ACK)).toMatchObject({ code: status.OK, state: JobState.JOB_STATE_COMPLETED });
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, attempt: 1, result: 'finished', progress: { step: BEATS }, errors: [] });
     expect(w.deliveries).toHaveLength(1);
     expect(w.revoked).toHaveLength(0);
@@ -209,16 +200,16 @@ describe('heartbeats', () => {
   });
 
   it('a lease without heartbeats expires once the clock passes its deadline', async () => {
-    const { id } = await b.api.enqueue({ queue: 'quiet', payload: {}, leaseTimeoutMs: 300 });
-    const w = b.api.consumer({ queues: ['quiet'], workerId: 'quiet' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'quiet', payload: {}, leaseTimeoutMs: 300 });
+    const w = fx.broker.api.consumer({ queues: ['quiet'], workerId: 'quiet' }, 1);
     const [d] = await w.waitForDeliveries(1);
-    clock.advance(200);
+    fx.clock.advance(200);
     w.extend(d!, 0);
     await w.waitForSettled(1);
-    clock.advance(299);
-    await b.api.enqueue({ queue: 'quiet-sentinel', payload: {} });
+    fx.clock.advance(299);
+    await fx.broker.api.enqueue({ queue: 'quiet-sentinel', payload: {} });
     expect(w.revoked).toHaveLength(0);
-    clock.advance(1);
+    fx.clock.advance(1);
     await w.until(() => w.revoked.length >= 1, 'revoke');
     expect(w.revoked[0]).toMatchObject({ jobId: id, leaseId: d!.leaseId, reason: Revoke_Reason.REASON_LEASE_EXPIRED });
     w.cancel();
@@ -227,15 +218,15 @@ describe('heartbeats', () => {
 
 describe('cancelling an active job', () => {
   it('revokes its lease on the stream and refuses a later ack', async () => {
-    const { id } = await b.api.enqueue({ queue: 'cancel', payload: {}, leaseTimeoutMs: LONG_LEASE_MS });
-    const w = b.api.consumer({ queues: ['cancel'], workerId: 'c' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'cancel', payload: {}, leaseTimeoutMs: LONG_LEASE_MS });
+    const w = fx.broker.api.consumer({ queues: ['cancel'], workerId: 'c' }, 1);
     const [d] = await w.waitForDeliveries(1);
-    const cancelled = await b.api.cancelJob(id, 'no longer needed');
+    const cancelled = await fx.broker.api.cancelJob(id, 'no longer needed');
     expect(cancelled.state).toBe(JobState.JOB_STATE_CANCELLED);
 
     await w.until(() => w.revoked.length >= 1, 'revoke');
     expect(w.revoked).toEqual([{ jobId: id, leaseId: d!.leaseId, reason: Revoke_Reason.REASON_CANCELLED }]);
-    const view = (await b.api.listWorkers()).workers.find((x) => x.workerId === 'c')!;
+    const view = (await fx.broker.api.listWorkers()).workers.find((x) => x.workerId === 'c')!;
     expect(view.activeJobIds).toEqual([]);
 
     w.ack(d!, 'too late');
@@ -245,7 +236,7 @@ describe('cancelling an active job', () => {
       expect(s).toMatchObject({ jobId: id, leaseId: d!.leaseId, code: status.FAILED_PRECONDITION, state: JobState.JOB_STATE_CANCELLED });
       expect(s.message).toMatch(/cancelled/);
     }
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job.state).toBe(JobState.JOB_STATE_CANCELLED);
     expect(job.result).toBeUndefined();
     expect(job.progress).toBeUndefined();

@@ -1,21 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
 import { Revoke_Reason, SettleResult_Kind, type ConsumeResponse, type Delivery } from '../clients/typescript/src/gen/sluice/v1/worker.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
+import { brokerPerTestOnTestClock } from './helpers/broker.js';
 import type { TestConsumer } from './helpers/api.js';
-import { TestClock } from './helpers/clock.js';
 
 // Leases expire when the test moves the broker's clock, never by a race with real time.
-let b: TestBroker;
-let clock: TestClock;
-beforeEach(async () => {
-  clock = new TestClock();
-  b = await startTestBroker({}, { clock });
-});
-afterEach(async () => {
-  await b.close();
-});
+const fx = brokerPerTestOnTestClock();
 
 const SHORT_LEASE_MS = 400;
 const LONG_EXTEND_MS = 60_000;
@@ -37,16 +28,16 @@ function staleSettles(c: TestConsumer, old: Delivery) {
 
 describe('lease ids fence settles', () => {
   it('an expired lease cannot ack, nack or extend once the job runs under a new lease elsewhere', async () => {
-    const { id } = await b.api.enqueue({ queue: 'fence', payload: { n: 1 }, leaseTimeoutMs: SHORT_LEASE_MS });
-    const first = b.api.consumer({ queues: ['fence'], workerId: 'first' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'fence', payload: { n: 1 }, leaseTimeoutMs: SHORT_LEASE_MS });
+    const first = fx.broker.api.consumer({ queues: ['fence'], workerId: 'first' }, 1);
     const [old] = await first.waitForDeliveries(1);
     expect(old).toMatchObject({ jobId: id, attempt: 1 });
 
     // Subscribed only now, so it can only get the job as a redelivery after the lease expires.
-    const second = b.api.consumer({ queues: ['fence'], workerId: 'second' }, 1);
+    const second = fx.broker.api.consumer({ queues: ['fence'], workerId: 'second' }, 1);
     extendOnDelivery(second);
     await second.until(() => second.subscribed !== undefined, 'subscribed');
-    clock.advance(SHORT_LEASE_MS);
+    fx.clock.advance(SHORT_LEASE_MS);
     const [fresh] = await second.waitForDeliveries(1);
     expect(fresh).toMatchObject({ jobId: id, attempt: 2 });
     expect(fresh!.leaseId).not.toBe(old!.leaseId);
@@ -74,7 +65,7 @@ describe('lease ids fence settles', () => {
 
     // Nothing changed: still active under the new lease, attempt 2, no result, no progress,
     // no extra error entry, deadline as the current holder last set it.
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job.state).toBe(JobState.JOB_STATE_ACTIVE);
     expect(job.attempt).toBe(2);
     expect(job.workerId).toBe('second');
@@ -93,7 +84,7 @@ describe('lease ids fence settles', () => {
       code: status.OK,
       state: JobState.JOB_STATE_COMPLETED,
     });
-    const done = await b.api.getJob(id);
+    const done = await fx.broker.api.getJob(id);
     expect(done.state).toBe(JobState.JOB_STATE_COMPLETED);
     expect(done.result).toEqual({ from: 'second' });
     expect(done.attempt).toBe(2);
@@ -102,14 +93,14 @@ describe('lease ids fence settles', () => {
     first.ack(old!, { from: 'first again' });
     await first.until(() => staleSettles(first, old!).length >= 4, 'fourth rejected settle');
     expect(staleSettles(first, old!)[3]).toMatchObject({ code: status.FAILED_PRECONDITION, state: JobState.JOB_STATE_COMPLETED });
-    expect((await b.api.getJob(id)).result).toEqual({ from: 'second' });
+    expect((await fx.broker.api.getJob(id)).result).toEqual({ from: 'second' });
     first.cancel();
     second.cancel();
   });
 
   it('an expired lease is refused even when the job was redelivered to the same stream', async () => {
-    const { id } = await b.api.enqueue({ queue: 'same', payload: {}, leaseTimeoutMs: SHORT_LEASE_MS });
-    const w = b.api.consumer({ queues: ['same'], workerId: 'w' }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'same', payload: {}, leaseTimeoutMs: SHORT_LEASE_MS });
+    const w = fx.broker.api.consumer({ queues: ['same'], workerId: 'w' }, 1);
     // Attempt 1 gets no heartbeat and expires; on the revoke the stream asks for more work and
     // heartbeats whatever arrives from attempt 2 on.
     w.call.on('data', (m: ConsumeResponse) => {
@@ -119,7 +110,7 @@ describe('lease ids fence settles', () => {
     });
     const [old] = await w.waitForDeliveries(1);
     expect(old).toMatchObject({ jobId: id, attempt: 1 });
-    clock.advance(SHORT_LEASE_MS);
+    fx.clock.advance(SHORT_LEASE_MS);
     const [, fresh] = await w.waitForDeliveries(2);
     expect(fresh).toMatchObject({ jobId: id, attempt: 2 });
     expect(fresh!.leaseId).not.toBe(old!.leaseId);
@@ -135,7 +126,7 @@ describe('lease ids fence settles', () => {
       expect(s.code).toBe(status.FAILED_PRECONDITION);
       expect(s.message).toMatch(/redelivered under a newer lease/);
     }
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_ACTIVE, attempt: 2, workerId: 'w' });
     expect(job.errors).toHaveLength(1);
     expect(job.progress).toBeUndefined();
@@ -143,15 +134,15 @@ describe('lease ids fence settles', () => {
     w.ack(fresh!);
     await w.until(() => w.settled.some((s) => s.kind === SettleResult_Kind.KIND_ACK && s.code === 0), 'ack');
     expect(w.settled.find((s) => s.kind === SettleResult_Kind.KIND_ACK && s.code === 0)!.leaseId).toBe(fresh!.leaseId);
-    expect((await b.api.getJob(id)).state).toBe(JobState.JOB_STATE_COMPLETED);
+    expect((await fx.broker.api.getJob(id)).state).toBe(JobState.JOB_STATE_COMPLETED);
     w.cancel();
   });
 
   it('a made-up lease id is refused and changes nothing', async () => {
-    const { id } = await b.api.enqueue({ queue: 'madeup', payload: {} });
-    const w = b.api.consumer({ queues: ['madeup'] }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'madeup', payload: {} });
+    const w = fx.broker.api.consumer({ queues: ['madeup'] }, 1);
     const [d] = await w.waitForDeliveries(1);
-    const before = await b.api.getJob(id);
+    const before = await fx.broker.api.getJob(id);
     const fake = { jobId: id, leaseId: 'not-a-real-lease' };
 
     w.send({
@@ -165,7 +156,7 @@ describe('lease ids fence settles', () => {
       expect(s).toMatchObject({ jobId: id, leaseId: 'not-a-real-lease', code: status.FAILED_PRECONDITION, state: JobState.JOB_STATE_ACTIVE });
       expect(s.message).toMatch(/lease not-a-real-lease is not current/);
     }
-    const after = await b.api.getJob(id);
+    const after = await fx.broker.api.getJob(id);
     expect(after.state).toBe(JobState.JOB_STATE_ACTIVE);
     expect(after.attempt).toBe(1);
     expect(after.errors).toEqual([]);
@@ -173,19 +164,19 @@ describe('lease ids fence settles', () => {
     expect(after.progress).toBeUndefined();
     expect(after.leaseExpiresAt!.getTime()).toBe(before.leaseExpiresAt!.getTime());
     // The stream still holds the lease (a forged settle does not free its credit slot).
-    const view = (await b.api.listWorkers()).workers[0]!;
+    const view = (await fx.broker.api.listWorkers()).workers[0]!;
     expect(view.activeJobIds).toEqual([id]);
 
     w.ack(d!, 'real');
     await w.waitForSettled(4);
     expect(w.settled[3]).toMatchObject({ leaseId: d!.leaseId, code: status.OK, state: JobState.JOB_STATE_COMPLETED });
-    expect((await b.api.getJob(id)).result).toBe('real');
+    expect((await fx.broker.api.getJob(id)).result).toBe('real');
     w.cancel();
   });
 
   it('a second ack of the same lease is refused and keeps the first result', async () => {
-    const { id } = await b.api.enqueue({ queue: 'twice', payload: {} });
-    const w = b.api.consumer({ queues: ['twice'] }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'twice', payload: {} });
+    const w = fx.broker.api.consumer({ queues: ['twice'] }, 1);
     const [d] = await w.waitForDeliveries(1);
     w.ack(d!, 1);
     await w.waitForSettled(1);
@@ -197,13 +188,13 @@ describe('lease ids fence settles', () => {
       expect(s).toMatchObject({ code: status.FAILED_PRECONDITION, state: JobState.JOB_STATE_COMPLETED });
       expect(s.message).toMatch(/completed/);
     }
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, result: 1, attempt: 1, errors: [] });
     w.cancel();
   });
 
   it('settles for unknown jobs or without a lease id get NOT_FOUND / INVALID_ARGUMENT', async () => {
-    const w = b.api.consumer({ queues: ['nothing'] }, 0);
+    const w = fx.broker.api.consumer({ queues: ['nothing'] }, 0);
     await w.until(() => w.subscribed !== undefined, 'subscribed');
     w.send({ acks: [{ jobId: '01900000-0000-7000-8000-000000000000', leaseId: 'x' }] });
     w.send({ acks: [{ jobId: 'some-job', leaseId: '' }] });

@@ -1,42 +1,33 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobState } from '../clients/typescript/src/gen/sluice/v1/job.js';
-import { startTestBroker, type TestBroker } from './helpers/broker.js';
-import { TestClock } from './helpers/clock.js';
+import { brokerPerTestOnTestClock } from './helpers/broker.js';
 
-let b: TestBroker;
-let clock: TestClock;
-beforeEach(async () => {
-  clock = new TestClock();
-  b = await startTestBroker({}, { clock });
-});
-afterEach(async () => {
-  await b.close();
-});
+const fx = brokerPerTestOnTestClock();
 
 describe('WatchJob on a finished job', () => {
   it("shows a completed job without the error of an earlier failed attempt (the history keeps it)", async () => {
-    const { id } = await b.api.enqueue({ queue: 'w', payload: {} });
-    const worker = b.api.consumer({ queues: ['w'] }, 1);
+    const { id } = await fx.broker.api.enqueue({ queue: 'w', payload: {} });
+    const worker = fx.broker.api.consumer({ queues: ['w'] }, 1);
     const [first] = await worker.waitForDeliveries(1);
     worker.nack(first!, 'flaky upstream', { retryAfterMs: 1000, credit: 1 });
     await worker.waitForSettled(1);
-    clock.advance(1000);
+    fx.clock.advance(1000);
     const [, second] = await worker.waitForDeliveries(2);
     worker.ack(second!, 'fine', 1);
     await worker.waitForSettled(2);
 
-    const events = await b.api.watchJob(id);
+    const events = await fx.broker.api.watchJob(id);
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ state: JobState.JOB_STATE_COMPLETED, attempt: 2, result: 'fine', error: '' });
-    const job = await b.api.getJob(id);
+    const job = await fx.broker.api.getJob(id);
     expect(job.errors.map((e) => e.message)).toEqual(['flaky upstream']);
 
     // A dead job's event still carries the error that killed it.
-    const { id: doomed } = await b.api.enqueue({ queue: 'w', payload: {} });
+    const { id: doomed } = await fx.broker.api.enqueue({ queue: 'w', payload: {} });
     const [, , d] = await worker.waitForDeliveries(3);
     worker.nack(d!, 'poison', { nonRetryable: true });
     await worker.waitForSettled(3);
-    expect((await b.api.watchJob(doomed))[0]).toMatchObject({ state: JobState.JOB_STATE_DEAD, error: 'poison' });
+    expect((await fx.broker.api.watchJob(doomed))[0]).toMatchObject({ state: JobState.JOB_STATE_DEAD, error: 'poison' });
     worker.cancel();
   });
 });

@@ -8,7 +8,9 @@ import type { Clock } from '../../src/domain/clock.js';
 import type { Db } from '../../src/store/database.js';
 import type { Logger } from '../../src/log.js';
 import { connect, type SluiceClients } from '../../clients/typescript/src/connect.js';
+import { afterEach, beforeEach } from 'vitest';
 import { Api } from './api.js';
+import { TestClock } from './clock.js';
 
 export interface TestBroker {
   running: RunningSluice;
@@ -54,6 +56,35 @@ export async function startTestBroker(
       clients.close();
       await running.shutdown(0);
       if (!options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A fresh broker for every test of the calling file, on a TestClock: its delay, lease and
+ * retry timers fire only when the test moves the clock, so no assertion races real time.
+ * Registers beforeEach/afterEach; read `broker` and `clock` inside tests.
+ */
+export function brokerPerTestOnTestClock(): { readonly broker: TestBroker; readonly clock: TestClock } {
+  let current: { broker: TestBroker; clock: TestClock } | undefined;
+  beforeEach(async () => {
+    const clock = new TestClock();
+    current = { broker: await startTestBroker({}, { clock }), clock };
+  });
+  afterEach(async () => {
+    await current?.broker.close();
+    current = undefined;
+  });
+  const started = () => {
+    if (!current) throw new Error('the test broker starts in beforeEach: use it inside tests');
+    return current;
+  };
+  return {
+    get broker() {
+      return started().broker;
+    },
+    get clock() {
+      return started().clock;
     },
   };
 }
