@@ -9,6 +9,8 @@ import { connect } from '../clients/typescript/src/connect.js';
 import { createTokenLine } from '../src/auth/tokens.js';
 import { parseGrant } from '../src/auth/grants.js';
 import { launchBrowser, watchProblems, type Browser } from './helpers/browser.js';
+import { ScheduleApi } from './helpers/schedules.js';
+import { ScheduleRunKind } from '../clients/typescript/src/gen/sluice/v1/schedule.js';
 
 /** Screenshots for people to look at (git-ignored). */
 const ARTIFACTS = join(import.meta.dirname, '..', 'test-artifacts', 'dashboard');
@@ -18,7 +20,7 @@ let browser: Browser;
 let base: string;
 let emailWorker: TestConsumer;
 let reportsWorker: TestConsumer;
-const ids: { retried?: string; dead: string[] } = { dead: [] };
+const ids: { retried?: string; dead: string[]; delayed: string[]; nightly?: string } = { dead: [], delayed: [] };
 
 /**
  * A broker with something to show: "email" backed up (10 pending, 2 active on a worker, one
@@ -33,7 +35,7 @@ async function seed(): Promise<void> {
   await images.waitForSettled(6);
   images.end();
   await images.status;
-  for (let i = 0; i < 2; i++) await api.enqueue({ queue: 'images', type: 'thumbnail', payload: { image: `later-${i}.png` }, delayMs: 3_600_000 });
+  for (let i = 0; i < 2; i++) ids.delayed.push((await api.enqueue({ queue: 'images', type: 'thumbnail', payload: { image: `later-${i}.png` }, delayMs: 3_600_000 })).id);
 
   for (let i = 0; i < 3; i++) {
     ids.dead.push((await api.enqueue({ queue: 'reports', type: 'monthly', payload: { month: `2026-0${i + 1}`, customer: 'acme' }, maxAttempts: 1 })).id);
@@ -52,6 +54,12 @@ async function seed(): Promise<void> {
   for (let i = 0; i < 12; i++) await api.enqueue({ queue: 'email', type: 'welcome', payload: { to: `user${i}@example.com` }, leaseTimeoutMs: 600_000 });
   await emailWorker.waitForDeliveries(3); // 2 more active (credit 3 in all, one used by the retried job)
   expect((await api.getQueue('email')).counts).toMatchObject({ pending: 10, active: 2, scheduled: 1 });
+
+  // Two schedules whose jobs go to queues without workers (a fire cannot disturb the tests above);
+  // the nightly one fires at 02:00 Berlin time, the cleanup one is paused.
+  const schedules = new ScheduleApi(b.clients);
+  ids.nightly = (await schedules.create({ spec: { name: 'nightly-digest', cron: '0 2 * * *', timezone: 'Europe/Berlin', job: { queue: 'digests', type: 'daily', payload: { edition: 'nightly' } } } })).id;
+  await schedules.create({ spec: { name: 'hourly-cleanup', cron: '@hourly', job: { queue: 'maintenance', type: 'cleanup' } }, paused: true });
 }
 
 beforeAll(async () => {
@@ -193,6 +201,94 @@ describe('dashboard in a real browser', () => {
     await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await page.waitForURL(base + '/');
+    expect(problems).toEqual([]);
+    await page.close();
+  }, 60_000);
+});
+
+describe('dashboard: schedules and why a job is not running', () => {
+  it('schedules page: next fire time, run now and see the run, pause and resume; the schedule page has its history', async () => {
+    const schedules = new ScheduleApi(b.clients);
+    const page = await browser.context.newPage();
+    const problems = watchProblems(page);
+    await page.goto(base + '/');
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Schedules' }).click();
+    await page.waitForURL(base + '/schedules');
+    const row = page.locator('tr[data-schedule="nightly-digest"]');
+    await row.waitFor();
+    // The next fire time the broker planned, shown on the wall clock of the schedule's zone.
+    const planned = (await schedules.get({ id: ids.nightly! })).nextFireAt!.toISOString();
+    expect(await row.locator('td[data-next]').getAttribute('data-next')).toBe(planned);
+    expect(await row.locator('td[data-next]').innerText()).toContain('02:00 Europe/Berlin');
+    expect(await row.innerText()).toContain('0 2 * * *');
+    expect(await page.locator('tr[data-schedule="hourly-cleanup"] .badge.paused').count()).toBe(1);
+
+    // Run now asks first, then the run and its job show up.
+    await page.getByRole('button', { name: 'Run schedule nightly-digest now' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByRole('heading', { name: 'Run “nightly-digest” now?' }).waitFor();
+    await dialog.getByRole('button', { name: 'Run now' }).click();
+    await page.getByRole('status').filter({ hasText: 'Ran “nightly-digest” now' }).waitFor();
+    const [run] = (await schedules.runs('nightly-digest')).filter((r) => r.kind === ScheduleRunKind.SCHEDULE_RUN_KIND_MANUAL);
+    expect(run?.jobId).toBeTruthy();
+    await row.locator('.recent-runs li', { hasText: 'pending' }).waitFor();
+
+    // Pause and resume from the list.
+    await page.getByRole('button', { name: 'Pause schedule nightly-digest' }).click();
+    await row.locator('.badge.paused').waitFor();
+    expect((await schedules.get({ id: ids.nightly! })).paused).toBe(true);
+    await page.getByRole('button', { name: 'Resume schedule nightly-digest' }).click();
+    await row.locator('.badge.paused').waitFor({ state: 'detached' });
+    expect((await schedules.get({ id: ids.nightly! })).paused).toBe(false);
+    await page.screenshot({ path: join(ARTIFACTS, 'schedules.png'), fullPage: true });
+
+    // The schedule's own page (a shareable URL): next fire times and the manual run in its history.
+    await row.getByRole('link', { name: 'nightly-digest' }).click();
+    await page.waitForURL(`${base}/schedules/${ids.nightly}`);
+    await page.getByRole('heading', { name: 'nightly-digest' }).waitFor();
+    await page.locator(`.upcoming li[data-fire="${planned}"]`).waitFor();
+    const manual = page.locator('table.runs tr[data-kind="manual"]');
+    await manual.waitFor();
+    expect(await manual.innerText()).toContain('pending');
+    await page.screenshot({ path: join(ARTIFACTS, 'schedule.png'), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await expect.poll(() => page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Its job: the history timeline and why it is not running (no worker for "digests").
+    await manual.getByRole('link').click();
+    await page.waitForURL(`${base}/jobs/${run!.jobId}`);
+    await page.locator('.timeline li[data-kind="enqueued"]').waitFor();
+    await page.locator('.explain [data-reason="no_worker"]', { hasText: 'no worker is subscribed to queue "digests"' }).waitFor();
+    expect(await page.getByRole('link', { name: 'nightly-digest' }).getAttribute('href')).toBe(`/schedules/${ids.nightly}`);
+    expect(problems).toEqual([]);
+    await page.close();
+  }, 90_000);
+
+  it('job page: a delayed job’s history and “scheduled until …”; a finished job has history but no explanation', async () => {
+    const page = await browser.context.newPage();
+    const problems = watchProblems(page);
+    const id = ids.delayed[0]!;
+    const runAt = (await b.api.getJob(id)).runAt!.toISOString();
+    await page.goto(`${base}/jobs/${id}`);
+    await page.getByRole('heading', { name: 'Why is this not running?' }).waitFor();
+    expect(await page.locator('.explain [data-reason="scheduled"]').innerText()).toContain(`scheduled until ${runAt}`);
+    const enqueued = page.locator('.timeline li[data-kind="enqueued"]');
+    await enqueued.waitFor();
+    expect(await enqueued.innerText()).toContain('scheduled for later');
+    await page.screenshot({ path: join(ARTIFACTS, 'job-delayed.png'), fullPage: true });
+
+    // The retried email job: delivered to mailer-1, nacked with its error, now waiting out the backoff.
+    await page.goto(`${base}/jobs/${ids.retried}`);
+    await page.locator('.timeline li[data-kind="nacked"]', { hasText: 'mailbox full (552)' }).waitFor();
+    expect(await page.locator('.timeline li[data-kind="delivered"]').innerText()).toContain('mailer-1');
+    await page.locator('.explain [data-reason="scheduled"]', { hasText: 'after a backoff' }).waitFor();
+
+    // A completed job: its steps, and no "why is this not running".
+    const completed = (await b.api.listJobs({ queue: 'images', state: JobState.JOB_STATE_COMPLETED, pageSize: 1 })).jobs[0]!;
+    await page.goto(`${base}/jobs/${completed.id}`);
+    await page.locator('.timeline li[data-kind="acked"]').waitFor();
+    expect(await page.getByRole('heading', { name: 'Why is this not running?' }).count()).toBe(0);
     expect(problems).toEqual([]);
     await page.close();
   }, 60_000);

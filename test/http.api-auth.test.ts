@@ -5,6 +5,7 @@ import { createTokenLine } from '../src/auth/tokens.js';
 import { parseGrant } from '../src/auth/grants.js';
 import { connect } from '../clients/typescript/src/connect.js';
 import { Api } from './helpers/api.js';
+import { ScheduleApi } from './helpers/schedules.js';
 import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 
 const GRANTS: Record<string, string[]> = { root: ['produce', 'consume', 'admin'], reader: ['read'], readerEmail: ['read:email.*'], admin: ['admin'], producer: ['produce'] };
@@ -12,6 +13,7 @@ const tokens: Record<string, string> = {};
 let b: TestBroker;
 let base: string;
 let smsJob: string;
+let scheduleId: string;
 
 beforeAll(async () => {
   const dir = tempDir();
@@ -28,6 +30,7 @@ beforeAll(async () => {
   const root = new Api(clients);
   await root.enqueue({ queue: 'email.welcome', payload: { n: 1 } });
   smsJob = (await root.enqueue({ queue: 'sms', payload: { n: 2 } })).id;
+  scheduleId = (await new ScheduleApi(clients).create({ spec: { name: 'digest', cron: '0 7 * * *', job: { queue: 'email.digest' } } })).id;
   clients.close();
 });
 afterAll(async () => {
@@ -75,5 +78,34 @@ describe('HTTP API with tokens required', () => {
     const events = await get('/api/v1/events', 'reader');
     expect(events.status).toBe(200);
     await events.body?.cancel();
+  });
+
+  it('schedules like ScheduleService: reads need read on every queue, pause/resume/trigger admin on every queue', async () => {
+    expect((await get('/api/v1/schedules')).status).toBe(401);
+    expect((await post('/api/v1/schedules/sch_unknown/pause')).status).toBe(401);
+    expect((await get('/api/v1/schedules', 'reader')).status).toBe(200);
+    expect((await get(`/api/v1/schedules/${scheduleId}`, 'reader')).status).toBe(200);
+    expect((await get(`/api/v1/schedules/${scheduleId}/runs`, 'reader')).status).toBe(200);
+    // A token limited to queue patterns cannot read schedules (their jobs go to any queue), as over gRPC.
+    expect((await get('/api/v1/schedules', 'readerEmail')).status).toBe(403);
+    expect((await get('/api/v1/schedules', 'producer')).status).toBe(403);
+    expect((await post(`/api/v1/schedules/${scheduleId}/pause`, 'reader')).status).toBe(403);
+    expect((await post(`/api/v1/schedules/${scheduleId}/trigger`, 'producer')).status).toBe(403);
+    expect((await post(`/api/v1/schedules/${scheduleId}/pause`, 'admin')).status).toBe(200);
+    expect((await post(`/api/v1/schedules/${scheduleId}/resume`, 'admin')).status).toBe(200);
+    expect((await post(`/api/v1/schedules/${scheduleId}/trigger`, 'admin')).status).toBe(200);
+    expect((await post('/api/v1/schedules/sch_unknown/trigger', 'admin')).status).toBe(404);
+  });
+
+  it('a job’s history needs read (as GetJobHistory), its explanation read or produce (as ExplainJob)', async () => {
+    expect((await get(`/api/v1/jobs/${smsJob}/history`)).status).toBe(401);
+    expect((await get(`/api/v1/jobs/${smsJob}/explain`)).status).toBe(401);
+    expect((await get('/api/v1/jobs/0000-unknown/history')).status).toBe(401);
+    expect((await get(`/api/v1/jobs/${smsJob}/history`, 'reader')).status).toBe(200);
+    expect((await get(`/api/v1/jobs/${smsJob}/history`, 'producer')).status).toBe(403);
+    expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'producer')).status).toBe(200);
+    expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'reader')).status).toBe(200);
+    expect((await get(`/api/v1/jobs/${smsJob}/history`, 'readerEmail')).status).toBe(403);
+    expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'readerEmail')).status).toBe(403);
   });
 });

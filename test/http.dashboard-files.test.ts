@@ -14,7 +14,7 @@ afterAll(async () => {
 
 describe('dashboard files', () => {
   it('serves index.html at / and at every view URL (shareable links), never cached', async () => {
-    for (const path of ['/', '/queues/email', '/jobs/01a2-xyz', '/dead-letters?queue=email', '/workers']) {
+    for (const path of ['/', '/queues/email', '/jobs/01a2-xyz', '/dead-letters?queue=email', '/workers', '/schedules', '/schedules/sch_0f8c2a4e-5d1b-4c3a-9e7f-2b6d8a1c3e5f']) {
       const res = await fetch(base + path);
       expect(res.status, path).toBe(200);
       expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');

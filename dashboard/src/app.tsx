@@ -8,12 +8,15 @@ import { QueueView } from './views/queue.js';
 import { JobView } from './views/job.js';
 import { DeadLetters } from './views/dead-letters.js';
 import { Workers } from './views/workers.js';
+import { Schedules } from './views/schedules.js';
+import { ScheduleView } from './views/schedule.js';
 import { Empty } from './components/bits.js';
 
 const NAV: [string, string][] = [
   ['/', 'Overview'],
   ['/dead-letters', 'Dead letters'],
   ['/workers', 'Workers'],
+  ['/schedules', 'Schedules'],
 ];
 
 /** One component per view, chosen by the URL (River UI / Temporal UI style: every view shareable). */
@@ -33,6 +36,8 @@ export function App() {
   else if ((m = /^\/jobs\/([^/]+)$/.exec(loc.path))) view = <JobView id={m[1]!} key={m[1]} />;
   else if (loc.path === '/dead-letters') view = <DeadLetters loc={loc} />;
   else if (loc.path === '/workers') view = <Workers />;
+  else if (loc.path === '/schedules') view = <Schedules loc={loc} />;
+  else if ((m = /^\/schedules\/([^/]+)$/.exec(loc.path))) view = <ScheduleView id={m[1]!} loc={loc} key={m[1]} />;
   else
     view = (
       <Empty title="Page not found">
@@ -47,7 +52,7 @@ export function App() {
     if (first.current) return void (first.current = false);
     main.current?.focus({ preventScroll: true });
   }, [loc.path]);
-  const section = loc.path.startsWith('/dead-letters') ? '/dead-letters' : loc.path.startsWith('/workers') ? '/workers' : '/';
+  const section = NAV.find(([path]) => path !== '/' && (loc.path === path || loc.path.startsWith(`${path}/`)))?.[0] ?? '/';
   return (
     <>
       <a class="skip" href="#main">

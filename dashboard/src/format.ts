@@ -51,3 +51,14 @@ export function plural(n: number, word: string): string {
 export function shortId(id: string): string {
   return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id;
 }
+
+/** A time as the clock on the wall of `timezone` shows it: "Tue 02:00 Europe/Berlin". */
+export function inZone(iso: string | null | undefined, timezone: string): string {
+  if (!iso) return '–';
+  try {
+    const text = new Date(iso).toLocaleString('en-GB', { timeZone: timezone, weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hour12: false });
+    return `${text} ${timezone}`;
+  } catch {
+    return when(iso);
+  }
+}

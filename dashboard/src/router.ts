@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 
 /**
  * A history-API router: every view has a real URL (/queues/email, /jobs/<id>,
- * /dead-letters?queue=email) that can be shared and reloaded; the broker answers any such
+ * /schedules/<id>, /dead-letters?queue=email) that can be shared and reloaded; the broker answers any such
  * path with index.html.
  */
 export interface Location {
@@ -52,5 +52,6 @@ export function interceptLinks(root: HTMLElement): void {
 export const href = {
   queue: (name: string, params?: Record<string, string>) => `/queues/${encodeURIComponent(name)}${params ? `?${new URLSearchParams(params)}` : ''}`,
   job: (id: string) => `/jobs/${encodeURIComponent(id)}`,
+  schedule: (id: string) => `/schedules/${encodeURIComponent(id)}`,
   deadLetters: (queue?: string) => `/dead-letters${queue ? `?queue=${encodeURIComponent(queue)}` : ''}`,
 };

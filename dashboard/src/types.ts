@@ -105,3 +105,53 @@ export interface CountsEvent {
   throughput: { at: string; completed: number; failed: number };
   serverTime: string;
 }
+
+/** One fire of a schedule with its job as it is now; the job fields are null when skipped or the job is gone. */
+export interface ScheduleRun {
+  seq: number;
+  scheduleId: string;
+  fireTime: string;
+  kind: 'scheduled' | 'manual';
+  skipped: boolean;
+  reason: string | null;
+  jobId: string | null;
+  jobState: JobState | null;
+  attempt: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  lastError: string | null;
+  createdAt: string;
+}
+
+export interface Schedule {
+  id: string;
+  name: string;
+  cron: string;
+  timezone: string;
+  paused: boolean;
+  nextFireAt: string | null;
+  lastFireAt: string | null;
+  upcoming: string[];
+  startAt: string | null;
+  endAt: string | null;
+  catchUp: 'skip' | 'once' | 'all';
+  catchUpLimit: number;
+  overlap: 'allow' | 'skip' | 'queue_one';
+  historyLimit: number;
+  job: { queue: string; type: string; payload: unknown; priority: number; delayMs: number; metadata: Record<string, string>; groupKey: string | null };
+  createdAt: string;
+  updatedAt: string;
+  /** The latest runs, newest first. */
+  recentRuns: ScheduleRun[];
+}
+
+export interface SchedulePage {
+  schedules: Schedule[];
+  nextCursor: string | null;
+}
+
+export interface RunPage {
+  runs: ScheduleRun[];
+  nextCursor: string | null;
+}

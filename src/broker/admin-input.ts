@@ -1,6 +1,7 @@
 import { invalidArgument } from '../domain/errors.js';
 import { ALL_JOB_STATES, type JobState } from '../domain/job-state.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
+import { MAX_UPCOMING } from './schedules.js';
 import type { DeadLetterSelection, JobFilter } from '../store/job-store.js';
 
 /**
@@ -74,4 +75,25 @@ export function decodePageToken(token: string, field = 'page_token'): number | u
   const match = /^seq:(\d+)$/.exec(Buffer.from(token, 'base64url').toString());
   if (!match) throw invalidArgument(`${field} is not a token returned by this API`);
   return Number(match[1]);
+}
+
+/** Schedule list page tokens: the last name of the page (schedules are listed by name). */
+export function encodeNameToken(name: string): string {
+  return Buffer.from(`name:${name}`).toString('base64url');
+}
+
+export function decodeNameToken(token: string, field = 'page_token'): string | undefined {
+  if (token === '') return undefined;
+  const text = Buffer.from(token, 'base64url').toString();
+  if (!text.startsWith('name:')) throw invalidArgument(`${field} is not a token returned by this API`);
+  return text.slice(5);
+}
+
+/** Next fire times a schedule answer previews when the caller does not say. */
+export const DEFAULT_UPCOMING = 5;
+
+/** How many next fire times to preview: 0 = the default, at most MAX_UPCOMING. */
+export function upcomingCount(requested: number, field = 'upcoming_count'): number {
+  if (requested > MAX_UPCOMING) throw invalidArgument(`${field} must be 0..${MAX_UPCOMING}, got ${requested}`);
+  return requested || DEFAULT_UPCOMING;
 }

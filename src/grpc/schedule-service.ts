@@ -17,6 +17,7 @@ import {
   type ScheduleServiceServer,
   type ScheduleSpec,
 } from '../../clients/typescript/src/gen/sluice/v1/schedule.js';
+import { DEFAULT_UPCOMING, decodeNameToken, encodeNameToken, upcomingCount } from '../broker/admin-input.js';
 import { decodePageToken, encodePageToken, pageSize, retryToWire, stateToWire } from './convert.js';
 import { parseEnqueueRequest, type EnqueueLimits } from './enqueue-input.js';
 import { toServiceError } from './status.js';
@@ -205,19 +206,6 @@ export function runToWire(r: RunRow): ScheduleRun {
   };
 }
 
-function encodeNameToken(name: string): string {
-  return Buffer.from(`name:${name}`).toString('base64url');
-}
-
-function decodeNameToken(token: string): string | undefined {
-  if (token === '') return undefined;
-  const text = Buffer.from(token, 'base64url').toString();
-  if (!text.startsWith('name:')) throw invalidArgument('page_token is not a token returned by this API');
-  return text.slice(5);
-}
-
-const DEFAULT_UPCOMING = 5;
-
 export function scheduleService(broker: Broker, log: Logger): ScheduleServiceServer {
   const schedules = broker.schedules;
   const limits = broker.config;
@@ -248,8 +236,7 @@ export function scheduleService(broker: Broker, log: Logger): ScheduleServiceSer
       return {};
     }),
     getSchedule: unary(log, 'GetSchedule', (req) => {
-      if (req.upcomingCount > 100) throw invalidArgument(`upcoming_count must be 0..100, got ${req.upcomingCount}`);
-      return view(schedules.get(ref(req)), req.upcomingCount || DEFAULT_UPCOMING);
+      return view(schedules.get(ref(req)), upcomingCount(req.upcomingCount));
     }),
     listSchedules: unary(log, 'ListSchedules', (req) => {
       const size = pageSize(req.pageSize);

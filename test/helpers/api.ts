@@ -284,3 +284,42 @@ export class TestConsumer {
     }
   }
 }
+
+/** One answer of the HTTP JSON API: status, parsed JSON body (undefined when empty) and headers. */
+export interface HttpAnswer {
+  status: number;
+  body: any;
+  headers: Headers;
+}
+
+/**
+ * The HTTP JSON API (/api/v1) with fetch: POSTs carry the CSRF header and a JSON body (a string
+ * body is sent as is, for malformed-JSON tests); `token` adds the bearer header.
+ */
+export class HttpApi {
+  constructor(
+    readonly origin: string,
+    readonly token?: string,
+  ) {}
+
+  get(path: string): Promise<HttpAnswer> {
+    return this.call(path, { headers: this.auth() });
+  }
+
+  post(path: string, body?: unknown, options: { csrf?: boolean } = {}): Promise<HttpAnswer> {
+    const headers: Record<string, string> = { ...this.auth() };
+    if (options.csrf !== false) headers['x-sluice-csrf'] = '1';
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    return this.call(path, { method: 'POST', headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  }
+
+  private auth(): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
+
+  private async call(path: string, init: RequestInit): Promise<HttpAnswer> {
+    const res = await fetch(`${this.origin}/api/v1${path}`, init);
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  }
+}

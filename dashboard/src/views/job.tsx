@@ -1,10 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm.js';
+import { ExplainPanel, type Explanation } from '../components/explain.js';
+import { HistoryTimeline, type HistoryEntry } from '../components/history.js';
 import { Empty, ErrorBanner, JsonBlock, Loading, Section, StateBadge } from '../components/bits.js';
 import { ago, duration, when } from '../format.js';
 import { useApi, useTitle } from '../hooks.js';
-import { onJobChange, useNow } from '../live.js';
+import { onCounts, onJobChange, useNow } from '../live.js';
 import { href } from '../router.js';
 import type { Job } from '../types.js';
 
@@ -13,12 +15,20 @@ const UNFINISHED = ['scheduled', 'pending', 'active'];
 export function JobView({ id }: { id: string }) {
   useTitle(`Job ${id.slice(-6)}`);
   const now = useNow();
-  const job = useApi<Job>(`/jobs/${encodeURIComponent(id)}`);
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  const job = useApi<Job>(path);
+  const history = useApi<{ entries: HistoryEntry[] }>(`${path}/history`);
+  // "Why is this not running" is asked only of a job that waits (scheduled or pending).
+  const waiting = job.data?.state === 'scheduled' || job.data?.state === 'pending';
+  const explain = useApi<Explanation>(waiting ? `${path}/explain` : null);
   const [confirm, setConfirm] = useState<ConfirmRequest>();
   const [notice, setNotice] = useState<string>();
   const [actionError, setActionError] = useState<Error>();
   // Live: the broker tells this page when the job changes; the page reads it again.
-  useEffect(() => onJobChange(id, job.reload), [id]);
+  useEffect(() => onJobChange(id, () => (job.reload(), history.reload(), explain.reload())), [id]);
+  // What holds a waiting job back (a paused queue, no worker, the jobs ahead) changes with the
+  // rest of the broker: read the explanation again with the counts (once a second at most).
+  useEffect(() => (waiting ? onCounts(explain.reload) : undefined), [waiting]);
 
   if (job.error?.status === 404) {
     return (
@@ -31,6 +41,8 @@ export function JobView({ id }: { id: string }) {
   }
   if (!job.data) return job.error ? <ErrorBanner error={job.error} /> : <Loading />;
   const j = job.data;
+  /** Set on every job a schedule enqueued (broker/schedule-template.ts SCHEDULE_METADATA). */
+  const scheduleId = j.metadata['sluice.schedule_id'];
   const replay = async () => {
     setActionError(undefined);
     try {
@@ -54,6 +66,12 @@ export function JobView({ id }: { id: string }) {
           <p class="muted">
             {j.type ? <>type <strong>{j.type}</strong> · </> : null}attempt {j.attempt} of {j.maxAttempts} · priority {j.priority}
             {j.groupKey ? <> · group <strong>{j.groupKey}</strong></> : null}
+            {scheduleId ? (
+              <>
+                {' '}
+                · from schedule <a href={href.schedule(scheduleId)}>{j.metadata['sluice.schedule_name'] ?? scheduleId}</a>
+              </>
+            ) : null}
           </p>
         </div>
         <div class="head-actions">
@@ -89,6 +107,11 @@ export function JobView({ id }: { id: string }) {
         </div>
       )}
       <ErrorBanner error={actionError} />
+      {waiting && (
+        <Section title="Why is this not running?">
+          {explain.data ? <ExplainPanel explanation={explain.data} now={now} /> : explain.error ? <p class="muted">{explain.error.message}</p> : <Loading />}
+        </Section>
+      )}
       <div class="grid-2">
         <Section title="Payload">
           <JsonBlock value={j.payload} label="Payload" />
@@ -124,6 +147,15 @@ export function JobView({ id }: { id: string }) {
               </tbody>
             </table>
           </div>
+        )}
+      </Section>
+      <Section title="History">
+        {history.data ? (
+          <HistoryTimeline entries={history.data.entries} now={now} />
+        ) : history.error ? (
+          <p class="muted">{history.error.message}</p>
+        ) : (
+          <Loading />
         )}
       </Section>
       <div class="grid-2">

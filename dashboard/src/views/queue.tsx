@@ -78,16 +78,28 @@ export function JobTable({ page, now, showQueue }: { page: JobPage; now: number;
   );
 }
 
-/** Keyset pages: "Older" follows nextCursor; "Newest" goes back to the first page. */
-export function Pager({ next, onNext, onFirst, isFirst }: { next: string | null; onNext: (c: string) => void; onFirst: () => void; isFirst: boolean }) {
+/** Keyset pages: "Older" follows nextCursor; "Newest" goes back to the first page (`labels` for other orders). */
+export function Pager({
+  next,
+  onNext,
+  onFirst,
+  isFirst,
+  labels = ['Newest', 'Older'],
+}: {
+  next: string | null;
+  onNext: (c: string) => void;
+  onFirst: () => void;
+  isFirst: boolean;
+  labels?: [first: string, next: string];
+}) {
   if (isFirst && !next) return null;
   return (
     <nav class="pager" aria-label="Pages">
       <button class="button small" onClick={onFirst} disabled={isFirst}>
-        ← Newest
+        ← {labels[0]}
       </button>
       <button class="button small" onClick={() => next && onNext(next)} disabled={!next}>
-        Older →
+        {labels[1]} →
       </button>
     </nav>
   );

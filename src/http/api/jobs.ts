@@ -3,7 +3,7 @@ import { invalidArgument } from '../../domain/errors.js';
 import type { JobRow } from '../../store/job-store.js';
 import type { ApiContext, Route } from './route.js';
 import { intParam, onlyFields, optionalString, queryParams, readJsonBody } from './request.js';
-import { jobJson, jobSummaryJson } from './views.js';
+import { explanationJson, historyJson, jobJson, jobSummaryJson } from './views.js';
 
 /** A keyset page: `nextCursor` is null on the last page. */
 export function jobPage(rows: JobRow[], size: number) {
@@ -39,6 +39,30 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
         const row = broker.getJob(params.id!);
         authorize(['read', 'produce'], row.queue);
         return jobJson(row);
+      },
+    },
+    {
+      // AdminService/GetJobHistory's scope: `read` only (rpc-policy.ts).
+      method: 'GET',
+      path: '/jobs/:id/history',
+      scopes: ['read'],
+      queue: 'self',
+      handle: ({ url, params, authorize }) => {
+        queryParams(url, []);
+        authorize(['read'], broker.getJob(params.id!).queue);
+        return { entries: broker.jobHistory(params.id!).map(historyJson) };
+      },
+    },
+    {
+      // ProducerService/ExplainJob: why the job is (not) running.
+      method: 'GET',
+      path: '/jobs/:id/explain',
+      scopes: ['read', 'produce'],
+      queue: 'self',
+      handle: ({ url, params, authorize }) => {
+        queryParams(url, []);
+        authorize(['read', 'produce'], broker.getJob(params.id!).queue);
+        return explanationJson(broker.explainJob(params.id!));
       },
     },
     {

@@ -10,6 +10,7 @@ import { jobRoutes } from './jobs.js';
 import { deadLetterRoutes } from './dead-letters.js';
 import { workerRoutes } from './workers.js';
 import { throughputRoutes } from './throughput.js';
+import { scheduleRoutes } from './schedules.js';
 import { LiveFeed, eventRoutes } from './events.js';
 
 export const API_PREFIX = '/api/v1';
@@ -48,6 +49,7 @@ export class ApiRouter {
       ...deadLetterRoutes(ctx),
       ...workerRoutes(ctx),
       ...throughputRoutes(ctx),
+      ...scheduleRoutes(ctx),
       ...eventRoutes(this.feed),
     ].map(compile);
   }

@@ -3,6 +3,11 @@ import type { QueueInfo } from '../../broker/broker.js';
 import type { ConsumeSession } from '../../broker/consume-session.js';
 import type { JobRow, StoredJobError } from '../../store/job-store.js';
 import type { PartialRetryPolicy } from '../../domain/backoff.js';
+import type { HistoryEntry } from '../../store/job-history.js';
+import type { Explanation } from '../../broker/explain.js';
+import type { RunRow, ScheduleRow } from '../../store/schedule-store.js';
+import { definitionOf } from '../../broker/schedules.js';
+import { formatJobId } from '../../domain/job-id.js';
 
 /**
  * JSON shapes of the HTTP API: camelCase fields, states as their names, times as ISO 8601
@@ -94,5 +99,98 @@ export function workerJson(s: ConsumeSession) {
     connectedAt: iso(s.connectedAt),
     lastSeenAt: iso(s.lastSeenAt),
     peer: s.peer,
+  };
+}
+
+/** One step of a job's life (AdminService/GetJobHistory's entries). */
+export function historyJson(e: HistoryEntry) {
+  return { at: iso(e.at), kind: e.kind, attempt: e.attempt, workerId: e.workerId, leaseId: e.leaseId, error: e.error, detail: e.detail };
+}
+
+/** ProducerService/ExplainJob's answer; a reason's optional fields are left out when not set. */
+export function explanationJson(e: Explanation) {
+  return {
+    id: e.id,
+    state: e.state,
+    summary: e.summary,
+    reasons: e.reasons.map((r) => ({
+      code: r.code,
+      message: r.message,
+      at: r.at === undefined ? undefined : iso(r.at),
+      count: r.count,
+      countIsLowerBound: r.countIsLowerBound,
+      limit: r.limit,
+      groupKey: r.groupKey,
+      workerIds: r.workerIds,
+      attempt: r.attempt,
+      maxAttempts: r.maxAttempts,
+      lastError: r.lastError,
+    })),
+  };
+}
+
+/**
+ * A schedule as ScheduleService answers it (grpc/schedule-service.ts scheduleToWire), in this
+ * API's spelling: policies as their names, times as ISO strings, the job template's payload as
+ * JSON. `upcoming`: the next fire times (ScheduleManager.upcoming).
+ */
+export function scheduleJson(row: ScheduleRow, upcoming: number[]) {
+  const def = definitionOf(row);
+  const t = def.job;
+  return {
+    id: row.id,
+    name: def.name,
+    cron: def.cron,
+    timezone: def.timezone,
+    paused: row.paused === 1,
+    nextFireAt: iso(row.next_fire_at),
+    lastFireAt: iso(row.last_fire_at),
+    upcoming: upcoming.map((ms) => iso(ms)!),
+    startAt: iso(def.startAt),
+    endAt: iso(def.endAt),
+    catchUp: def.catchUp,
+    catchUpLimit: def.catchUpLimit,
+    overlap: def.overlap,
+    historyLimit: def.historyLimit,
+    job: {
+      queue: t.queue,
+      type: t.type,
+      payload: JSON.parse(t.payload) as unknown,
+      priority: t.priority,
+      delayMs: t.delayMs,
+      maxAttempts: t.maxAttempts ?? null,
+      retry: t.retry ?? null,
+      leaseTimeoutMs: t.leaseTimeoutMs ?? null,
+      metadata: t.metadata ?? {},
+      dedupKey: t.dedupKey ?? null,
+      groupKey: t.groupKey ?? null,
+    },
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+  };
+}
+
+/**
+ * One fire of a schedule with its job as it is now (runToWire's fields): `jobId` is null when
+ * the fire was skipped; the job's columns (`jobState`, `attempt`, …) also when the job is gone
+ * (purged, or removed by retention).
+ */
+export function runJson(r: RunRow) {
+  const finished = r.job_finished_at !== null && r.job_started_at !== null;
+  return {
+    seq: r.seq,
+    scheduleId: r.schedule_id,
+    fireTime: iso(r.fire_time),
+    kind: r.kind,
+    skipped: r.outcome === 'skipped',
+    reason: r.reason,
+    jobId: r.job_seq !== null && r.job_created_at !== null ? formatJobId(r.job_seq, r.job_created_at) : null,
+    jobState: r.job_state,
+    attempt: r.job_attempt,
+    startedAt: iso(r.job_started_at),
+    finishedAt: iso(r.job_finished_at),
+    durationMs: finished ? Math.max(0, r.job_finished_at! - r.job_started_at!) : null,
+    lastError: r.job_last_error,
+    createdAt: iso(r.created_at),
   };
 }
