@@ -8,7 +8,7 @@ import { Api } from './helpers/api.js';
 import { ScheduleApi } from './helpers/schedules.js';
 import { startTestBroker, tempDir, type TestBroker } from './helpers/broker.js';
 
-const GRANTS: Record<string, string[]> = { root: ['produce', 'consume', 'admin'], reader: ['read'], readerEmail: ['read:email.*'], admin: ['admin'], producer: ['produce'] };
+const GRANTS: Record<string, string[]> = { root: ['produce', 'consume', 'admin'], reader: ['read'], readerEmail: ['read:email.*'], admin: ['admin'], producer: ['produce'], producerEmail: ['produce:email.*'] };
 const tokens: Record<string, string> = {};
 let b: TestBroker;
 let base: string;
@@ -74,7 +74,14 @@ describe('HTTP API with tokens required', () => {
     expect(all.status).toBe(403);
     expect(((await all.json()) as { error: { message: string } }).error.message).toMatch(/lacks the read scope on every queue/);
     expect((await get('/api/v1/jobs?queue=sms', 'readerEmail')).status).toBe(403);
-    expect((await get(`/api/v1/jobs/${smsJob}`, 'readerEmail')).status).toBe(403);
+    // A job on a queue the token cannot see is NOT_FOUND, answered exactly like an unknown id
+    // (as over gRPC), so ids of other queues' jobs cannot be probed.
+    const hidden = await get(`/api/v1/jobs/${smsJob}`, 'readerEmail');
+    const unknown = await get('/api/v1/jobs/0000-unknown', 'readerEmail');
+    expect([hidden.status, unknown.status]).toEqual([404, 404]);
+    const message = async (r: Response) => ((await r.json()) as { error: { message: string } }).error.message;
+    expect((await message(hidden)).replace(smsJob, 'ID')).toBe((await message(unknown)).replace('0000-unknown', 'ID'));
+    expect((await post(`/api/v1/jobs/${smsJob}/cancel`, 'producerEmail')).status).toBe(404);
     const events = await get('/api/v1/events', 'reader');
     expect(events.status).toBe(200);
     await events.body?.cancel();
@@ -105,7 +112,8 @@ describe('HTTP API with tokens required', () => {
     expect((await get(`/api/v1/jobs/${smsJob}/history`, 'producer')).status).toBe(403);
     expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'producer')).status).toBe(200);
     expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'reader')).status).toBe(200);
-    expect((await get(`/api/v1/jobs/${smsJob}/history`, 'readerEmail')).status).toBe(403);
-    expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'readerEmail')).status).toBe(403);
+    // The scope on some queues but not this job's: NOT_FOUND, as for a job that does not exist.
+    expect((await get(`/api/v1/jobs/${smsJob}/history`, 'readerEmail')).status).toBe(404);
+    expect((await get(`/api/v1/jobs/${smsJob}/explain`, 'readerEmail')).status).toBe(404);
   });
 });

@@ -1,5 +1,7 @@
 import { decodePageToken, encodePageToken, jobFilter, pageSize } from '../../broker/admin-input.js';
-import { invalidArgument } from '../../domain/errors.js';
+import { SluiceError, echo as quote, invalidArgument, notFound } from '../../domain/errors.js';
+import type { Broker } from '../../broker/broker.js';
+import type { ApiScope, Call } from './route.js';
 import type { JobRow } from '../../store/job-store.js';
 import type { ApiContext, Route } from './route.js';
 import { intParam, onlyFields, optionalString, queryParams, readJsonBody } from './request.js';
@@ -14,6 +16,23 @@ export function jobPage(rows: JobRow[], size: number) {
 }
 
 const MAX_REASON = 1000;
+
+/**
+ * The job, if the caller may see it. As over gRPC (auth/rpc-policy.ts), a job on a queue the
+ * caller's scopes do not cover is NOT_FOUND, exactly like a job that does not exist, so ids
+ * of other queues' jobs cannot be probed (a caller without the scope on any queue was refused
+ * with 403 by the router already).
+ */
+function visibleJob(broker: Broker, authorize: Call['authorize'], scopes: readonly ApiScope[], id: string) {
+  const row = broker.getJob(id);
+  try {
+    authorize(scopes, row.queue);
+  } catch (error) {
+    if (error instanceof SluiceError && error.code === 'PERMISSION_DENIED') throw notFound(`job ${quote(id)} not found`);
+    throw error;
+  }
+  return row;
+}
 
 export function jobRoutes({ broker }: ApiContext): Route[] {
   return [
@@ -36,9 +55,7 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       queue: 'self',
       handle: ({ url, params, authorize }) => {
         queryParams(url, []);
-        const row = broker.getJob(params.id!);
-        authorize(['read', 'produce'], row.queue);
-        return jobJson(row);
+        return jobJson(visibleJob(broker, authorize, ['read', 'produce'], params.id!));
       },
     },
     {
@@ -49,7 +66,7 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       queue: 'self',
       handle: ({ url, params, authorize }) => {
         queryParams(url, []);
-        authorize(['read'], broker.getJob(params.id!).queue);
+        visibleJob(broker, authorize, ['read'], params.id!);
         return { entries: broker.jobHistory(params.id!).map(historyJson) };
       },
     },
@@ -61,7 +78,7 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       queue: 'self',
       handle: ({ url, params, authorize }) => {
         queryParams(url, []);
-        authorize(['read', 'produce'], broker.getJob(params.id!).queue);
+        visibleJob(broker, authorize, ['read', 'produce'], params.id!);
         return explanationJson(broker.explainJob(params.id!));
       },
     },
@@ -71,7 +88,7 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       scopes: ['produce', 'admin'],
       queue: 'self',
       handle: async ({ req, params, authorize }) => {
-        authorize(['produce', 'admin'], broker.getJob(params.id!).queue);
+        visibleJob(broker, authorize, ['produce', 'admin'], params.id!);
         const body = await readJsonBody(req);
         onlyFields(body, ['reason']);
         const reason = optionalString(body, 'reason') ?? '';

@@ -20,6 +20,8 @@ export interface ApiAuthorizer {
   /** Throws UNAUTHENTICATED for a missing or unknown token. */
   authenticate(req: IncomingMessage): unknown;
   authorize(req: IncomingMessage, scope: ApiScope, queue?: string): unknown;
+  /** Throws PERMISSION_DENIED unless the caller holds `scope` on at least one queue. */
+  authorizeAny(req: IncomingMessage, scope: ApiScope): unknown;
 }
 
 /** One request, with the path parameters its route captured. */

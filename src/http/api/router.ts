@@ -65,9 +65,10 @@ export class ApiRouter {
         const authorize = (scopes: readonly ApiScope[], queue?: string) => this.authorize(req, scopes, queue);
         const call = { req, res, url, params, authorize };
         if (route.queue !== 'self') authorize(route.scopes, route.queue?.(call));
-        // The handler authorizes once it knows the queue; an unknown caller is refused first,
-        // so a job's existence is not told to someone without a token.
-        else if (this.options.auth?.enabled) this.options.auth.authenticate(req);
+        // The handler authorizes once it knows the queue. An unknown caller, and one without
+        // the scope on any queue, is refused first (401/403, as gRPC's checkScope), so a job's
+        // existence is not told to someone who could never see it.
+        else this.authorizeAnyQueue(req, route.scopes);
         const body = await route.handle(call);
         if (!route.stream) sendJson(res, 200, body);
       })
@@ -91,6 +92,23 @@ export class ApiRouter {
       }
     }
     throw refusal;
+  }
+
+  /** Passes when the caller holds any one of `scopes` on at least one queue. */
+  private authorizeAnyQueue(req: IncomingMessage, scopes: readonly ApiScope[]): void {
+    const auth = this.options.auth;
+    if (!auth?.enabled) return;
+    auth.authenticate(req);
+    let refusal: unknown;
+    for (const scope of scopes) {
+      try {
+        auth.authorizeAny(req, scope);
+        return;
+      } catch (error) {
+        refusal ??= error;
+      }
+    }
+    if (refusal !== undefined) throw refusal;
   }
 
   private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } {
