@@ -174,6 +174,20 @@ describe('Producer on EnqueueStream', () => {
     expect(committed(b, 'ps')).toBe(300);
   });
 
+  it('splits jobs waiting together into batches of at least splitMin while batch slots are free', async () => {
+    const b = await broker();
+    const p = new Producer({ address: b.running.address, batching: { splitMin: 25, maxInFlight: 4 } });
+    cleanups.push(() => p.close());
+    await p.enqueue('split', { warm: true });
+    const before = p.batchRpcCount;
+    await Promise.all(Array.from({ length: 50 }, (_, i) => p.enqueue('split', { n: i })));
+    expect(p.batchRpcCount - before).toBe(2); // two halves of 25
+    const mid = p.batchRpcCount;
+    await Promise.all(Array.from({ length: 49 }, (_, i) => p.enqueue('split', { n: i })));
+    expect(p.batchRpcCount - mid).toBe(1); // under 2 x splitMin: one batch
+    expect(committed(b, 'split')).toBe(100);
+  });
+
   it('falls back to EnqueueBatch against a broker without EnqueueStream, enqueueing each job once', async () => {
     const b = await broker();
     // An older broker: ProducerService without EnqueueStream (grpc-js answers UNIMPLEMENTED),

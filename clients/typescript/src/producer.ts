@@ -27,7 +27,7 @@ export interface ProducerOptions extends ConnectionOptions {
   connectTimeoutMs?: number;
 }
 
-const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 * 1024 * 1024, maxInFlight: 4, lingerMs: 0 };
+const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 * 1024 * 1024, maxInFlight: 4, lingerMs: 0, splitMin: 0 };
 
 /**
  * Enqueues jobs and inspects them. `J` maps queue names to payload types, checked at compile
