@@ -9,7 +9,7 @@ import { isUndecodable } from '../grpc/decode-guard.js';
 import { toServiceError } from '../grpc/status.js';
 import type { Authenticator } from './authenticator.js';
 import type { Principal } from './grants.js';
-import { checkRequest, checkScope, responseFilter, ruleFor, type PublicEndpoint } from './rpc-policy.js';
+import { checkItems, checkRequest, checkScope, responseFilter, ruleFor, type PublicEndpoint } from './rpc-policy.js';
 
 /**
  * The one gRPC authorization point: a server interceptor that runs before every handler.
@@ -56,6 +56,11 @@ export function authInterceptor(
         if (rejected) return;
         // Undecodable (grpc/decode-guard.ts): it names no queue; the handler answers INVALID_ARGUMENT.
         if (isUndecodable(message)) return next(message);
+        // A stream of item batches: every message, item by item (refusals go to the handler).
+        if (rule.kind === 'items') {
+          checkItems(principal!, rule, path, message);
+          return next(message);
+        }
         if (!checked) {
           checked = true;
           try {

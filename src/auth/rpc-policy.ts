@@ -12,6 +12,9 @@ import type { Principal, Scope } from './grants.js';
  * - `job`: the request names a job by id; the job's queue must be allowed. A job on a queue
  *   the token cannot see answers NOT_FOUND, exactly like a job that does not exist, so ids of
  *   other tenants' jobs cannot be probed.
+ * - `items`: a stream whose every message names the queues of its items (EnqueueStream). Each
+ *   message is checked, item by item; a refused item is answered with its own
+ *   PERMISSION_DENIED (`itemRefusals`) and the stream goes on, like a bad item of a batch.
  * - `filtered`: a listing across queues (ListQueues, ListWorkers) shows only what the token
  *   may read.
  * - `unrestricted`: the scope on every queue (Backup, schedules, and any RPC not listed here:
@@ -22,6 +25,7 @@ import type { Principal, Scope } from './grants.js';
 export type RpcRule =
   | { kind: 'queue'; scopes: Scope[]; queues: (req: any) => string[] | undefined }
   | { kind: 'job'; scopes: Scope[]; id: (req: any) => string }
+  | { kind: 'items'; scopes: Scope[]; queues: (req: any) => string[] }
   | { kind: 'filtered'; scopes: Scope[]; filter: (principal: Principal, res: any) => unknown }
   | { kind: 'unrestricted'; scopes: Scope[] }
   | { kind: 'open'; endpoint: PublicEndpoint };
@@ -43,6 +47,7 @@ const S = '/sluice.v1.ScheduleService/';
 export const RPC_RULES: Record<string, RpcRule> = {
   [`${P}Enqueue`]: queue(['produce'], named),
   [`${P}EnqueueBatch`]: queue(['produce'], (req: { jobs: { queue: string }[] }) => req.jobs.map((j) => j.queue)),
+  [`${P}EnqueueStream`]: { kind: 'items', scopes: ['produce'], queues: (req: { jobs?: { queue: string }[] }) => (req.jobs ?? []).map((j) => j.queue) },
   [`${P}GetJob`]: job(['read', 'produce']),
   [`${P}WatchJob`]: job(['read', 'produce']),
   [`${P}CancelJob`]: job(['produce', 'admin']),
@@ -126,6 +131,30 @@ export function checkRequest(principal: Principal, rule: RpcRule, path: string, 
     const q = jobQueue(id);
     if (q !== undefined && !rule.scopes.some((s) => principal.allows(s, q))) throw new SluiceError('NOT_FOUND', `job ${id} not found`);
   }
+}
+
+/** Per message of an `items` stream: the refused items' messages by index (set only when some are refused). */
+const refusals = new WeakMap<object, Map<number, string>>();
+
+/** What the handler reads: why item `index` of this message was refused, if it was. */
+export function itemRefusals(message: object): ReadonlyMap<number, string> | undefined {
+  return refusals.get(message);
+}
+
+/**
+ * Every message of an `items` stream: each item's queue must be allowed. Refused items are
+ * recorded on the message for the handler, which answers them PERMISSION_DENIED one by one.
+ */
+export function checkItems(principal: Principal, rule: Extract<RpcRule, { kind: 'items' }>, path: string, req: object): void {
+  if (rule.scopes.some((s) => principal.unrestricted(s))) return;
+  const queues = rule.queues(req);
+  let refused: Map<number, string> | undefined;
+  for (let i = 0; i < queues.length; i++) {
+    const q = queues[i]!;
+    if (rule.scopes.some((s) => principal.allows(s, q))) continue;
+    (refused ??= new Map()).set(i, `${principal.name} may not call ${rpcName(path)} on queue ${quote(q)} (it has: ${describe(principal, rule.scopes)})`);
+  }
+  if (refused) refusals.set(req, refused);
 }
 
 /** Whether responses of this rule must be filtered for the principal. */

@@ -20,6 +20,7 @@ import type {
 import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import { jobToWire, jsonValue, stateToWire } from './convert.js';
 import { parseEnqueueRequest } from './enqueue-input.js';
+import { enqueueStream } from './enqueue-stream.js';
 import { traceContextOfCall, withTraceContext } from './trace-context.js';
 import { explanationToWire } from './limits-wire.js';
 import { grpcCode, toServiceError } from './status.js';
@@ -96,6 +97,8 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
         (error) => fail(callback, error, { rpc: 'EnqueueBatch' }),
       );
     },
+
+    enqueueStream: enqueueStream(broker, log),
 
     getJob(call: ServerUnaryCall<GetJobRequest, Job>, callback: sendUnaryData<Job>) {
       try {

@@ -12,6 +12,14 @@ export interface BatcherOptions {
   maxInFlight: number;
   /** Extra wait before sending a batch, in ms; 0 sends at the end of the current event-loop turn. */
   lingerMs: number;
+  /**
+   * Jobs that wait together are split into several batches of at least this many while batch
+   * slots are free (0: never split). In a closed loop (N calls in flight, each new call made
+   * when one resolves) a single batch makes the producer and the broker take turns; two
+   * halves keep both busy, the broker committing one while the producer handles the other's
+   * answers. Below 2 x splitMin a batch is not split: each batch costs a commit and an fsync.
+   */
+  splitMin: number;
 }
 
 interface Pending {
@@ -107,7 +115,12 @@ export class EnqueueBatcher {
 
   /** How many queued jobs fit the next batch: by count and by payload bytes (at least one). */
   private batchLength(): number {
-    const limit = Math.min(this.queue.length, this.options.maxBatchSize);
+    let limit = Math.min(this.queue.length, this.options.maxBatchSize);
+    const { splitMin } = this.options;
+    if (splitMin > 0) {
+      const parts = Math.min(this.options.maxInFlight - this.inFlight, Math.floor(this.queue.length / splitMin));
+      if (parts > 1) limit = Math.min(limit, Math.ceil(this.queue.length / parts));
+    }
     let bytes = 0;
     for (let i = 0; i < limit; i++) {
       bytes += this.queue[i]!.request.payloadJson.length;

@@ -1,6 +1,7 @@
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type SluiceClients } from './connect.js';
 import { EnqueueBatcher, type BatcherOptions } from './enqueue-batcher.js';
+import { EnqueueStreamTransport } from './enqueue-stream.js';
 import { fromGrpcError, retryHintMs } from './errors.js';
 import { guardedCall, type CallLimits } from './call.js';
 import type { Job } from './gen/sluice/v1/job.js';
@@ -26,7 +27,7 @@ export interface ProducerOptions extends ConnectionOptions {
   connectTimeoutMs?: number;
 }
 
-const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 * 1024 * 1024, maxInFlight: 4, lingerMs: 0 };
+const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 * 1024 * 1024, maxInFlight: 4, lingerMs: 0, splitMin: 0 };
 
 /**
  * Enqueues jobs and inspects them. `J` maps queue names to payload types, checked at compile
@@ -38,6 +39,7 @@ const DEFAULT_BATCHING: BatcherOptions = { maxBatchSize: 500, maxBatchBytes: 4 *
 export class Producer<J extends object = JobMap> {
   private readonly clients: SluiceClients;
   private readonly batcher: EnqueueBatcher;
+  private readonly stream: EnqueueStreamTransport;
   private readonly watches = new Set<ClientReadableStream<WireJobEvent>>();
   private closed = false;
   private readonly limits: CallLimits;
@@ -45,14 +47,16 @@ export class Producer<J extends object = JobMap> {
   constructor(options: ProducerOptions = {}) {
     this.clients = connect(options);
     this.limits = { callTimeoutMs: options.callTimeoutMs ?? 30_000, connectTimeoutMs: options.connectTimeoutMs ?? 5_000 };
-    this.batcher = new EnqueueBatcher((jobs) => this.sendBatch({ jobs, atomic: false }), { ...DEFAULT_BATCHING, ...options.batching });
+    this.stream = new EnqueueStreamTransport(this.clients, this.limits, (jobs) => this.sendBatch({ jobs, atomic: false }));
+    this.batcher = new EnqueueBatcher((jobs) => this.stream.send(jobs), { ...DEFAULT_BATCHING, ...options.batching });
   }
 
   /**
    * Enqueues one job; resolves once it is durable on the broker. Calls made concurrently
-   * travel together in batch RPCs, yet each resolves or rejects on its own. A job refused by
-   * admission control (queue or group at its cap, disk guard) is sent again after the broker's
-   * retry hint, until `callTimeoutMs`; then it rejects with ResourceExhaustedError.
+   * travel together in batches on one EnqueueStream (EnqueueBatch RPCs against an older
+   * broker), yet each resolves or rejects on its own. A job refused by admission control
+   * (queue or group at its cap, disk guard) is sent again after the broker's retry hint,
+   * until `callTimeoutMs`; then it rejects with ResourceExhaustedError.
    */
   enqueue<Q extends QueueName<J>>(queue: Q, ...[payload, options]: EnqueueArgs<J, Q>): Promise<EnqueuedJob> {
     if (this.closed) return Promise.reject(new Error('producer is closed'));
@@ -134,9 +138,17 @@ export class Producer<J extends object = JobMap> {
     }
   }
 
-  /** EnqueueBatch RPCs sent so far, counting those made for coalesced `enqueue()` calls. */
+  /**
+   * Batches sent so far for coalesced `enqueue()` calls: EnqueueStream messages, or EnqueueBatch
+   * RPCs (before the first connection, and against a broker without EnqueueStream).
+   */
   get batchRpcCount(): number {
     return this.batcher.rpcs;
+  }
+
+  /** EnqueueStream streams opened so far (0 against a broker without it: EnqueueBatch is used). */
+  get enqueueStreamCount(): number {
+    return this.stream.streams;
   }
 
   /** Waits for enqueues in flight, then closes the connection. */
@@ -144,6 +156,7 @@ export class Producer<J extends object = JobMap> {
     if (this.closed) return;
     this.closed = true;
     await this.batcher.idle();
+    this.stream.close();
     for (const w of this.watches) w.cancel();
     this.clients.close();
   }

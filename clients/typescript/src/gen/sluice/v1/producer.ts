@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -251,6 +253,22 @@ export interface EnqueueResult {
 /** Results of a batch, one per requested job, in request order. */
 export interface EnqueueBatchResponse {
   /** One result per job. */
+  results: EnqueueResult[];
+}
+
+/** Some jobs on an EnqueueStream. */
+export interface EnqueueStreamRequest {
+  /** Chosen by the client, echoed in the response (e.g. a counter). */
+  seq: number;
+  /** The jobs, at most the broker's max batch size (default 1000). */
+  jobs: EnqueueRequest[];
+}
+
+/** The outcome of one EnqueueStreamRequest, sent once its jobs are durable. */
+export interface EnqueueStreamResponse {
+  /** The request's seq. */
+  seq: number;
+  /** One result per job, in request order; a failed item has its error set. */
   results: EnqueueResult[];
 }
 
@@ -1243,6 +1261,178 @@ export const EnqueueBatchResponse: MessageFns<EnqueueBatchResponse> = {
   },
 };
 
+function createBaseEnqueueStreamRequest(): EnqueueStreamRequest {
+  return { seq: 0, jobs: [] };
+}
+
+export const EnqueueStreamRequest: MessageFns<EnqueueStreamRequest> = {
+  encode(message: EnqueueStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    for (const v of message.jobs) {
+      EnqueueRequest.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobs.push(EnqueueRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueStreamRequest {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => EnqueueRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: EnqueueStreamRequest): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => EnqueueRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EnqueueStreamRequest>): EnqueueStreamRequest {
+    return EnqueueStreamRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EnqueueStreamRequest>): EnqueueStreamRequest {
+    const message = createBaseEnqueueStreamRequest();
+    message.seq = object.seq ?? 0;
+    message.jobs = object.jobs?.map((e) => EnqueueRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEnqueueStreamResponse(): EnqueueStreamResponse {
+  return { seq: 0, results: [] };
+}
+
+export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
+  encode(message: EnqueueStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    for (const v of message.results) {
+      EnqueueResult.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(EnqueueResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueStreamResponse {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => EnqueueResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EnqueueStreamResponse): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => EnqueueResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EnqueueStreamResponse>): EnqueueStreamResponse {
+    return EnqueueStreamResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EnqueueStreamResponse>): EnqueueStreamResponse {
+    const message = createBaseEnqueueStreamResponse();
+    message.seq = object.seq ?? 0;
+    message.results = object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseGetJobRequest(): GetJobRequest {
   return { id: "" };
 }
@@ -2105,6 +2295,22 @@ export const ProducerServiceService = {
       Buffer.from(EnqueueBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): EnqueueBatchResponse => EnqueueBatchResponse.decode(value),
   },
+  /**
+   * Enqueue on one long-lived stream: each request carries a few jobs and a sequence number;
+   * its response (same seq) carries one result per job once their commit is durable. Items
+   * are non-atomic, like EnqueueBatch with atomic = false: an invalid or refused item gets
+   * its own error and the stream goes on. Client libraries use it for coalesced enqueue().
+   */
+  enqueueStream: {
+    path: "/sluice.v1.ProducerService/EnqueueStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: EnqueueStreamRequest): Buffer => Buffer.from(EnqueueStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnqueueStreamRequest => EnqueueStreamRequest.decode(value),
+    responseSerialize: (value: EnqueueStreamResponse): Buffer =>
+      Buffer.from(EnqueueStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EnqueueStreamResponse => EnqueueStreamResponse.decode(value),
+  },
   /** Read one job with its payload, progress, result and error history. */
   getJob: {
     path: "/sluice.v1.ProducerService/GetJob" as const,
@@ -2155,6 +2361,13 @@ export interface ProducerServiceServer extends UntypedServiceImplementation {
    * per item (an invalid item fails alone).
    */
   enqueueBatch: handleUnaryCall<EnqueueBatchRequest, EnqueueBatchResponse>;
+  /**
+   * Enqueue on one long-lived stream: each request carries a few jobs and a sequence number;
+   * its response (same seq) carries one result per job once their commit is durable. Items
+   * are non-atomic, like EnqueueBatch with atomic = false: an invalid or refused item gets
+   * its own error and the stream goes on. Client libraries use it for coalesced enqueue().
+   */
+  enqueueStream: handleBidiStreamingCall<EnqueueStreamRequest, EnqueueStreamResponse>;
   /** Read one job with its payload, progress, result and error history. */
   getJob: handleUnaryCall<GetJobRequest, Job>;
   /** Cancel a job that has not finished. An active job's worker is told to stop. */
@@ -2201,6 +2414,18 @@ export interface ProducerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EnqueueBatchResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Enqueue on one long-lived stream: each request carries a few jobs and a sequence number;
+   * its response (same seq) carries one result per job once their commit is durable. Items
+   * are non-atomic, like EnqueueBatch with atomic = false: an invalid or refused item gets
+   * its own error and the stream goes on. Client libraries use it for coalesced enqueue().
+   */
+  enqueueStream(): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
+  enqueueStream(options: Partial<CallOptions>): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
+  enqueueStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
   /** Read one job with its payload, progress, result and error history. */
   getJob(request: GetJobRequest, callback: (error: ServiceError | null, response: Job) => void): ClientUnaryCall;
   getJob(
@@ -2297,6 +2522,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {

@@ -1,0 +1,150 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Broker, EnqueueInput, EnqueueOutcome } from '../broker/broker.js';
+import { invalidArgument } from '../domain/errors.js';
+import type { Logger } from '../log.js';
+import { itemRefusals } from '../auth/rpc-policy.js';
+import type {
+  EnqueueRequest,
+  EnqueueResult,
+  EnqueueStreamRequest,
+  EnqueueStreamResponse,
+} from '../../clients/typescript/src/gen/sluice/v1/producer.js';
+import { stateToWire } from './convert.js';
+import { isUndecodable } from './decode-guard.js';
+import { parseEnqueueRequest, type EnqueueLimits } from './enqueue-input.js';
+import { grpcCode, toServiceError } from './status.js';
+import { traceContextOfCall, withTraceContext, type TraceContext } from './trace-context.js';
+
+/**
+ * Most items one stream may have waiting for their commit before the broker stops reading it:
+ * past this, gRPC flow control holds the producer back instead of the broker's memory growing.
+ */
+export const MAX_OUTSTANDING_ITEMS_PER_STREAM = 4096;
+
+const PERMISSION_DENIED = 7;
+
+/** An item's error as the wire carries it (code, message, retry hint). */
+function itemError(code: number, message: string, retryAfterMs = 0): EnqueueResult {
+  return { id: '', deduplicated: false, state: 0, error: { code, message, retryAfterMs } };
+}
+
+function outcomeResult(outcome: EnqueueOutcome): EnqueueResult {
+  if ('error' in outcome) return itemError(grpcCode(outcome.error.code), outcome.error.message, outcome.error.retryAfterMs ?? 0);
+  return { id: outcome.id, deduplicated: outcome.deduplicated, state: stateToWire(outcome.state), error: undefined };
+}
+
+/**
+ * Non-atomic enqueue of one message's jobs: each item is validated (and was checked against
+ * the caller's grants, `itemRefusals`) on its own, the valid ones go into the group commit
+ * together, and the results come back in request order once the commit is durable. A failure
+ * of the whole commit (a stopping broker, the disk guard) becomes every item's error, with
+ * its retry hint, so the producer treats it as it treats a failed EnqueueBatch call.
+ */
+export async function enqueueItems(
+  broker: Broker,
+  jobs: readonly EnqueueRequest[],
+  limits: EnqueueLimits,
+  trace: TraceContext | undefined,
+  refused: ReadonlyMap<number, string> | undefined,
+  log: Logger,
+): Promise<EnqueueResult[]> {
+  const results: (EnqueueResult | undefined)[] = new Array(jobs.length);
+  const valid: EnqueueInput[] = [];
+  const at: number[] = [];
+  for (let i = 0; i < jobs.length; i++) {
+    const why = refused?.get(i);
+    if (why !== undefined) {
+      results[i] = itemError(PERMISSION_DENIED, why);
+      continue;
+    }
+    try {
+      const input = parseEnqueueRequest(jobs[i]!, limits);
+      valid.push(trace ? withTraceContext(input, trace) : input);
+      at.push(i);
+    } catch (error) {
+      const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
+      results[i] = itemError(e.code ?? 2, e.details ?? '');
+    }
+  }
+  if (valid.length > 0) {
+    try {
+      const outcomes = await broker.enqueue(valid, false);
+      for (let k = 0; k < outcomes.length; k++) results[at[k]!] = outcomeResult(outcomes[k]!);
+    } catch (error) {
+      const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
+      const hint = Number(e.metadata?.get('retry-after-ms')[0] ?? 0);
+      const failed = itemError(e.code ?? 2, e.details ?? '', Number.isFinite(hint) ? hint : 0);
+      for (const k of at) results[k] = failed;
+    }
+  }
+  return results as EnqueueResult[];
+}
+
+/**
+ * One EnqueueStream: each request is answered by a response with its seq once its jobs are
+ * durable (the same group commit and fsync as Enqueue/EnqueueBatch). Several requests may be
+ * in flight; that is the point, as one stream costs far less per message than a unary call
+ * and the producer no longer waits for one batch before sending the next. Bad items get their
+ * own error; only an undecodable message (its seq unknown) ends the stream, with
+ * INVALID_ARGUMENT. Reading pauses while MAX_OUTSTANDING_ITEMS_PER_STREAM items wait.
+ */
+export function enqueueStream(broker: Broker, log: Logger) {
+  const limits = broker.config;
+  return (call: ServerDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>): void => {
+    const trace = traceContextOfCall(call.metadata);
+    let outstanding = 0;
+    let paused = false;
+    let inputEnded = false;
+    let finished = false;
+
+    const finish = () => {
+      if (finished || !inputEnded || outstanding > 0) return;
+      finished = true;
+      call.end();
+    };
+    const abort = (error: unknown) => {
+      if (finished) return;
+      finished = true;
+      call.emit('error', toServiceError(error, log, { rpc: 'EnqueueStream', peer: call.getPeer() }));
+    };
+
+    call.on('data', (req: EnqueueStreamRequest) => {
+      if (finished) return;
+      if (isUndecodable(req)) return abort(invalidArgument(req.message));
+      const { seq, jobs } = req;
+      if (jobs.length > limits.maxBatchSize) {
+        const e = itemError(3, `request has ${jobs.length} jobs, over the limit of ${limits.maxBatchSize} (--max-batch-size)`);
+        call.write({ seq, results: jobs.map(() => e) });
+        return;
+      }
+      outstanding += jobs.length;
+      if (!paused && outstanding >= MAX_OUTSTANDING_ITEMS_PER_STREAM) {
+        paused = true;
+        call.pause();
+      }
+      enqueueItems(broker, jobs, limits, trace, itemRefusals(req), log).then(
+        (results) => {
+          outstanding -= jobs.length;
+          if (!finished) call.write({ seq, results });
+          if (paused && outstanding < MAX_OUTSTANDING_ITEMS_PER_STREAM / 2) {
+            paused = false;
+            call.resume();
+          }
+          finish();
+        },
+        (error) => {
+          outstanding -= jobs.length;
+          abort(error);
+        },
+      );
+    });
+    call.on('end', () => {
+      inputEnded = true;
+      finish();
+    });
+    // The producer went away: answers still due are dropped (their jobs are committed anyway,
+    // exactly as when a unary caller disconnects before its answer).
+    call.on('cancelled', () => (finished = true));
+    call.on('error', () => (finished = true));
+  };
+}
