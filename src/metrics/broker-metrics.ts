@@ -78,7 +78,7 @@ export class BrokerMetrics {
         },
       });
     };
-    counter('enqueued', 'sluice_jobs_enqueued_total', 'Jobs accepted by Enqueue/EnqueueBatch (not deduplicated ones)');
+    counter('enqueued', 'sluice_jobs_enqueued_total', 'Jobs accepted by Enqueue, EnqueueBatch and EnqueueStream (not deduplicated ones)');
     counter('started', 'sluice_jobs_started_total', 'Deliveries to workers (each delivery is an attempt)');
     counter('completed', 'sluice_jobs_completed_total', 'Jobs acknowledged by a worker');
     counter('retried', 'sluice_jobs_retried_total', 'Failed attempts that will be retried (nack, lease expired, worker stream lost)');
