@@ -202,6 +202,20 @@ describe('credit-based flow control', () => {
     c.cancel();
   });
 
+  it('a stream subscribed to many queues gets every job, not only its first credit\'s worth', async () => {
+    // 40 queues of 2 jobs each, enqueued before the stream subscribes with credit 5: one flush
+    // peeks all 40 queues (80 jobs) but can claim only 5, and the queues it leaves jobs in must
+    // stay eligible for the flushes that later credit triggers.
+    const queues = Array.from({ length: 40 }, (_, i) => `many-${i}`);
+    const ids: string[] = [];
+    for (const q of queues) ids.push(...(await enqueueMany(q, 2)));
+    const c = b.api.consumer({ queues, workerId: 'many' }, 5);
+    ackEagerly(c);
+    await c.until(() => okAcks(c) >= ids.length, `${ids.length} acks (have ${okAcks(c)})`);
+    expect(new Set(c.deliveries.map((d) => d.jobId))).toEqual(new Set(ids));
+    c.cancel();
+  });
+
   it('streams subscribing with credit 5 each to 10 pending jobs get exactly 5 each', async () => {
     const ids = await enqueueMany('ten', 10);
     const a = b.api.consumer({ queues: ['ten'], workerId: 'a' }, 5);

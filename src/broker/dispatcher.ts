@@ -239,6 +239,10 @@ export class Dispatcher {
     // across the group's queues because seq is global insertion order. Queues with limits
     // decide themselves what may start and claim it at once (queue-limiter.ts).
     const refs: ReadyRef[] = [];
+    // Queues whose peek came back short were taken out of maybeReady; that is only right if
+    // every job peeked from them is claimed below. With several queues the refs can outnumber
+    // the group's credit, so those queues go back in when some refs are left over.
+    const drained: string[] = [];
     for (const queue of group.queues) {
       if (!group.maybeReady.has(queue) || this.queues.isPaused(queue)) continue;
       if (taken >= want) break;
@@ -271,7 +275,10 @@ export class Dispatcher {
         continue;
       }
       const head = this.store.peekReady(queue, want - taken, group.types);
-      if (head.length < want - taken) group.maybeReady.delete(queue);
+      if (head.length < want - taken) {
+        group.maybeReady.delete(queue);
+        drained.push(queue);
+      }
       for (const ref of head) refs.push(ref);
     }
     if (refs.length === 0) {
@@ -289,6 +296,7 @@ export class Dispatcher {
       assigned[chosen]!.push(ref.seq);
       planned++;
     }
+    if (planned < refs.length) for (const queue of drained) group.maybeReady.add(queue);
     for (let i = 0; i < ready.length; i++) {
       const seqs = assigned[i]!;
       if (seqs.length === 0) continue;
