@@ -201,8 +201,12 @@ class Writer {
     if (s.length === 0) return this;
     this.buf[this.pos++] = tag;
     if (s.length < 64 && isAscii(s)) {
-      this.varint(s.length);
-      this.pos += this.buf.write(s, this.pos, 'latin1');
+      // Short ASCII (ids, lease ids, queue names): a loop is cheaper than a call into C++.
+      const buf = this.buf;
+      let pos = this.pos;
+      buf[pos++] = s.length;
+      for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+      this.pos = pos;
     } else {
       this.varint(Buffer.byteLength(s, 'utf8'));
       this.pos += this.buf.write(s, this.pos, 'utf8');
