@@ -21,6 +21,7 @@ import {
 } from '../../clients/typescript/src/gen/sluice/v1/worker.js';
 import { deliveryToWire, stateToWire } from './convert.js';
 import { grpcCode, toServiceError } from './status.js';
+import { encodeHot } from './consume-encoding.js';
 
 const KIND: Record<SettleOutcome['kind'], SettleResult_Kind> = {
   ack: SettleResult_Kind.KIND_ACK,
@@ -188,9 +189,11 @@ function parseSubscribe(sub: Subscribe, peer: string): Subscription {
  * bytes through, see server.ts), so that one delivery that cannot be encoded (a payload stored
  * before the shape limits, nested too deep for google.protobuf.Value) fails alone: it is taken
  * out of the message and handed to `unencodable`, and the rest of the message goes out. The
- * common case encodes once, as grpc-js would.
+ * common case (raw JSON payloads: the client Worker's) is written by hand (consume-encoding.ts).
  */
 function encodeResponse(out: Outgoing, rawJson: boolean, unencodable: (job: ClaimedJob, reason: string) => void): Buffer {
+  const hot = encodeHot(out, rawJson);
+  if (hot) return hot;
   try {
     return toBuffer(ConsumeResponse.encode(toResponse(out, rawJson)).finish());
   } catch {
@@ -211,7 +214,8 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
+/** The generic form of a message (the hot one is written by consume-encoding.ts; tests compare the two). */
+export function toResponse(out: Outgoing, rawJson: boolean): ConsumeResponse {
   return {
     subscribed: undefined,
     deliveries: out.deliveries.map((job) => deliveryToWire(job, rawJson)),

@@ -57,6 +57,10 @@ export class RunningJob implements Heartbeating {
   leaseMs: number;
   deadline: Date;
   heartbeatAt: number | undefined;
+  /** performance.now() when the handler started (auto prefetch times the handlers). */
+  startedAt = 0;
+  /** performance.now() when the job began waiting for a slot (held with prefetch). */
+  heldAt = 0;
   /** Made when a handler first reads `signal`: most short handlers never do, and one per job costs. */
   private controller: AbortController | undefined;
 

@@ -21,6 +21,7 @@ import {
 } from './gen/sluice/v1/worker.js';
 import { RunningJob, type Job, type JobChannel } from './job-context.js';
 import { HeartbeatSchedule } from './heartbeat-schedule.js';
+import { AutoPrefetch, HOLD_LIMIT_MS } from './auto-prefetch.js';
 import type { DeclaredTypeName, JobMap, JobStateName, QueueName } from './types.js';
 import { stateName } from './wire.js';
 
@@ -43,7 +44,10 @@ export interface WorkerOptions<J extends object, Q extends QueueName<J>> extends
    * Jobs to hold ready beyond `concurrency`, so the next job is already here when a handler
    * finishes (hides the round trip to the broker; raises throughput for short jobs). Held jobs
    * are leased (and heartbeated) while they wait, and a closing worker hands them back unrun.
-   * Keep it 0 for long jobs, where another worker could start them sooner. Default 0.
+   * Default: automatic, as many as the slots finish within ~10 ms by the recent handler run
+   * times (up to `concurrency` for short jobs, none for jobs of a second or more), and a held
+   * job that finds no slot within 100 ms is handed back for another worker (auto-prefetch.ts).
+   * A number holds exactly that many, however long the handlers run; 0 holds none.
    */
   prefetch?: number;
   /** Handles every job (or those without an entry in `handlers`). */
@@ -125,6 +129,8 @@ interface Stream {
   subscribed: boolean;
   /** Credit granted on this stream and not yet used by a delivery. */
   unusedCredit: number;
+  /** The broker's cap on unused credit plus unsettled jobs (0 until subscribed). */
+  maxCredit: number;
   brokerDraining: boolean;
   stopSent: boolean;
   stopped: boolean;
@@ -158,7 +164,12 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private readonly clients: SluiceClients;
   private readonly options: WorkerOptions<J, Q>;
   private readonly reconnect: { initialMs: number; maxMs: number };
-  readonly prefetch: number;
+  /** Jobs held beyond `concurrency`: the fixed `prefetch` option, or 'auto' (the default). */
+  readonly prefetch: number | 'auto';
+  /** Decides the held depth when `prefetch` is not set. */
+  private readonly autoPrefetch: AutoPrefetch | undefined;
+  /** Hands back held jobs that waited too long (auto prefetch only). */
+  private holdTimer: NodeJS.Timeout | undefined;
   /** Handlers still running, by lease id (a redelivered job gets a new lease, hence a new entry). */
   private readonly running = new Map<string, RunningJob>();
   private readonly heartbeats = new HeartbeatSchedule<RunningJob>(
@@ -193,11 +204,12 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       throw new RangeError(`Worker: concurrency must be a whole number from 1 to 10000, got ${concurrency}`);
     }
     this.concurrency = concurrency;
-    const prefetch = options.prefetch ?? 0;
-    if (!Number.isInteger(prefetch) || prefetch < 0 || concurrency + prefetch > 10_000) {
+    const prefetch = options.prefetch;
+    if (prefetch !== undefined && (!Number.isInteger(prefetch) || prefetch < 0 || concurrency + prefetch > 10_000)) {
       throw new RangeError(`Worker: prefetch must be a whole number >= 0 with concurrency + prefetch <= 10000, got ${prefetch}`);
     }
-    this.prefetch = prefetch;
+    this.prefetch = prefetch ?? 'auto';
+    this.autoPrefetch = prefetch === undefined ? new AutoPrefetch(concurrency, 10_000 - concurrency) : undefined;
     this.options = options;
     this.log = options.logger;
     this.reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
@@ -228,6 +240,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   /** Handlers running now (including aborted ones that have not returned yet). */
   get activeCount(): number {
     return this.running.size;
+  }
+
+  /** Jobs delivered and waiting for a free handler slot (prefetch). */
+  get heldCount(): number {
+    return this.waiting.length;
   }
 
   /**
@@ -271,6 +288,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       call,
       subscribed: false,
       unusedCredit: 0,
+      maxCredit: 0,
       brokerDraining: false,
       stopSent: false,
       stopped: false,
@@ -302,6 +320,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     if (stream.ended) return;
     if (m.subscribed) {
       stream.subscribed = true;
+      stream.maxCredit = m.subscribed.maxCredit;
       this.reconnectAttempt = 0;
       if (this.stateValue === 'connecting' || this.stateValue === 'reconnecting') this.setState('running');
       // The broker lists the paused queues again with every subscribe.
@@ -424,7 +443,38 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const job = new RunningJob(d, stream.id, payload, this.channel);
     this.scheduleHeartbeat(job);
     if (this.running.size < this.concurrency) this.start(job);
-    else this.waiting.push(job);
+    else this.hold(job);
+  }
+
+  private hold(job: RunningJob): void {
+    job.heldAt = performance.now();
+    this.waiting.push(job);
+    if (this.autoPrefetch && !this.holdTimer) this.armHoldTimer(HOLD_LIMIT_MS);
+  }
+
+  private armHoldTimer(ms: number): void {
+    this.holdTimer = setTimeout(() => this.handBackStaleHeld(), ms);
+    this.holdTimer.unref();
+  }
+
+  /**
+   * Auto prefetch: held jobs that found no slot within HOLD_LIMIT_MS go back to the broker
+   * (unrun, the attempt refunded), so a worker whose handlers became slow does not sit on
+   * jobs another worker could start; holding stays off until handlers are short again.
+   */
+  private handBackStaleHeld(): void {
+    this.holdTimer = undefined;
+    if (this.waiting.length === 0 || this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    const now = performance.now();
+    const stale = this.takeWaiting((j) => now - j.heldAt >= HOLD_LIMIT_MS);
+    const stream = this.stream;
+    for (const job of stale) {
+      this.autoPrefetch!.handedBack(now - job.heldAt);
+      job.lose(new LeaseLostError(`handed back unrun: no handler slot freed within ${HOLD_LIMIT_MS} ms`));
+      if (stream && stream.id === job.streamId && !stream.ended) this.releaseJob(stream, job, 'worker busy: held job handed back for another worker');
+    }
+    if (this.waiting.length > 0) this.armHoldTimer(Math.max(1, HOLD_LIMIT_MS - (now - this.waiting[0]!.heldAt)));
+    if (stale.length > 0) this.changed();
   }
 
   private startWaiting(): void {
@@ -445,6 +495,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private start(job: RunningJob): void {
     const d = job.delivery;
     const payload = job.view.payload;
+    if (this.autoPrefetch) job.startedAt = performance.now();
     this.running.set(d.leaseId, job);
     const handlers = this.options.handlers as Record<string, ((job: unknown) => unknown) | undefined> | undefined;
     const handler = (handlers?.[d.type] ?? this.options.handler) as ((job: unknown) => unknown) | undefined;
@@ -464,6 +515,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private finish(job: RunningJob, outcome: { ok: true; result: unknown } | { ok: false; error: Error }): void {
     this.running.delete(job.leaseId);
     job.stopHeartbeat();
+    if (this.autoPrefetch) this.autoPrefetch.observe(performance.now() - job.startedAt);
     const stream = this.stream;
     const view = job.view as unknown as Job<J, Q>;
     if (!job.lost && stream && stream.id === job.streamId && !stream.ended) {
@@ -534,10 +586,19 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const stream = this.stream;
     if (!stream || stream.ended || stream.stopSent || stream.brokerDraining) return;
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
-    const want = this.concurrency + this.prefetch - this.running.size - this.waiting.length - stream.unusedCredit;
+    const want = this.creditTarget(stream) - this.running.size - this.waiting.length - stream.unusedCredit;
     if (want <= 0) return;
     stream.unusedCredit += want;
     this.send(stream, (m) => (m.credit += want));
+  }
+
+  /** Slots plus held jobs this stream should have in use or promised. */
+  private creditTarget(stream: Stream): number {
+    if (!this.autoPrefetch) return this.concurrency + (this.prefetch as number);
+    // The broker counts acked jobs until their commit is durable, while the worker re-grants
+    // at once: keep twice the target under its cap so a grant is never refused.
+    const cap = stream.maxCredit > 0 ? Math.floor(stream.maxCredit / 2) : this.concurrency;
+    return Math.max(this.concurrency, Math.min(this.concurrency + this.autoPrefetch.depth, cap));
   }
 
   /** Sends a settle; `waiter` hears the broker's answer (callbacks, not a promise: this is per job). */
@@ -586,6 +647,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     for (const [signal, handler] of this.signalHandlers) process.removeListener(signal, handler);
     this.signalHandlers.clear();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
 
     const stream = this.stream;
     if (stream && !stream.ended) {
