@@ -64,7 +64,16 @@ interface Drain {
  * `streams`, spread over worker processes: all subscribe first, then the queues are resumed
  * and the clock and the broker's CPU counter start.
  */
-async function drainPaused(broker: BrokerProcess, roles: RoleProcess<unknown>[], admin: Admin, queues: readonly string[], streams: string[][], concurrency: number, total: number): Promise<Drain> {
+async function drainPaused(
+  ctx: RunContext,
+  broker: BrokerProcess,
+  roles: RoleProcess<unknown>[],
+  admin: Admin,
+  queues: readonly string[],
+  streams: string[][],
+  concurrency: number,
+  total: number,
+): Promise<Drain> {
   const groups = split(streams, MAX_WORKER_PROCESSES);
   const completed = groups.map(() => 0);
   let reached!: () => void;
@@ -86,7 +95,13 @@ async function drainPaused(broker: BrokerProcess, roles: RoleProcess<unknown>[],
   const cpuBefore = cpuMs(broker.pid)!;
   const startedAt = wallNow();
   await broker.guard(Promise.all(queues.map((q) => admin.resumeQueue(q))));
-  await broker.guard(allDone);
+  // A long drain says how far it got, so a slow one is told from a stuck one.
+  const ticker = setInterval(() => ctx.note(`  ${completed.reduce((a, b) => a + b, 0)} of ${total} completed after ${Math.round((wallNow() - startedAt) / 1000)} s`), 10_000);
+  try {
+    await broker.guard(allDone);
+  } finally {
+    clearInterval(ticker);
+  }
   const cpuAfter = cpuMs(broker.pid)!;
   for (const w of workers) w.stop();
   const results: ConsumeResult[] = await broker.guard(Promise.all(workers.map((w) => w.result())));
@@ -122,7 +137,7 @@ async function s1(ctx: RunContext): Promise<Sample[]> {
         try {
           const queue = 'bench-s1';
           await enqueuePaused(broker, roles, admin, [queue], n);
-          const d = await drainPaused(broker, roles, admin, [queue], Array.from({ length: k }, () => [queue]), c, n);
+          const d = await drainPaused(ctx, broker, roles, admin, [queue], Array.from({ length: k }, () => [queue]), c, n);
           if (d.duplicates > 0) ctx.note(`WARNING: ${label}: ${d.duplicates} redelivered`);
           ctx.note(`${label}: ${Math.round(d.rate)} jobs/s, broker ${d.cpuPerJobUs.toFixed(1)} µs CPU per job`);
           return [
@@ -147,8 +162,10 @@ async function s2(ctx: RunContext): Promise<Sample[]> {
   return withFreshBroker(ctx, `${ctx.dataFile}-s2`, async (broker, roles) => {
     const admin = new Admin({ address: broker.address });
     try {
+      ctx.note(`${label}: pausing ${QUEUE_COUNT} queues, then enqueueing`);
       const e = await enqueuePaused(broker, roles, admin, queues, n);
-      const d = await drainPaused(broker, roles, admin, queues, streams, c, n);
+      ctx.note(`${label}: enqueued at ${Math.round(e.rate)} jobs/s; subscribing ${streams.length} streams`);
+      const d = await drainPaused(ctx, broker, roles, admin, queues, streams, c, n);
       if (d.duplicates > 0) ctx.note(`WARNING: ${label}: ${d.duplicates} redelivered`);
       ctx.note(`${label}: enqueue ${Math.round(e.rate)} jobs/s (${e.cpuPerJobUs.toFixed(1)} µs/job), drain by ${streams.length} streams x ${c}: ${Math.round(d.rate)} jobs/s (${d.cpuPerJobUs.toFixed(1)} µs/job)`);
       return [
