@@ -97,8 +97,11 @@ async function drainPaused(
   await broker.guard(Promise.all(queues.map((q) => admin.resumeQueue(q))));
   // A long drain says how far it got, so a slow one is told from a stuck one.
   const ticker = setInterval(() => ctx.note(`  ${completed.reduce((a, b) => a + b, 0)} of ${total} completed after ${Math.round((wallNow() - startedAt) / 1000)} s`), 10_000);
+  // A worker process that answers before the orchestrator's stop has failed (a stall, a
+  // handler error): its result() rejects, or it answered early, and either ends the wait.
+  const early = workers.map((w) => w.result().then(() => Promise.reject(new Error('a worker process finished before the drain did'))));
   try {
-    await broker.guard(allDone);
+    await broker.guard(Promise.race([allDone, ...early]));
   } finally {
     clearInterval(ticker);
   }
