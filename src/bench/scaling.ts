@@ -270,7 +270,7 @@ async function s4(ctx: RunContext): Promise<Sample[]> {
       const at = `t=${String((i + 1) * (SOAK_SAMPLE_MS / 1000)).padStart(4, ' ')} s`;
       if (rss[i] !== undefined) samples.push({ workload: label, metric: `${at} broker RSS`, unit: 'MB', value: rss[i]! / MB });
       const w = windows[i];
-      if (w) samples.push({ workload: label, metric: `${at} p99 latency (${w.count} jobs)`, unit: 'ms', value: w.p99 });
+      if (w) samples.push({ workload: label, metric: `${at} p99 latency`, unit: 'ms', value: w.p99 });
     }
     samples.push({ workload: label, metric: 'broker peak RSS', unit: 'MB', value: broker.peakRss() / MB });
     return samples;
