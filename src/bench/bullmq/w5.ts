@@ -36,7 +36,7 @@ export async function bullmqW5(ctx: RunContext): Promise<Sample[]> {
     const enqueueRate = rate(p.count, p.startedAt, p.finishedAt);
     const rss = redis.rss();
     const used = await redis.usedMemory();
-    ctx.note(`W5 (bullmq) enqueued ${n}: ${Math.round(enqueueRate)} jobs/s; redis-server RSS ${(rss / MB).toFixed(1)} MB, used_memory ${(used / MB).toFixed(1)} MB`);
+    ctx.note(`W5 enqueued ${n}: ${Math.round(enqueueRate)} jobs/s; redis-server RSS ${(rss / MB).toFixed(1)} MB, used_memory ${(used / MB).toFixed(1)} MB`);
     samples.push(
       { workload: label, metric: 'batch enqueue throughput', unit: 'jobs/s', value: enqueueRate },
       { workload: label, metric: 'broker RSS after enqueue', unit: 'MB', value: rss / MB },
@@ -58,7 +58,7 @@ export async function bullmqW5(ctx: RunContext): Promise<Sample[]> {
       const c = await restarted.guard(worker.result());
       const listenMs = restarted.readyAt - restarted.spawnedAt;
       const firstMs = c.firstStartAt - restarted.spawnedAt;
-      ctx.note(`W5 (bullmq) restart: ready after ${listenMs.toFixed(0)} ms, first delivery after ${firstMs.toFixed(0)} ms`);
+      ctx.note(`W5 restart: ready after ${listenMs.toFixed(0)} ms, first delivery after ${firstMs.toFixed(0)} ms`);
       samples.push(
         { workload: label, metric: 'restart: spawn to listening', unit: 'ms', value: listenMs },
         { workload: label, metric: 'restart: spawn to first delivery', unit: 'ms', value: firstMs },
