@@ -12,6 +12,10 @@ export interface EnqueueBatchTask {
   count: number;
   batchSize: number;
   inFlight: number;
+  /** Spread the jobs round-robin over these queues instead of `queue` (scaling workload S2). */
+  queues?: string[];
+  /** Every job scheduled to run at this wall-clock time (ms) instead of now (S3, delayed jobs). */
+  runAt?: number;
 }
 
 /** Enqueue `count` jobs with one `enqueue()` call each, `inFlight` calls at once. */
@@ -34,6 +38,8 @@ export interface EnqueuePacedTask {
   count: number;
   ratePerSec: number;
   warmup: number;
+  /** Keep each job's enqueue() latency for the result (default true; off for long soaks). */
+  keepLatencies?: boolean;
 }
 
 /**
@@ -49,6 +55,18 @@ export interface ConsumeTask {
   recordLatency: boolean;
   /** Fail when no job completes for this long. */
   stallTimeoutMs: number;
+  /**
+   * One worker (one stream) per entry, each subscribed to the entry's queues, all with
+   * `concurrency`; default one worker on `queue`. With several, `expect` counts them all.
+   */
+  subscriptions?: string[][];
+  /**
+   * With `expect` 0 the role runs until the orchestrator says `stop` (its jobs are part of a
+   * total spread over several processes), and reports `progress` every `progressMs`.
+   */
+  progressMs?: number;
+  /** With recordLatency: summarise latencies per window of this many ms instead of returning each. */
+  windowMs?: number;
 }
 
 export type Task = EnqueueBatchTask | EnqueueSingleTask | EnqueuePacedTask | ConsumeTask;
@@ -76,10 +94,20 @@ export interface ConsumeResult {
   lastCompletionAt: number;
   /** Per measured job, ms from enqueue() call to handler start (only with recordLatency). */
   latenciesMs: number[];
+  /** With windowMs: latency summaries per window of handler start times, in order. */
+  windows?: LatencyWindow[];
+}
+
+export interface LatencyWindow {
+  /** Wall-clock start of the window. */
+  startAt: number;
+  count: number;
+  p50: number;
+  p99: number;
 }
 
 /** Orchestrator -> role process. */
-export type ParentMessage = { type: 'start'; task: Task };
+export type ParentMessage = { type: 'start'; task: Task } | { type: 'stop' };
 
 /** Role process -> orchestrator. */
 export type ChildMessage =
@@ -87,6 +115,8 @@ export type ChildMessage =
   | { type: 'loaded' }
   /** Consume: subscribed, waiting for jobs. */
   | { type: 'ready' }
+  /** Consume with `progressMs`: distinct measured jobs completed so far. */
+  | { type: 'progress'; completed: number }
   | { type: 'result'; result: EnqueueResult | ConsumeResult }
   | { type: 'error'; message: string; stack?: string };
 

@@ -13,6 +13,7 @@ export class RoleProcess<R> {
   private readonly readyPromise: Promise<void>;
   private readonly loadedPromise: Promise<void>;
   private exited = false;
+  private progressListener: ((completed: number) => void) | undefined;
 
   private constructor(
     readonly label: string,
@@ -37,6 +38,7 @@ export class RoleProcess<R> {
     child.on('message', (m: ChildMessage) => {
       if (m.type === 'loaded') resolveLoaded();
       else if (m.type === 'ready') resolveReady();
+      else if (m.type === 'progress') this.progressListener?.(m.completed);
       else if (m.type === 'result') resolveResult(m.result as R);
       else if (m.type === 'error') failed = m.stack ?? m.message;
     });
@@ -55,9 +57,12 @@ export class RoleProcess<R> {
     child.on('error', (e) => rejectAll(new Error(`${label} process: ${e.message}`)));
   }
 
-  /** Forks a role process and waits until it has loaded the client (so start-up is not timed). */
-  static async fork<R>(label: string): Promise<RoleProcess<R>> {
-    const child = fork(CHILD_PATH, [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: clientNodeArgs() });
+  /**
+   * Forks a role process and waits until it has loaded the client (so start-up is not timed):
+   * Sluice's client, or BullMQ for `system` 'bullmq'.
+   */
+  static async fork<R>(label: string, system: BenchSystem = 'sluice'): Promise<RoleProcess<R>> {
+    const child = fork(CHILD_PATH, system === 'bullmq' ? ['bullmq'] : [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: clientNodeArgs() });
     track(child);
     const role = new RoleProcess<R>(label, child);
     await role.loadedPromise;
@@ -67,6 +72,16 @@ export class RoleProcess<R> {
   start(task: Task): this {
     this.child.send({ type: 'start', task });
     return this;
+  }
+
+  /** A consume role with `progressMs`: called with its completed count. */
+  onProgress(listener: (completed: number) => void): void {
+    this.progressListener = listener;
+  }
+
+  /** Tells a consume role with `expect` 0 to finish and answer. */
+  stop(): void {
+    if (!this.exited) this.child.send({ type: 'stop' });
   }
 
   /** Resolves once a consume role is subscribed. */
@@ -83,17 +98,20 @@ export class RoleProcess<R> {
   }
 }
 
+/** Which system a role process drives. */
+export type BenchSystem = 'sluice' | 'bullmq';
+
 export type ProducerProcess = RoleProcess<EnqueueResult>;
 export type WorkerProcess = RoleProcess<ConsumeResult>;
 
 /** Forks a producer and starts `task` on it. */
-export async function startProducer(task: Exclude<Task, ConsumeTask>): Promise<ProducerProcess> {
-  return (await RoleProcess.fork<EnqueueResult>(`producer (${task.role})`)).start(task);
+export async function startProducer(task: Exclude<Task, ConsumeTask>, system: BenchSystem = 'sluice'): Promise<ProducerProcess> {
+  return (await RoleProcess.fork<EnqueueResult>(`${system} producer (${task.role})`, system)).start(task);
 }
 
 /** Forks a worker, starts `task` and waits until it is subscribed. */
-export async function startWorker(task: ConsumeTask): Promise<WorkerProcess> {
-  const worker = (await RoleProcess.fork<ConsumeResult>('worker')).start(task);
+export async function startWorker(task: ConsumeTask, system: BenchSystem = 'sluice'): Promise<WorkerProcess> {
+  const worker = (await RoleProcess.fork<ConsumeResult>(`${system} worker`, system)).start(task);
   await worker.ready();
   return worker;
 }

@@ -7,10 +7,12 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { installCleanup, killAll } from './children.js';
+import { compareResults } from './compare.js';
+import type { BenchSystem } from './role-process.js';
 import { summarize } from './stats.js';
 import { systemInfo } from './system.js';
 import { renderReport, type BenchReport, type ResultRow } from './table.js';
-import { removeDataFile, WORKLOADS, type Sample, type WorkloadId } from './workloads.js';
+import { BULLMQ_WORKLOADS, DEFAULT_SOAK_SECONDS, removeDataFile, WORKLOADS, type Sample, type WorkloadId } from './workloads.js';
 
 export interface BenchOptions {
   workloads: WorkloadId[];
@@ -20,7 +22,18 @@ export interface BenchOptions {
   json: boolean;
   /** Where the temporary data files go (a new directory inside it). */
   dataDir: string;
+  /** 'bullmq': run the workloads BullMQ can also run against BullMQ too, round by round. */
+  compare?: 'bullmq';
+  /** S4: how long the soak lasts, and its rate (default half of a measured W3 maximum). */
+  soakSeconds?: number;
+  rate?: number;
 }
+
+/** What each system's rows say about durability. */
+const DURABILITY: Record<BenchSystem, (synchronous: string) => string> = {
+  sluice: (synchronous) => `synchronous=${synchronous}`,
+  bullmq: () => 'Redis AOF everysec',
+};
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const began = performance.now();
@@ -29,19 +42,26 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const tmp = mkdtempSync(join(options.dataDir, 'sluice-bench-'));
   installCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   const note = (message: string) => process.stderr.write(`bench: ${message}\n`);
-  note(`data in ${tmp}; workloads ${options.workloads.join(', ')}; ${options.runs} run(s); jobs ${options.jobs}; synchronous=${options.synchronous}`);
+  const systems: BenchSystem[] = options.compare ? ['sluice', options.compare] : ['sluice'];
+  note(`data in ${tmp}; workloads ${options.workloads.join(', ')}; ${options.runs} run(s); jobs ${options.jobs}; synchronous=${options.synchronous}${options.compare ? `; compared with ${options.compare}` : ''}`);
+  const settings = { jobs: options.jobs, synchronous: options.synchronous, soakSeconds: options.soakSeconds ?? DEFAULT_SOAK_SECONDS, ...(options.rate ? { rate: options.rate } : {}) };
 
-  const samples: Sample[][] = [];
+  const samples: { system: BenchSystem; samples: Sample[] }[] = [];
   try {
-    // Runs outermost, so slow drifts of a shared machine spread over every workload.
+    // Rounds outermost, then the systems (all of Sluice's workloads, then all of BullMQ's), so
+    // slow drifts of a shared machine spread over every workload and both systems.
     for (let run = 1; run <= options.runs; run++) {
-      for (const id of options.workloads) {
-        const dataFile = join(tmp, `${id}-run${run}.db`);
-        note(`${id} run ${run}/${options.runs}`);
-        try {
-          samples.push(await WORKLOADS[id]({ settings: { jobs: options.jobs, synchronous: options.synchronous }, dataFile, note }));
-        } finally {
-          removeDataFile(dataFile);
+      for (const system of systems) {
+        for (const id of options.workloads) {
+          if (system === 'bullmq' && !BULLMQ_WORKLOADS.has(id)) continue;
+          const dataFile = join(tmp, `${system}-${id}-run${run}.db`);
+          note(`${system === 'bullmq' ? 'BullMQ ' : ''}${id} run ${run}/${options.runs}`);
+          try {
+            const runNote = system === 'bullmq' ? (m: string) => note(`[bullmq] ${m}`) : note;
+            samples.push({ system, samples: await WORKLOADS[id]({ settings, dataFile, note: runNote, system }) });
+          } finally {
+            removeDataFile(dataFile);
+          }
         }
       }
     }
@@ -52,14 +72,17 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
 
   // Group by workload + metric, keeping first-seen order.
   const rows = new Map<string, ResultRow>();
-  for (const sample of samples.flat()) {
-    const key = `${sample.workload}\u0000${sample.metric}`;
-    let row = rows.get(key);
-    if (!row) {
-      row = { workload: sample.workload, metric: sample.metric, unit: sample.unit, values: [], durability: `synchronous=${options.synchronous}`, median: 0, min: 0, max: 0 };
-      rows.set(key, row);
+  for (const { system, samples: runSamples } of samples) {
+    for (const sample of runSamples) {
+      const key = `${system}\u0000${sample.workload}\u0000${sample.metric}`;
+      let row = rows.get(key);
+      if (!row) {
+        row = { workload: sample.workload, metric: sample.metric, unit: sample.unit, values: [], durability: DURABILITY[system](options.synchronous), median: 0, min: 0, max: 0 };
+        if (options.compare) row.system = system;
+        rows.set(key, row);
+      }
+      row.values.push(sample.value);
     }
-    row.values.push(sample.value);
   }
   for (const row of rows.values()) Object.assign(row, summarize(row.values));
 
@@ -72,8 +95,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       synchronous: options.synchronous,
       durationSeconds: (performance.now() - began) / 1000,
       loadAverageAtEnd: Math.round(loadavg()[0]! * 100) / 100,
+      ...(options.compare ? { compare: options.compare } : {}),
     },
     results: [...rows.values()],
+    ...(options.compare ? { comparison: compareResults([...rows.values()]) } : {}),
   };
 }
 

@@ -5,26 +5,37 @@
 import { rmSync } from 'node:fs';
 import { BrokerProcess } from './broker-process.js';
 import type { ConsumeTask } from './protocol.js';
-import { RoleProcess, startProducer, startWorker, type WorkerProcess } from './role-process.js';
+import { RedisProcess } from './bullmq/redis-process.js';
+import { bullmqW5 } from './bullmq/w5.js';
+import { RoleProcess, startProducer, startWorker, type BenchSystem, type WorkerProcess } from './role-process.js';
 import { percentileSorted, rate } from './stats.js';
 import { fileSize, MB } from './system.js';
+import { SCALING_WORKLOADS } from './scaling.js';
 import { w6 } from './w6-tenants.js';
 
-export const WORKLOAD_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'] as const;
+export const WORKLOAD_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'S1', 'S2', 'S3', 'S4'] as const;
 export type WorkloadId = (typeof WORKLOAD_IDS)[number];
 export const DEFAULT_WORKLOADS: readonly WorkloadId[] = ['W1', 'W2', 'W3', 'W4'];
+/** `--all`: the W workloads (the scaling workloads S1-S4 only when named). */
+export const ALL_WORKLOADS: readonly WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
+/** The workloads `--compare bullmq` also runs against BullMQ. */
+export const BULLMQ_WORKLOADS: ReadonlySet<WorkloadId> = new Set(['W1', 'W2', 'W3', 'W4', 'W5']);
+export const DEFAULT_SOAK_SECONDS = 600;
 
 export interface BenchSettings {
   /** Jobs in W1-W3 (default 50,000). W4 sends jobs/10, W5 enqueues 20 x jobs. */
   jobs: number;
   synchronous: string;
+  /** S4: soak length, and its rate (default: half of a W3 maximum measured first). */
+  soakSeconds: number;
+  rate?: number;
 }
 
 /** One measured value of one run. */
 export interface Sample {
   workload: string;
   metric: string;
-  unit: 'jobs/s' | 'ms' | 'MB';
+  unit: 'jobs/s' | 'ms' | 'MB' | 'us';
   value: number;
 }
 
@@ -34,16 +45,18 @@ export interface RunContext {
   dataFile: string;
   /** Progress line on stderr. */
   note(message: string): void;
+  /** The system under test (default Sluice); for BullMQ the run's redis-server keeps its AOF in `${dataFile}.redis/`. */
+  system?: BenchSystem;
 }
 
 // Fixed parameters from issue 4.
-const WORKER_CONCURRENCY = 50;
-const BATCH_SIZE = 1000;
-const BATCHES_IN_FLIGHT = 4;
+export const WORKER_CONCURRENCY = 50;
+export const BATCH_SIZE = 1000;
+export const BATCHES_IN_FLIGHT = 4;
 const SINGLE_IN_FLIGHT = 50;
 const LATENCY_RATE = 500;
 const LATENCY_WARMUP = 20;
-const STALL_TIMEOUT_MS = 30_000;
+export const STALL_TIMEOUT_MS = 30_000;
 
 export function latencyJobs(jobs: number): number {
   return Math.max(50, Math.round(jobs / 10));
@@ -60,10 +73,35 @@ export function shortCount(n: number): string {
   return String(n);
 }
 
-/** Starts a broker, runs `body`, and always stops the broker and kills leftover role processes. */
-async function withBroker(ctx: RunContext, body: (broker: BrokerProcess, roles: RoleProcess<unknown>[]) => Promise<Sample[]>): Promise<Sample[]> {
-  const broker = await BrokerProcess.start({ dataFile: ctx.dataFile, synchronous: ctx.settings.synchronous, port: 0 });
+/** What W1-W4 need of the server under test: Sluice's broker, or the redis-server behind BullMQ. */
+export interface ServerUnderTest {
+  readonly address: string;
+  readonly pid: number;
+  guard<T>(work: Promise<T>): Promise<T>;
+  rss(): number;
+  peakRss(): number;
+}
+
+/**
+ * Starts the server (a Sluice broker on a fresh data file, or a fresh redis-server for
+ * `ctx.system` 'bullmq'), runs `body`, and always stops it and kills leftover role processes.
+ */
+async function withBroker(ctx: RunContext, body: (broker: ServerUnderTest, roles: RoleProcess<unknown>[]) => Promise<Sample[]>): Promise<Sample[]> {
   const roles: RoleProcess<unknown>[] = [];
+  if (ctx.system === 'bullmq') {
+    const redis = await RedisProcess.start(`${ctx.dataFile}.redis`);
+    try {
+      return await body(redis, roles);
+    } finally {
+      for (const r of roles) r.kill();
+      await redis.stop();
+    }
+  }
+  return withSluiceBroker(ctx, (broker) => body(broker, roles), roles);
+}
+
+async function withSluiceBroker(ctx: RunContext, body: (broker: BrokerProcess, roles: RoleProcess<unknown>[]) => Promise<Sample[]>, roles: RoleProcess<unknown>[] = []): Promise<Sample[]> {
+  const broker = await BrokerProcess.start({ dataFile: ctx.dataFile, synchronous: ctx.settings.synchronous, port: 0 });
   try {
     return await body(broker, roles);
   } catch (error) {
@@ -75,7 +113,7 @@ async function withBroker(ctx: RunContext, body: (broker: BrokerProcess, roles: 
   }
 }
 
-function consumeTask(address: string, queue: string, expect: number, recordLatency = false): ConsumeTask {
+export function consumeTask(address: string, queue: string, expect: number, recordLatency = false): ConsumeTask {
   return { role: 'consume', address, queue, expect, concurrency: WORKER_CONCURRENCY, recordLatency, stallTimeoutMs: STALL_TIMEOUT_MS };
 }
 
@@ -84,7 +122,7 @@ function checkOnce(ctx: RunContext, what: string, c: { duplicates: number }): vo
   if (c.duplicates > 0) ctx.note(`WARNING: ${what}: ${c.duplicates} job(s) completed twice (redelivered)`);
 }
 
-function peakRssSample(workload: string, broker: BrokerProcess): Sample {
+function peakRssSample(workload: string, broker: ServerUnderTest): Sample {
   return { workload, metric: 'broker peak RSS', unit: 'MB', value: broker.peakRss() / MB };
 }
 
@@ -93,13 +131,13 @@ async function w1(ctx: RunContext): Promise<Sample[]> {
   const n = ctx.settings.jobs;
   return withBroker(ctx, async (broker, roles) => {
     const queue = 'bench-w1';
-    const producer = await broker.guard(startProducer({ role: 'enqueue-batch', address: broker.address, queue, count: n, batchSize: BATCH_SIZE, inFlight: BATCHES_IN_FLIGHT }));
+    const producer = await broker.guard(startProducer({ role: 'enqueue-batch', address: broker.address, queue, count: n, batchSize: BATCH_SIZE, inFlight: BATCHES_IN_FLIGHT }, ctx.system));
     roles.push(producer);
     const p = await broker.guard(producer.result());
     const enqueueRate = rate(p.count, p.startedAt, p.finishedAt);
     ctx.note(`W1 enqueued ${n} in batches: ${Math.round(enqueueRate)} jobs/s`);
 
-    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n)));
+    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n), ctx.system));
     roles.push(worker);
     const c = await broker.guard(worker.result());
     checkOnce(ctx, 'W1 drain', c);
@@ -117,7 +155,7 @@ async function w1(ctx: RunContext): Promise<Sample[]> {
 async function w2(ctx: RunContext): Promise<Sample[]> {
   const n = ctx.settings.jobs;
   return withBroker(ctx, async (broker, roles) => {
-    const producer = await broker.guard(startProducer({ role: 'enqueue-single', address: broker.address, queue: 'bench-w2', count: n, inFlight: SINGLE_IN_FLIGHT }));
+    const producer = await broker.guard(startProducer({ role: 'enqueue-single', address: broker.address, queue: 'bench-w2', count: n, inFlight: SINGLE_IN_FLIGHT }, ctx.system));
     roles.push(producer);
     const p = await broker.guard(producer.result());
     const value = rate(p.count, p.startedAt, p.finishedAt);
@@ -131,9 +169,9 @@ async function w3(ctx: RunContext): Promise<Sample[]> {
   const n = ctx.settings.jobs;
   return withBroker(ctx, async (broker, roles) => {
     const queue = 'bench-w3';
-    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n)));
+    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n), ctx.system));
     roles.push(worker);
-    const producer = await broker.guard(startProducer({ role: 'enqueue-single', address: broker.address, queue, count: n, inFlight: SINGLE_IN_FLIGHT }));
+    const producer = await broker.guard(startProducer({ role: 'enqueue-single', address: broker.address, queue, count: n, inFlight: SINGLE_IN_FLIGHT }, ctx.system));
     roles.push(producer);
     const [p, c] = await broker.guard(Promise.all([producer.result(), worker.result()]));
     checkOnce(ctx, 'W3', c);
@@ -148,10 +186,10 @@ async function w4(ctx: RunContext): Promise<Sample[]> {
   const n = latencyJobs(ctx.settings.jobs);
   return withBroker(ctx, async (broker, roles) => {
     const queue = 'bench-w4';
-    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n, true)));
+    const worker = await broker.guard(startWorker(consumeTask(broker.address, queue, n, true), ctx.system));
     roles.push(worker);
     const producer = await broker.guard(
-      startProducer({ role: 'enqueue-paced', address: broker.address, queue, count: n, ratePerSec: LATENCY_RATE, warmup: LATENCY_WARMUP }),
+      startProducer({ role: 'enqueue-paced', address: broker.address, queue, count: n, ratePerSec: LATENCY_RATE, warmup: LATENCY_WARMUP }, ctx.system),
     );
     roles.push(producer);
     const [p, c] = await broker.guard(Promise.all([producer.result(), worker.result()]));
@@ -178,12 +216,13 @@ async function w4(ctx: RunContext): Promise<Sample[]> {
 
 /** W5: a 1M backlog: broker memory and file sizes, then restart time to the first delivery. */
 async function w5(ctx: RunContext): Promise<Sample[]> {
+  if (ctx.system === 'bullmq') return bullmqW5(ctx);
   const n = w5Jobs(ctx.settings.jobs);
   const label = `W5 ${shortCount(n)} queued`;
   const queue = 'bench-w5';
   const samples: Sample[] = [];
   let port = 0;
-  await withBroker(ctx, async (broker, roles) => {
+  await withSluiceBroker(ctx, async (broker, roles) => {
     port = broker.port;
     const producer = await broker.guard(startProducer({ role: 'enqueue-batch', address: broker.address, queue, count: n, batchSize: BATCH_SIZE, inFlight: BATCHES_IN_FLIGHT }));
     roles.push(producer);
@@ -234,9 +273,10 @@ async function w5(ctx: RunContext): Promise<Sample[]> {
   return samples;
 }
 
-export const WORKLOADS: Record<WorkloadId, (ctx: RunContext) => Promise<Sample[]>> = { W1: w1, W2: w2, W3: w3, W4: w4, W5: w5, W6: w6 };
+export const WORKLOADS: Record<WorkloadId, (ctx: RunContext) => Promise<Sample[]>> = { W1: w1, W2: w2, W3: w3, W4: w4, W5: w5, W6: w6, ...SCALING_WORKLOADS };
 
 /** Removes a data file and its -wal / -shm companions. */
 export function removeDataFile(path: string): void {
   for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+  rmSync(`${path}.redis`, { recursive: true, force: true });
 }
