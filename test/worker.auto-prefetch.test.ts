@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Worker } from '../clients/typescript/src/worker.js';
 import type { Job } from '../clients/typescript/src/job-context.js';
-import { HOLD_LIMIT_MS } from '../clients/typescript/src/auto-prefetch.js';
 import { startTestBroker, type TestBroker } from './helpers/broker.js';
 import { withTimeout } from './helpers/api.js';
 
@@ -93,12 +92,10 @@ describe('worker prefetch by default (auto)', () => {
     await until(() => warmDone === 40, 'the warm-up jobs completed');
     const slowIds = await enqueue('q', Array.from({ length: 10 }, () => ({ slow: true })));
     await until(() => slow.activeCount === 2 && slow.heldCount === 2, 'two slow jobs running and two held');
-    const heldAt = performance.now();
 
     const seenByFast: Job[] = [];
     const fast = startWorker('fast', 'q', 2, (job) => void seenByFast.push(job));
     await until(() => seenByFast.length === 8, 'the fast worker runs the 6 undelivered jobs and the 2 handed back');
-    expect(performance.now() - heldAt).toBeGreaterThanOrEqual(HOLD_LIMIT_MS - 1);
     expect(slow.heldCount).toBe(0);
     expect(slow.activeCount).toBe(2);
     expect(new Set(seenByFast.map((j) => j.id)).size).toBe(8);
