@@ -1,7 +1,8 @@
 /** `sluice --version` and how a bad setting is reported (the compiled binary; `npm run build` first alone). */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { assertBuildFresh } from './helpers/child-broker.js';
+import { assertBuildFresh, CLI_PATH } from './helpers/child-broker.js';
 import { runCli } from './helpers/cli.js';
 
 describe('sluice --version and bad settings', () => {
@@ -23,5 +24,17 @@ describe('sluice --version and bad settings', () => {
     expect(fromFlag.code).toBe(2);
     expect(fromFlag.stderr).toContain("option '--retry-jitter <fraction>' argument 'lots' is invalid");
     expect(fromFlag.stderr).not.toContain('SLUICE_RETRY_JITTER');
+  });
+
+  it('exits 0 without a stack trace when the reader of its output has gone (sluice … | head)', async () => {
+    assertBuildFresh();
+    const child = spawn(process.execPath, [CLI_PATH, 'serve', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Closed before the child has started Node, so its first write meets a closed pipe.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
   });
 });
