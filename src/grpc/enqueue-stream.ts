@@ -1,5 +1,5 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { Broker, EnqueueInput, EnqueueOutcome } from '../broker/broker.js';
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { Broker, EnqueueInput } from '../broker/broker.js';
 import { invalidArgument } from '../domain/errors.js';
 import type { Logger } from '../log.js';
 import { itemRefusals } from '../auth/rpc-policy.js';
@@ -9,10 +9,10 @@ import type {
   EnqueueStreamRequest,
   EnqueueStreamResponse,
 } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
-import { stateToWire } from './convert.js';
 import { isUndecodable } from './decode-guard.js';
 import { parseEnqueueRequest, type EnqueueLimits } from './enqueue-input.js';
-import { grpcCode, toServiceError } from './status.js';
+import { itemError, itemFailure, outcomeResult } from './enqueue-result.js';
+import { toServiceError } from './status.js';
 import { traceContextOfCall, withTraceContext, type TraceContext } from './trace-context.js';
 
 /**
@@ -20,18 +20,6 @@ import { traceContextOfCall, withTraceContext, type TraceContext } from './trace
  * past this, gRPC flow control holds the producer back instead of the broker's memory growing.
  */
 export const MAX_OUTSTANDING_ITEMS_PER_STREAM = 4096;
-
-const PERMISSION_DENIED = 7;
-
-/** An item's error as the wire carries it (code, message, retry hint). */
-function itemError(code: number, message: string, retryAfterMs = 0): EnqueueResult {
-  return { id: '', deduplicated: false, state: 0, error: { code, message, retryAfterMs } };
-}
-
-function outcomeResult(outcome: EnqueueOutcome): EnqueueResult {
-  if ('error' in outcome) return itemError(grpcCode(outcome.error.code), outcome.error.message, outcome.error.retryAfterMs ?? 0);
-  return { id: outcome.id, deduplicated: outcome.deduplicated, state: stateToWire(outcome.state), error: undefined };
-}
 
 /**
  * Non-atomic enqueue of one message's jobs: each item is validated (and was checked against
@@ -54,7 +42,7 @@ export async function enqueueItems(
   for (let i = 0; i < jobs.length; i++) {
     const why = refused?.get(i);
     if (why !== undefined) {
-      results[i] = itemError(PERMISSION_DENIED, why);
+      results[i] = itemError(status.PERMISSION_DENIED, why);
       continue;
     }
     try {
@@ -62,8 +50,7 @@ export async function enqueueItems(
       valid.push(trace ? withTraceContext(input, trace) : input);
       at.push(i);
     } catch (error) {
-      const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
-      results[i] = itemError(e.code ?? 2, e.details ?? '');
+      results[i] = itemFailure(error, log, 'EnqueueStream');
     }
   }
   if (valid.length > 0) {
@@ -73,7 +60,7 @@ export async function enqueueItems(
     } catch (error) {
       const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
       const hint = Number(e.metadata?.get('retry-after-ms')[0] ?? 0);
-      const failed = itemError(e.code ?? 2, e.details ?? '', Number.isFinite(hint) ? hint : 0);
+      const failed = itemError(e.code ?? status.UNKNOWN, e.details ?? '', Number.isFinite(hint) ? hint : 0);
       for (const k of at) results[k] = failed;
     }
   }
@@ -113,7 +100,7 @@ export function enqueueStream(broker: Broker, log: Logger) {
       if (isUndecodable(req)) return abort(invalidArgument(req.message));
       const { seq, jobs } = req;
       if (jobs.length > limits.maxBatchSize) {
-        const e = itemError(3, `request has ${jobs.length} jobs, over the limit of ${limits.maxBatchSize} (--max-batch-size)`);
+        const e = itemError(status.INVALID_ARGUMENT, `request has ${jobs.length} jobs, over the limit of ${limits.maxBatchSize} (--max-batch-size)`);
         call.write({ seq, results: jobs.map(() => e) });
         return;
       }

@@ -20,10 +20,11 @@ import type {
 import type { Job } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import { jobToWire, jsonValue, stateToWire } from './convert.js';
 import { parseEnqueueRequest } from './enqueue-input.js';
+import { itemFailure, outcomeResult } from './enqueue-result.js';
 import { enqueueStream } from './enqueue-stream.js';
 import { traceContextOfCall, withTraceContext } from './trace-context.js';
 import { explanationToWire } from './limits-wire.js';
-import { grpcCode, toServiceError } from './status.js';
+import { toServiceError } from './status.js';
 
 export function producerService(broker: Broker, log: Logger): ProducerServiceServer {
   const limits = broker.config;
@@ -76,22 +77,7 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
       broker.enqueue(valid, atomic).then(
         (outcomes) => {
           let next = 0;
-          const results = parsed.map((p) => {
-            if (p.error) {
-              const e = toServiceError(p.error, log, { rpc: 'EnqueueBatch' });
-              return { id: '', deduplicated: false, state: 0, error: { code: e.code ?? 2, message: e.details ?? '', retryAfterMs: 0 } };
-            }
-            const outcome = outcomes[next++]!;
-            if ('error' in outcome) {
-              return {
-                id: '',
-                deduplicated: false,
-                state: 0,
-                error: { code: grpcCode(outcome.error.code), message: outcome.error.message, retryAfterMs: outcome.error.retryAfterMs ?? 0 },
-              };
-            }
-            return { id: outcome.id, deduplicated: outcome.deduplicated, state: stateToWire(outcome.state), error: undefined };
-          });
+          const results = parsed.map((p) => (p.error ? itemFailure(p.error, log, 'EnqueueBatch') : outcomeResult(outcomes[next++]!)));
           callback(null, { results });
         },
         (error) => fail(callback, error, { rpc: 'EnqueueBatch' }),
