@@ -3,9 +3,9 @@ import type { Broker } from '../broker/broker.js';
 import { SCHEDULE_DEFAULTS, definitionOf, type ScheduleDefinition, type ScheduleRef } from '../broker/schedules.js';
 import type { JobTemplate } from '../broker/schedule-template.js';
 import { SluiceError, invalidArgument } from '../domain/errors.js';
-import { formatJobId } from '../domain/job-id.js';
 import type { Logger } from '../log.js';
 import type { CatchUpPolicy, OverlapPolicy, RunRow, ScheduleRow } from '../store/schedule-store.js';
+import { runDurationMs, runJobId } from '../store/schedule-store.js';
 import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { JobState as WireJobState } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import {
@@ -187,7 +187,6 @@ export function scheduleToWire(row: ScheduleRow, upcoming: number[]): Schedule {
 }
 
 export function runToWire(r: RunRow): ScheduleRun {
-  const finished = r.job_finished_at !== null && r.job_started_at !== null;
   return {
     seq: r.seq,
     scheduleId: r.schedule_id,
@@ -195,12 +194,12 @@ export function runToWire(r: RunRow): ScheduleRun {
     kind: r.kind === 'manual' ? ScheduleRunKind.SCHEDULE_RUN_KIND_MANUAL : ScheduleRunKind.SCHEDULE_RUN_KIND_SCHEDULED,
     skipped: r.outcome === 'skipped',
     reason: r.reason ?? '',
-    jobId: r.job_seq !== null && r.job_created_at !== null ? formatJobId(r.job_seq, r.job_created_at) : '',
+    jobId: runJobId(r) ?? '',
     jobState: r.job_state ? stateToWire(r.job_state) : WireJobState.JOB_STATE_UNSPECIFIED,
     attempt: r.job_attempt ?? 0,
     startedAt: date(r.job_started_at),
     finishedAt: date(r.job_finished_at),
-    durationMs: finished ? Math.max(0, r.job_finished_at! - r.job_started_at!) : 0,
+    durationMs: runDurationMs(r) ?? 0,
     lastError: r.job_last_error ?? '',
     createdAt: new Date(r.created_at),
   };

@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import type { JobState } from '../domain/job-state.js';
+import { formatJobId } from '../domain/job-id.js';
 
 export type CatchUpPolicy = 'skip' | 'once' | 'all';
 export type OverlapPolicy = 'allow' | 'skip' | 'queue_one';
@@ -54,6 +55,16 @@ export interface RunRow {
   job_started_at: number | null;
   job_finished_at: number | null;
   job_last_error: string | null;
+}
+
+/** The id of the run's job; null when the fire was skipped or the job is gone. */
+export function runJobId(r: RunRow): string | null {
+  return r.job_seq !== null && r.job_created_at !== null ? formatJobId(r.job_seq, r.job_created_at) : null;
+}
+
+/** How long the run's job ran, once it has finished; null before. */
+export function runDurationMs(r: RunRow): number | null {
+  return r.job_finished_at !== null && r.job_started_at !== null ? Math.max(0, r.job_finished_at - r.job_started_at) : null;
 }
 
 /** An unfinished job created by a schedule (for the overlap policy). */

@@ -6,8 +6,8 @@ import type { PartialRetryPolicy } from '../../domain/backoff.js';
 import type { HistoryEntry } from '../../store/job-history.js';
 import type { Explanation } from '../../broker/explain.js';
 import type { RunRow, ScheduleRow } from '../../store/schedule-store.js';
+import { runDurationMs, runJobId } from '../../store/schedule-store.js';
 import { definitionOf } from '../../broker/schedules.js';
-import { formatJobId } from '../../domain/job-id.js';
 
 /**
  * JSON shapes of the HTTP API: camelCase fields, states as their names, times as ISO 8601
@@ -176,7 +176,6 @@ export function scheduleJson(row: ScheduleRow, upcoming: number[]) {
  * (purged, or removed by retention).
  */
 export function runJson(r: RunRow) {
-  const finished = r.job_finished_at !== null && r.job_started_at !== null;
   return {
     seq: r.seq,
     scheduleId: r.schedule_id,
@@ -184,12 +183,12 @@ export function runJson(r: RunRow) {
     kind: r.kind,
     skipped: r.outcome === 'skipped',
     reason: r.reason,
-    jobId: r.job_seq !== null && r.job_created_at !== null ? formatJobId(r.job_seq, r.job_created_at) : null,
+    jobId: runJobId(r),
     jobState: r.job_state,
     attempt: r.job_attempt,
     startedAt: iso(r.job_started_at),
     finishedAt: iso(r.job_finished_at),
-    durationMs: finished ? Math.max(0, r.job_finished_at! - r.job_started_at!) : null,
+    durationMs: runDurationMs(r),
     lastError: r.job_last_error,
     createdAt: iso(r.created_at),
   };
