@@ -18,7 +18,7 @@ import { wallNow, type ConsumeResult } from './protocol.js';
 import { startProducer, startWorker, type RoleProcess, type WorkerProcess } from './role-process.js';
 import { rate } from './stats.js';
 import { MB } from './system.js';
-import { BATCH_SIZE, BATCHES_IN_FLIGHT, consumeTask, removeDataFile, shortCount, STALL_TIMEOUT_MS, w5Jobs, WORKLOADS, WORKER_CONCURRENCY, type RunContext, type Sample } from './workloads.js';
+import { BATCH_SIZE, BATCHES_IN_FLIGHT, consumeTask, removeDataFile, shortCount, STALL_TIMEOUT_MS, w5Jobs, withSluiceBroker, WORKLOADS, WORKER_CONCURRENCY, type RunContext, type Sample } from './workloads.js';
 
 export const STREAM_COUNTS = [1, 10, 100, 1000] as const;
 /** Worker processes the streams are spread over (2 cores: more processes only add switching). */
@@ -31,16 +31,9 @@ const LATENCY_WARMUP = 20;
 
 /** Runs `body` against a fresh broker on `dataFile` and cleans everything up. */
 async function withFreshBroker(ctx: RunContext, dataFile: string, body: (broker: BrokerProcess, roles: RoleProcess<unknown>[]) => Promise<Sample[]>): Promise<Sample[]> {
-  const broker = await BrokerProcess.start({ dataFile, synchronous: ctx.settings.synchronous, port: 0 });
-  const roles: RoleProcess<unknown>[] = [];
   try {
-    return await body(broker, roles);
-  } catch (error) {
-    broker.kill();
-    throw error;
+    return await withSluiceBroker(ctx, body, [], dataFile);
   } finally {
-    for (const r of roles) r.kill();
-    await broker.stop();
     removeDataFile(dataFile);
   }
 }

@@ -100,8 +100,14 @@ async function withBroker(ctx: RunContext, body: (broker: ServerUnderTest, roles
   return withSluiceBroker(ctx, (broker) => body(broker, roles), roles);
 }
 
-async function withSluiceBroker(ctx: RunContext, body: (broker: BrokerProcess, roles: RoleProcess<unknown>[]) => Promise<Sample[]>, roles: RoleProcess<unknown>[] = []): Promise<Sample[]> {
-  const broker = await BrokerProcess.start({ dataFile: ctx.dataFile, synchronous: ctx.settings.synchronous, port: 0 });
+/** Starts a broker on `dataFile`, runs `body`, and always stops the broker and kills `roles`. */
+export async function withSluiceBroker(
+  ctx: RunContext,
+  body: (broker: BrokerProcess, roles: RoleProcess<unknown>[]) => Promise<Sample[]>,
+  roles: RoleProcess<unknown>[] = [],
+  dataFile = ctx.dataFile,
+): Promise<Sample[]> {
+  const broker = await BrokerProcess.start({ dataFile, synchronous: ctx.settings.synchronous, port: 0 });
   try {
     return await body(broker, roles);
   } catch (error) {
