@@ -72,17 +72,27 @@ export interface ChildBroker {
 }
 
 const live = new Set<ChildBroker>();
+/**
+ * Children still starting (not yet listening). A test that times out while awaiting
+ * `startChildBroker` never gets a handle, so `killChildBrokers` ends these too: otherwise
+ * the child would come up after the test's afterEach and run until the test process exits.
+ */
+const starting = new Map<ChildProcess, Promise<ChildExit>>();
 
-/** SIGKILLs every child broker still running (use in afterEach). */
+/** SIGKILLs every child broker still running or still starting (use in afterEach). */
 export async function killChildBrokers(): Promise<void> {
   const all = [...live];
   live.clear();
-  await Promise.all(all.map((c) => c.close()));
+  const pending = [...starting];
+  starting.clear();
+  for (const [child] of pending) child.kill('SIGKILL');
+  await Promise.all([...all.map((c) => c.close()), ...pending.map(([, exited]) => exited)]);
 }
 
 // Last resort if a test process dies without running its hooks.
 process.once('exit', () => {
   for (const c of live) c.process.kill('SIGKILL');
+  for (const child of starting.keys()) child.kill('SIGKILL');
 });
 
 let freshnessChecked = false;
@@ -194,13 +204,20 @@ export async function startChildBroker(options: ChildBrokerOptions): Promise<Chi
   const startTimeout = options.startTimeoutMs ?? 60_000;
   let grpcLine: LogLine;
   let httpLine: LogLine | undefined;
+  starting.set(child, exited);
   try {
     grpcLine = await waitForLog((l) => l.msg === 'gRPC listening', 'the child broker to log "gRPC listening"', startTimeout);
     if (http) httpLine = await waitForLog((l) => l.msg === 'HTTP listening', 'the child broker to log "HTTP listening"', startTimeout);
   } catch (error) {
+    starting.delete(child);
     child.kill('SIGKILL');
     await exited;
     throw error;
+  }
+  if (!starting.delete(child)) {
+    // killChildBrokers ran while this child was starting (the test had timed out): it is dead.
+    await exited;
+    throw new Error('the child broker was killed by killChildBrokers while it was starting');
   }
   const grpcPort = Number(grpcLine.port);
   const address = `127.0.0.1:${grpcPort}`;
