@@ -36,8 +36,8 @@ bindir() {
 
 # Runs a command as the cluster's owner (an unprivileged user when we are root).
 as_owner() {
-  if [ "$(id -u)" -ne 0 ]; then "$@"; return; fi
   local user="$1"; shift
+  if [ "$(id -u)" -ne 0 ]; then "$@"; return; fi
   if command -v runuser >/dev/null 2>&1; then runuser -u "$user" -- "$@"
   else setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@"; fi
 }

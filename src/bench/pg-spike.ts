@@ -4,6 +4,7 @@
  * `sluice bench`; numbers go into the design doc.
  *
  *   npm run build && flock /tmp/sluice-bench.lock node dist/src/bench/pg-spike.js [--url URL] [--quick]
+ *     [--only commit,insert,claim,notify,notify-contention,flush,flush-net] [--delay-ms 1]
  *
  * Without --url it starts a throwaway cluster (scripts/pg-cluster.sh: unix socket, fsync on,
  * synchronous_commit on) in /tmp and removes it afterwards. Sections:
@@ -13,8 +14,11 @@
  *            the 50 completed (guarded by lease id) in the next transaction; 1 and 3 connections;
  *            checks that no job is claimed twice and every claimed job completes exactly once
  *   notify   LISTEN/NOTIFY, pg_notify committed on one connection -> notification on another
+ *   notify-contention  commits per second of small flushes on 1 and 3 connections, with and without NOTIFY
  *   flush    one group-commit flush (insert + claim + complete + notify) sequential, pipelined,
  *            as one multi-statement query, as one statement with data-modifying CTEs
+ *   flush-net  the same through a TCP proxy that delays each chunk (--delay-ms, default 1): a
+ *            database across a network
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -206,7 +210,7 @@ async function batchInsert(conn: Conn): Promise<void> {
 }
 
 /** Claims 50 and completes them in the next transaction until the queue is empty. */
-async function consumer(c: pg.Client, id: string, claimed: number[], counters: { completed: number; claimTxs: number }, samples: { claim: number[]; complete: number[] }): Promise<void> {
+async function consumer(c: pg.Client, id: string, claimed: number[], counters: { completed: number }, samples: { claim: number[]; complete: number[] }): Promise<void> {
   let round = 0;
   for (;;) {
     const prefix = `${id}.${(++round).toString(36)}.`;
@@ -214,7 +218,6 @@ async function consumer(c: pg.Client, id: string, claimed: number[], counters: {
     const { rows } = await c.query<ClaimRow>(claimSql(50), ['q', prefix, id]);
     samples.claim.push(performance.now() - t);
     if (rows.length === 0) return;
-    counters.claimTxs++;
     for (const r of rows) claimed.push(r.seq);
     t = performance.now();
     const done = await c.query(COMPLETE_SQL, [rows.map((r) => r.seq), rows.map((r) => r.lease_id)]);
@@ -297,7 +300,7 @@ async function claimAndComplete(conn: Conn): Promise<void> {
     await setup.query('VACUUM ANALYZE jobs');
     const clients = await Promise.all(Array.from({ length: consumers }, () => connect(conn)));
     const claimed: number[] = [];
-    const counters = { completed: 0, claimTxs: 0 };
+    const counters = { completed: 0 };
     const samples = { claim: [] as number[], complete: [] as number[] };
     const t0 = performance.now();
     await Promise.all(clients.map((c, i) => consumer(c, `w${i}`, claimed, counters, samples)));
@@ -316,7 +319,7 @@ async function claimAndComplete(conn: Conn): Promise<void> {
       throughput: `${fmt(total / seconds)} jobs/s (${fmt(seconds)} s)`,
       'claim statement': latencyLine(samples.claim),
       'complete statement': latencyLine(samples.complete),
-      'claimed twice': claimed.length - distinct,
+      'claimed twice': String(claimed.length - distinct),
       check: ok
         ? `every job claimed exactly once, completed once, attempt 1${counts === 'none' ? '' : `; counts ${counted}`}`
         : `FAILED: ${JSON.stringify({ claimed: claimed.length, distinct, completed: counters.completed, rows, counted })}`,
@@ -374,6 +377,45 @@ async function notifyLatency(conn: Conn): Promise<void> {
     'BEGIN; INSERT; pg_notify; COMMIT sent -> notification received': latencyLine(inTx),
     'ping-pong (A notifies B, B notifies A)': latencyLine(roundTrip),
   });
+}
+
+/**
+ * PostgreSQL serializes the commits of transactions that NOTIFY (PreCommit_Notify takes a
+ * cluster-wide heavyweight lock held until after the commit), so brokers that notify in every
+ * flush queue behind each other's fsyncs. Small flushes (10 inserted jobs) on 3 connections at
+ * once, with and without a pg_notify in each.
+ */
+async function notifyContention(conn: Conn): Promise<void> {
+  const perConn = QUICK ? 300 : 1500;
+  const priorities = new Array<number>(10).fill(2);
+  const payloads = new Array<string>(10).fill(PAYLOAD);
+  const lines: Record<string, string> = {};
+  for (const connections of [1, 3]) {
+    for (const notify of [false, true]) {
+      const clients = await Promise.all(Array.from({ length: connections }, () => connect(conn, true)));
+      const samples: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(
+        clients.map(async (c) => {
+          for (let i = 0; i < perConn; i++) {
+            const t = performance.now();
+            await Promise.all([
+              c.query('BEGIN'),
+              c.query(INSERT_SQL, ['q', priorities, payloads]),
+              ...(notify ? [c.query(`SELECT pg_notify('sluice_ready', 'q')`)] : []),
+              c.query('COMMIT'),
+            ]);
+            samples.push(performance.now() - t);
+          }
+        }),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      await Promise.all(clients.map((c) => c.end()));
+      lines[`${connections} connection(s), ${notify ? 'with' : 'without'} pg_notify`] =
+        `${fmt((connections * perConn) / seconds)} commits/s; ${latencyLine(samples)}`;
+    }
+  }
+  report('commits that NOTIFY vs not: BEGIN; INSERT 10 jobs; [pg_notify]; COMMIT, pipelined, in a loop per connection', lines);
 }
 
 /**
@@ -601,6 +643,7 @@ async function main(): Promise<void> {
       ['insert', batchInsert],
       ['claim', claimAndComplete],
       ['notify', notifyLatency],
+      ['notify-contention', notifyContention],
       ['flush', (c) => flushShapes(c)],
       ['flush-net', flushShapesOverNetwork],
     ];
