@@ -4,7 +4,7 @@
  * `sluice bench`; numbers go into the design doc.
  *
  *   npm run build && flock /tmp/sluice-bench.lock node dist/src/bench/pg-spike.js [--url URL] [--quick]
- *     [--only commit,insert,claim,notify,notify-contention,flush,flush-net] [--delay-ms 1]
+ *     [--only commit,insert,claim,notify,notify-contention,shapes,flush,flush-net] [--delay-ms 1]
  *
  * Without --url it starts a throwaway cluster (scripts/pg-cluster.sh: unix socket, fsync on,
  * synchronous_commit on) in /tmp and removes it afterwards. Sections:
@@ -15,6 +15,7 @@
  *            checks that no job is claimed twice and every claimed job completes exactly once
  *   notify   LISTEN/NOTIFY, pg_notify committed on one connection -> notification on another
  *   notify-contention  commits per second of small flushes on 1 and 3 connections, with and without NOTIFY
+ *   shapes   the claim with slots assigned in one statement and the dedup insert (ON CONFLICT)
  *   flush    one group-commit flush (insert + claim + complete + notify) sequential, pipelined,
  *            as one multi-statement query, as one statement with data-modifying CTEs
  *   flush-net  the same through a TCP proxy that delays each chunk (--delay-ms, default 1): a
@@ -379,6 +380,68 @@ async function notifyLatency(conn: Conn): Promise<void> {
   });
 }
 
+/** The claim the design proposes: slot i (a stream, in round-robin order) gets the i-th ready job. */
+const slotClaimSql = (limit: number) => `WITH pick AS (SELECT seq, priority FROM jobs WHERE queue = $1 AND state = 'pending'
+    ORDER BY priority DESC, seq LIMIT ${limit} FOR UPDATE SKIP LOCKED),
+  ranked AS (SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS i FROM pick)
+  UPDATE jobs SET state = 'active', attempt = attempt + 1, lease_id = s.prefix || jobs.seq, worker_id = s.worker,
+    lease_expires_at = ${DB_NOW} + lease_timeout_ms, started_at = ${DB_NOW}, updated_at = ${DB_NOW}
+  FROM ranked JOIN unnest($2::text[], $3::text[]) WITH ORDINALITY AS s(prefix, worker, i) USING (i)
+  WHERE jobs.seq = ranked.seq
+  RETURNING s.i, jobs.seq, jobs.lease_id, jobs.payload, jobs.attempt`;
+
+const DEDUP_INSERT_SQL = `INSERT INTO jobs (queue, state, priority, payload, run_at, max_attempts, lease_timeout_ms, created_at, updated_at, dedup_key)
+  SELECT $1, 'pending', p, pl, ${DB_NOW}, 3, 30000, ${DB_NOW}, ${DB_NOW}, k
+  FROM unnest($2::smallint[], $3::text[], $4::text[]) WITH ORDINALITY AS u(p, pl, k, i) ORDER BY i
+  ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('scheduled','pending','active') DO NOTHING
+  RETURNING seq`;
+
+/** The statement shapes the design proposes, against the ones measured above. */
+async function proposedShapes(conn: Conn): Promise<void> {
+  const c = await connect(conn);
+  const rounds = QUICK ? 100 : 400;
+  const lines: Record<string, string> = {};
+  // Claims of 50 for 5 streams (10 slots each, round-robin), against the plain claim of 50.
+  const prefixes = Array.from({ length: 50 }, (_, i) => `b.${i % 5}.`);
+  const workers = Array.from({ length: 50 }, (_, i) => `w${i % 5}`);
+  for (const [name, run] of [
+    ['plain claim of 50 (one lease prefix)', (r: number) => c.query<ClaimRow>(claimSql(50), ['q', `p.${r}.`, 'w'])],
+    ['slot claim of 50 (5 streams round-robin, one statement)', (r: number) => c.query<ClaimRow>(slotClaimSql(50), ['q', prefixes.map((p) => `${p}${r}.`), workers])],
+  ] as const) {
+    await c.query('TRUNCATE jobs');
+    await insertJobs(c, 'q', rounds * 50);
+    await c.query('VACUUM ANALYZE jobs');
+    const samples: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const t = performance.now();
+      const { rows } = await run(r);
+      samples.push(performance.now() - t);
+      if (rows.length !== 50) throw new Error(`${name}: claimed ${rows.length}`);
+    }
+    lines[name] = latencyLine(samples);
+  }
+  // 1,000 jobs per statement with distinct dedup keys (ON CONFLICT on the partial index), against none.
+  const priorities = new Array<number>(1000).fill(2);
+  const payloads = new Array<string>(1000).fill(PAYLOAD);
+  await c.query('TRUNCATE jobs');
+  const plain: number[] = [];
+  const dedup: number[] = [];
+  for (let r = 0; r < rounds / 4; r++) {
+    let t = performance.now();
+    await c.query(INSERT_SQL, ['q', priorities, payloads]);
+    plain.push(performance.now() - t);
+    const keys = Array.from({ length: 1000 }, (_, i) => `k${r}-${i}`);
+    t = performance.now();
+    const { rowCount } = await c.query(DEDUP_INSERT_SQL, ['q', priorities, payloads, keys]);
+    dedup.push(performance.now() - t);
+    if (rowCount !== 1000) throw new Error(`dedup insert: ${rowCount} of 1000`);
+  }
+  lines['insert 1,000, no dedup keys'] = latencyLine(plain);
+  lines['insert 1,000 with dedup keys, ON CONFLICT DO NOTHING'] = latencyLine(dedup);
+  await c.end();
+  report('proposed statement shapes (one connection, autocommit, synchronous_commit=on)', lines);
+}
+
 /**
  * PostgreSQL serializes the commits of transactions that NOTIFY (PreCommit_Notify takes a
  * cluster-wide heavyweight lock held until after the commit), so brokers that notify in every
@@ -644,6 +707,7 @@ async function main(): Promise<void> {
       ['claim', claimAndComplete],
       ['notify', notifyLatency],
       ['notify-contention', notifyContention],
+      ['shapes', proposedShapes],
       ['flush', (c) => flushShapes(c)],
       ['flush-net', flushShapesOverNetwork],
     ];
