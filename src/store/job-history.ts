@@ -1,30 +1,7 @@
 import { JobState } from '../domain/job-state.js';
-import type { JobRow } from './job-store.js';
+import type { HistoryEntry, HistoryKind, JobRow } from './types.js';
 
-/** What happened to a job at one step of its life. */
-export type HistoryKind =
-  | 'enqueued'
-  | 'promoted'
-  | 'delivered'
-  | 'extended'
-  | 'acked'
-  | 'nacked'
-  | 'expired'
-  | 'released'
-  | 'cancelled'
-  | 'replayed'
-  | 'dead';
-
-export interface HistoryEntry {
-  at: number;
-  kind: HistoryKind;
-  /** The attempt the step belongs to (0 before the first delivery and after a replay). */
-  attempt: number;
-  workerId: string;
-  leaseId: string;
-  error: string;
-  detail: string;
-}
+export type { HistoryEntry, HistoryKind } from './types.js';
 
 /**
  * The stored form (migration 4): the `history` column holds comma-separated JSON arrays,

@@ -2,98 +2,42 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { ALL_JOB_STATES, JobState } from '../domain/job-state.js';
 import { formatJobId, parseJobId } from '../domain/job-id.js';
+import {
+  INHERITS_LEASE_TIMEOUT,
+  INHERITS_MAX_ATTEMPTS,
+  type ClaimedJob,
+  type CompletedJob,
+  type DeadLetterSelection,
+  type JobFilter,
+  type JobRow,
+  type NewJob,
+  type QueueRow,
+  type ReadyJobRef,
+  type ReadyRef,
+  type ReleasedJob,
+  type SlotHolder,
+  type StoredJobError,
+  type Transition,
+} from './types.js';
 
-/** A jobs row as stored (plus its computed id). Times are epoch milliseconds; JSON columns hold JSON text. */
-export interface JobRow {
-  seq: number;
-  /** Computed from seq and created_at (see domain/job-id.ts), not stored. */
-  id: string;
-  queue: string;
-  type: string;
-  state: JobState;
-  priority: number;
-  payload: string;
-  metadata: string | null;
-  run_at: number;
-  attempt: number;
-  max_attempts: number;
-  retry: string | null;
-  lease_timeout_ms: number;
-  lease_id: string | null;
-  lease_expires_at: number | null;
-  worker_id: string | null;
-  progress: string | null;
-  result: string | null;
-  last_error: string | null;
-  errors: string | null;
-  dedup_key: string | null;
-  group_key: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  updated_at: number;
-  /** Compact history entries (see store/job-history.ts). */
-  history: string | null;
-}
-
-/** A validated job ready to insert. */
-export interface NewJob {
-  queue: string;
-  type: string;
-  payload: string;
-  metadata: string | null;
-  priority: number;
-  runAt: number;
-  maxAttempts: number;
-  retry: string | null;
-  leaseTimeoutMs: number;
-  dedupKey: string | null;
-  groupKey: string | null;
-  /** Which of maxAttempts / leaseTimeoutMs came from a default (INHERITS_* bits), not the job. */
-  inherits: number;
-}
-
-/** `jobs.inherits` bits: the job did not set this itself, so the queue's default applies (migration 6). */
-export const INHERITS_MAX_ATTEMPTS = 1;
-export const INHERITS_LEASE_TIMEOUT = 2;
-
-/** What a worker needs to run a leased job. */
-export interface ClaimedJob {
-  seq: number;
-  id: string;
-  queue: string;
-  type: string;
-  payload: string;
-  metadata: string | null;
-  attempt: number;
-  max_attempts: number;
-  lease_timeout_ms: number;
-  lease_expires_at: number;
-  priority: number;
-  created_at: number;
-  progress: string | null;
-  group_key: string | null;
-  lease_id: string;
-  /** When the job became due (its enqueue, or its run_at): the start of its wait. */
-  run_at: number;
-}
-
-/** A job whose lease was released, as the release statement returns it. */
-export interface ReleasedJob {
-  state: JobState;
-  queue: string;
-  type: string;
-  attempt: number;
-  metadata: string | null;
-}
-
-/** A completed job, as the ack statement returns it. */
-export interface CompletedJob {
-  attempt: number;
-  queue: string;
-  started_at: number;
-  metadata: string | null;
-}
+// The row types moved to types.ts (backend-neutral); re-exported for the modules that import them from here.
+export {
+  INHERITS_LEASE_TIMEOUT,
+  INHERITS_MAX_ATTEMPTS,
+  type ClaimedJob,
+  type CompletedJob,
+  type DeadLetterSelection,
+  type JobFilter,
+  type JobRow,
+  type NewJob,
+  type QueueRow,
+  type ReadyJobRef,
+  type ReadyRef,
+  type ReleasedJob,
+  type SlotHolder,
+  type StoredJobError,
+  type Transition,
+};
 
 /** A completion's RETURNING row: seq, attempt, queue, started_at, metadata. */
 type CompletedRow = [number, number, string, number, string | null];
@@ -101,67 +45,6 @@ type CompletedRow = [number, number, string, number, string | null];
 function completedJob([, attempt, queue, startedAt, metadata]: CompletedRow): CompletedJob {
   return { attempt, queue, started_at: startedAt, metadata };
 }
-
-export interface ReadyRef {
-  seq: number;
-  priority: number;
-}
-
-/** One entry of a job's error history, as stored in the errors JSON array. */
-export interface StoredJobError {
-  attempt: number;
-  message: string;
-  at: number;
-  nonRetryable: boolean;
-}
-
-export interface QueueRow {
-  name: string;
-  paused: 0 | 1;
-  max_attempts: number | null;
-  retry: string | null;
-  lease_timeout_ms: number | null;
-  created_at: number;
-  retention_max_age_ms: number | null;
-  retention_max_count: number | null;
-  /** JSON (src/domain/queue-limits.ts) or null. */
-  limits: string | null;
-  max_queued: number | null;
-  max_queued_per_group: number | null;
-}
-
-/** A ready job as the limited dispatch paths see it. */
-export interface ReadyJobRef {
-  seq: number;
-  priority: number;
-  run_at: number;
-  group_key: string | null;
-}
-
-/** A job holding a concurrency slot: active, or waiting for a retry (attempt > 0). */
-export interface SlotHolder {
-  seq: number;
-  created_at: number;
-  group_key: string | null;
-  state: 'active' | 'scheduled';
-}
-
-export interface JobFilter {
-  queue?: string;
-  state?: JobState;
-  type?: string;
-  groupKey?: string;
-}
-
-export interface DeadLetterSelection {
-  ids?: string[];
-  queue?: string;
-  type?: string;
-  deadBefore?: number;
-}
-
-/** The outcome of a guarded transition: the row after the change, or why nothing changed. */
-export type Transition<T> = { ok: true; value: T } | { ok: false; current: Pick<JobRow, 'state' | 'lease_id'> | undefined };
 
 const INSERT_SQL = `INSERT INTO jobs (queue, type, state, priority, payload, metadata, run_at, max_attempts, retry,
   lease_timeout_ms, dedup_key, group_key, created_at, updated_at, inherits) VALUES `;

@@ -1,79 +1,20 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
-import type { JobState } from '../domain/job-state.js';
-import { formatJobId } from '../domain/job-id.js';
+import {
+  runDurationMs,
+  runJobId,
+  type CatchUpPolicy,
+  type NewRun,
+  type OverlapPolicy,
+  type RunKind,
+  type RunOutcome,
+  type RunRow,
+  type ScheduleRow,
+  type UnfinishedRunJob,
+} from './types.js';
 
-export type CatchUpPolicy = 'skip' | 'once' | 'all';
-export type OverlapPolicy = 'allow' | 'skip' | 'queue_one';
-export type RunKind = 'scheduled' | 'manual';
-export type RunOutcome = 'enqueued' | 'skipped';
-
-/** A schedules row as stored. Times are epoch milliseconds. */
-export interface ScheduleRow {
-  id: string;
-  name: string;
-  cron: string;
-  timezone: string;
-  /** JSON of the job template (broker/schedule-template.ts). */
-  template: string;
-  paused: 0 | 1;
-  start_at: number | null;
-  end_at: number | null;
-  catch_up: CatchUpPolicy;
-  catch_up_limit: number;
-  overlap: OverlapPolicy;
-  history_limit: number;
-  next_fire_at: number | null;
-  last_fire_at: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-export interface NewRun {
-  scheduleId: string;
-  fireTime: number;
-  kind: RunKind;
-  outcome: RunOutcome;
-  reason: string | null;
-  jobSeq: number | null;
-  jobCreatedAt: number | null;
-}
-
-/** A run with its job as it is now (the job columns are null when skipped or the job is gone). */
-export interface RunRow {
-  seq: number;
-  schedule_id: string;
-  fire_time: number;
-  kind: RunKind;
-  outcome: RunOutcome;
-  reason: string | null;
-  job_seq: number | null;
-  job_created_at: number | null;
-  created_at: number;
-  job_state: JobState | null;
-  job_attempt: number | null;
-  job_started_at: number | null;
-  job_finished_at: number | null;
-  job_last_error: string | null;
-}
-
-/** The id of the run's job; null when the fire was skipped or the job is gone. */
-export function runJobId(r: RunRow): string | null {
-  return r.job_seq !== null && r.job_created_at !== null ? formatJobId(r.job_seq, r.job_created_at) : null;
-}
-
-/** How long the run's job ran, once it has finished; null before. */
-export function runDurationMs(r: RunRow): number | null {
-  return r.job_finished_at !== null && r.job_started_at !== null ? Math.max(0, r.job_finished_at - r.job_started_at) : null;
-}
-
-/** An unfinished job created by a schedule (for the overlap policy). */
-export interface UnfinishedRunJob {
-  job_seq: number;
-  job_created_at: number;
-  fire_time: number;
-  state: JobState;
-}
+// The row types moved to types.ts (backend-neutral); re-exported for the modules that import them from here.
+export { runDurationMs, runJobId, type CatchUpPolicy, type NewRun, type OverlapPolicy, type RunKind, type RunOutcome, type RunRow, type ScheduleRow, type UnfinishedRunJob };
 
 const RUN_COLUMNS = `r.seq, r.schedule_id, r.fire_time, r.kind, r.outcome, r.reason, r.job_seq, r.job_created_at, r.created_at,
   j.state AS job_state, j.attempt AS job_attempt, j.started_at AS job_started_at, j.finished_at AS job_finished_at, j.last_error AS job_last_error`;
