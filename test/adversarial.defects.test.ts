@@ -315,12 +315,12 @@ describe('defect 7: one request cannot cost unbounded work or memory', () => {
     // pushes back; past that the broker holds about 1 MiB for the stream, not the 30 MiB the
     // credit allows. Give it a second to send more if it would.
     await new Promise((r) => setTimeout(r, 1000));
-    const active = () => broker.getQueue('slow-reader').counts.active;
-    expect(active()).toBeLessThan(JOBS * 0.75);
+    const active = async () => (await broker.reads.getQueue('slow-reader')).counts.active;
+    expect(await active()).toBeLessThan(JOBS * 0.75);
     expect(session()!.backpressured).toBe(true);
     c.call.resume();
     await c.waitForDeliveries(JOBS, 30_000);
-    expect(active()).toBe(JOBS);
+    expect(await active()).toBe(JOBS);
     c.cancel();
   });
 });

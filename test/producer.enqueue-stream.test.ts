@@ -97,8 +97,8 @@ describe('EnqueueStream', () => {
     expect(a.results[1]!.error!.message).toContain('payload_json is not valid JSON');
     expect(c.results.map((r) => r.error?.code ?? 0)).toEqual([0, status.INVALID_ARGUMENT]);
     // Answered only once durable: the jobs are stored, with their payloads.
-    expect(b.running.broker.getJob(a.results[2]!.id).payload).toBe('{"n":3}');
-    expect(b.running.broker.getJob(c.results[0]!.id).state).toBe('pending');
+    expect((await b.running.broker.reads.getJob(a.results[2]!.id)).payload).toBe('{"n":3}');
+    expect((await b.running.broker.reads.getJob(c.results[0]!.id)).state).toBe('pending');
     // The stream survived the bad items.
     s.send(9, [job('s1', 5)]);
     expect((await s.answer(9)).results[0]!.id).not.toBe('');

@@ -27,7 +27,7 @@ describe('cron schedules on an injected clock', () => {
 
     await runClockUntil(clock, b.running.broker, dayStart + 24 * 3600_000 - 1);
 
-    const jobs = jobsOf(b.running.broker, 'reports');
+    const jobs = await jobsOf(b.running.broker, 'reports');
     const expected = Array.from({ length: 288 }, (_, i) => iso(dayStart + i * 5 * 60_000));
     expect(jobs.map(fireTimeOf)).toEqual(expected);
     // Each job was created at its fire time (the clock stood at the timer's time).
@@ -54,7 +54,7 @@ describe('cron schedules on an injected clock', () => {
     const api = new ScheduleApi(b.clients);
     await api.create({ spec: { name: 'berlin', cron: '30 2 * * *', timezone: 'Europe/Berlin', job: { queue: 'berlin' } } });
     await runClockUntil(clock, b.running.broker, Date.parse('2026-04-01T00:00:00Z'));
-    expect(jobsOf(b.running.broker, 'berlin').map(fireTimeOf)).toEqual([
+    expect((await jobsOf(b.running.broker, 'berlin')).map(fireTimeOf)).toEqual([
       '2026-03-27T01:30:00.000Z', // 02:30 CET
       '2026-03-28T01:30:00.000Z',
       '2026-03-29T01:00:00.000Z', // 02:30 does not exist that day: once, at 03:00 CEST
@@ -69,7 +69,7 @@ describe('cron schedules on an injected clock', () => {
     const api = new ScheduleApi(b.clients);
     await api.create({ spec: { name: 'berlin', cron: '30 2 * * *', timezone: 'Europe/Berlin', job: { queue: 'berlin' } } });
     await runClockUntil(clock, b.running.broker, Date.parse('2026-10-28T00:00:00Z'));
-    expect(jobsOf(b.running.broker, 'berlin').map(fireTimeOf)).toEqual([
+    expect((await jobsOf(b.running.broker, 'berlin')).map(fireTimeOf)).toEqual([
       '2026-10-23T00:30:00.000Z', // 02:30 CEST
       '2026-10-24T00:30:00.000Z',
       '2026-10-25T00:30:00.000Z', // 02:30 happens twice that day: once, at the first

@@ -68,7 +68,7 @@ describe('idle cost of many schedules', () => {
       );
     }
     const createMs = Date.now() - created;
-    const next = creator.schedules.list(1)[0]!.next_fire_at!;
+    const next = (await creator.schedules.list(1))[0]!.next_fire_at!;
     expect(next - Date.now()).toBeGreaterThan(50 * 60_000); // the earliest fire is ~an hour away
     await creator.stop();
 

@@ -33,8 +33,8 @@ describe('overlap policy', () => {
 
     await runClockUntil(clock, b.running.broker, at('2026-06-01T10:02:10Z'));
     const broker = b.running.broker;
-    expect(jobsOf(broker, 'skipq').map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z']);
-    expect(jobsOf(broker, 'allowq').map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z', '2026-06-01T10:02:00.000Z']);
+    expect((await jobsOf(broker, 'skipq')).map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z']);
+    expect((await jobsOf(broker, 'allowq')).map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z', '2026-06-01T10:02:00.000Z']);
     const runs = await api.runs('skipper');
     expect(runs.map((r) => [r.fireTime!.toISOString(), r.skipped])).toEqual([
       ['2026-06-01T10:01:00.000Z', false],
@@ -49,7 +49,7 @@ describe('overlap policy', () => {
     worker.ack(skipDelivery, { ok: true });
     await worker.waitForSettled(1);
     await runClockUntil(clock, broker, at('2026-06-01T10:03:10Z'));
-    expect(jobsOf(broker, 'skipq').map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z', '2026-06-01T10:03:00.000Z']);
+    expect((await jobsOf(broker, 'skipq')).map(fireTimeOf)).toEqual(['2026-06-01T10:01:00.000Z', '2026-06-01T10:03:00.000Z']);
     const first = (await api.runs('skipper'))[0]!;
     expect(first.jobState).toBe(JobState.JOB_STATE_COMPLETED);
     expect(first.finishedAt!.toISOString()).toBe('2026-06-01T10:02:40.000Z');

@@ -9,7 +9,7 @@ import { isUndecodable } from '../grpc/decode-guard.js';
 import { toServiceError } from '../grpc/status.js';
 import type { Authenticator } from './authenticator.js';
 import type { Principal } from './grants.js';
-import { checkItems, checkRequest, checkScope, responseFilter, ruleFor, type PublicEndpoint } from './rpc-policy.js';
+import { checkItems, checkRequest, checkScope, responseFilter, ruleFor, type JobQueueLookup, type PublicEndpoint } from './rpc-policy.js';
 
 /**
  * The one gRPC authorization point: a server interceptor that runs before every handler.
@@ -22,7 +22,7 @@ import { checkItems, checkRequest, checkScope, responseFilter, ruleFor, type Pub
 export function authInterceptor(
   auth: Authenticator,
   publicEndpoints: readonly PublicEndpoint[],
-  jobQueue: (id: string) => string | undefined,
+  jobQueue: JobQueueLookup,
   log: Logger,
 ): ServerInterceptor {
   return (method, call) => {
@@ -63,10 +63,17 @@ export function authInterceptor(
         }
         if (!checked) {
           checked = true;
+          let lookup: Promise<void> | void;
           try {
-            checkRequest(principal!, rule, path, message, jobQueue);
+            lookup = checkRequest(principal!, rule, path, message, jobQueue);
           } catch (error) {
             return reject(error);
+          }
+          // A job's queue is read from the store: the message waits for it (grpc-js holds the
+          // half-close until `next`); the call is unary, so no later message can overtake it.
+          if (lookup) {
+            lookup.then(() => next(message), reject);
+            return;
           }
         }
         next(message);

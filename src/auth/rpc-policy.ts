@@ -107,11 +107,16 @@ export function checkScope(principal: Principal, rule: RpcRule, path: string): v
   }
 }
 
+/** A job's queue by id (undefined when there is no such job); a store read, so it may be async. */
+export type JobQueueLookup = (id: string) => string | undefined | Promise<string | undefined>;
+
 /**
  * With the first request message: its queues must be allowed. `jobQueue` finds a job's
  * queue by id (undefined when there is no such job: the handler answers NOT_FOUND itself).
+ * Returns a promise only when it had to wait for `jobQueue` (job rules); it throws or rejects
+ * with the refusal.
  */
-export function checkRequest(principal: Principal, rule: RpcRule, path: string, req: any, jobQueue: (id: string) => string | undefined): void {
+export function checkRequest(principal: Principal, rule: RpcRule, path: string, req: any, jobQueue: JobQueueLookup): void | Promise<void> {
   if (rule.kind === 'queue') {
     if (rule.scopes.some((s) => principal.unrestricted(s))) return;
     const queues = rule.queues(req);
@@ -128,8 +133,11 @@ export function checkRequest(principal: Principal, rule: RpcRule, path: string, 
     if (rule.scopes.some((s) => principal.unrestricted(s))) return;
     const id = String(rule.id(req) ?? '');
     if (!id || id.length > 64) return; // the handler rejects it as INVALID_ARGUMENT / NOT_FOUND
+    const allowed = (q: string | undefined) => {
+      if (q !== undefined && !rule.scopes.some((s) => principal.allows(s, q))) throw new SluiceError('NOT_FOUND', `job ${id} not found`);
+    };
     const q = jobQueue(id);
-    if (q !== undefined && !rule.scopes.some((s) => principal.allows(s, q))) throw new SluiceError('NOT_FOUND', `job ${id} not found`);
+    return q instanceof Promise ? q.then(allowed) : allowed(q);
   }
 }
 

@@ -7,6 +7,7 @@ import { Authenticator } from './authenticator.js';
 import { checkExposure } from './exposure.js';
 import { watchFiles } from './file-watch.js';
 import { authInterceptor } from './grpc-auth.js';
+import type { JobQueueLookup } from './rpc-policy.js';
 import { HttpAuth } from './http-auth.js';
 import { TlsMaterial } from './tls.js';
 
@@ -23,7 +24,7 @@ export interface Security {
   readonly tls: TlsMaterial | undefined;
   readonly http: HttpAuth;
   /** Interceptors for the gRPC server (none when auth is off). */
-  grpcInterceptors(jobQueue: (id: string) => string | undefined): ServerInterceptor[];
+  grpcInterceptors(jobQueue: JobQueueLookup): ServerInterceptor[];
   grpcCredentials(): ServerCredentials;
   /** Re-reads the auth file and the certificates (SIGHUP; file changes do it by themselves). */
   reload(source: string): void;

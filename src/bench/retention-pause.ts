@@ -56,7 +56,7 @@ try {
       longestBatchMs: Math.round(pass.longestBatchMs * 10) / 10,
       eventLoopDelayMaxMs: Math.round((delay.max / 1e6) * 10) / 10,
       eventLoopDelayP99Ms: Math.round((delay.percentile(99) / 1e6) * 10) / 10,
-      remaining: broker.listQueues().find((q) => q.settings.name === 'old')?.counts.completed,
+      remaining: (await broker.reads.listQueues()).find((q) => q.settings.name === 'old')?.counts.completed,
     }),
   );
   await broker.stop();

@@ -7,11 +7,11 @@ import { SluiceError, echo as quote, failedPrecondition, invalidArgument, notFou
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { openDatabase, closeDatabase, type Db } from '../store/database.js';
 import type { WalSync } from '../store/wal-sync.js';
-import { INHERITS_LEASE_TIMEOUT, INHERITS_MAX_ATTEMPTS, JobStore, type ClaimedJob, type DeadLetterSelection, type JobFilter, type JobRow, type NewJob } from '../store/job-store.js';
+import { INHERITS_LEASE_TIMEOUT, INHERITS_MAX_ATTEMPTS, JobStore, type ClaimedJob, type DeadLetterSelection, type JobRow, type NewJob } from '../store/job-store.js';
 import { GroupCommit } from './group-commit.js';
 import { Dispatcher, type Claim } from './dispatcher.js';
 import { DeadlineTimer } from './deadline-timer.js';
-import { QueueRegistry, type QueueSettings } from './queue-registry.js';
+import { QueueRegistry } from './queue-registry.js';
 import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } from './consume-session.js';
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { WriteHealth } from './write-health.js';
@@ -27,13 +27,12 @@ import { ScheduleStore } from '../store/schedule-store.js';
 import { Scheduler } from './scheduler.js';
 import { ScheduleManager } from './schedules.js';
 import { BrokerMetrics } from '../metrics/broker-metrics.js';
-import { storeFileSizes } from '../store/file-sizes.js';
-import { decodeJobHistory, type HistoryEntry } from '../store/job-history.js';
+import { SqliteReads } from '../store/sqlite-reads.js';
+import { BrokerReads, emptyCounts, type QueueInfo } from './broker-reads.js';
 import { backupDatabase, validateBackupPath } from '../store/backup.js';
 import { Retention, type RetentionPolicy } from './retention.js';
 import { jobLogFields } from './job-log.js';
 import { DispatchLimits } from './dispatch-limits.js';
-import { explainJob, type Explanation } from './explain.js';
 import { hasGroupPolicy, limitsToJson, type QueueLimits } from '../domain/queue-limits.js';
 import { Throughput } from './throughput.js';
 
@@ -100,12 +99,6 @@ export interface ExtendInput {
   progress: string | null;
 }
 
-export interface QueueInfo {
-  settings: QueueSettings;
-  counts: Record<JobState, number>;
-  consumers: number;
-}
-
 /**
  * Broker lifecycle. Changed only through `setState`, which checks the transition.
  * starting -> serving -> draining -> stopped
@@ -141,6 +134,8 @@ export class Broker {
   readonly throughput = new Throughput();
   /** Caps on queued jobs and the disk guard (admission.ts). */
   readonly admission: Admission;
+  /** Jobs, queues, explain, dead-letter summaries: every read of the views, async (broker-reads.ts). */
+  readonly reads: BrokerReads;
   private readonly dispatcher: Dispatcher;
   /** Rate, concurrency and fairness limits of the queues that have them (dispatch-limits.ts). */
   private readonly limits: DispatchLimits;
@@ -223,8 +218,8 @@ export class Broker {
     });
     this.metrics = new BrokerMetrics(
       {
-        queueCounts: () => this.store.countsByQueueAndState(),
-        oldestPendingAgeMs: () => this.oldestPendingAges(),
+        queueCounts: () => this.reads.store.countsByQueueAndState(),
+        oldestPendingAgeMs: () => this.reads.oldestPendingAges(),
         activeLeases: () => this.leaseOwners.size,
         connectedStreams: () => this.sessions.size,
         outstandingCredit: () => {
@@ -233,7 +228,7 @@ export class Broker {
           for (const s of this.sessions.values()) (unused += s.credit.available), (unsettled += s.credit.outstanding);
           return { unused, unsettled };
         },
-        fileSizes: () => storeFileSizes(config.dataFile),
+        fileSizes: () => this.reads.store.storeSizes(),
       },
       { processMetrics: config.httpAddress !== 'off' },
     );
@@ -256,7 +251,16 @@ export class Broker {
       log,
       misfireGraceMs: config.scheduleMisfireGraceMs,
     });
-    this.schedules = new ScheduleManager(scheduleStore, scheduler, this.commits, clock, log);
+    const storeReads = new SqliteReads(this.store, scheduleStore, config.dataFile);
+    this.reads = new BrokerReads({
+      store: storeReads,
+      queues: this.queues,
+      limits: this.limits,
+      consumersOf: (queue) => this.dispatcher.consumersOf(queue),
+      subscribersOf: (queue) => this.dispatcher.subscribersOf(queue),
+      clock,
+    });
+    this.schedules = new ScheduleManager(scheduleStore, storeReads, scheduler, this.commits, clock, log);
   }
 
   /** The store can no longer make writes durable; the process should exit and be restarted. */
@@ -453,12 +457,6 @@ export class Broker {
     return { id, deduplicated: false, state };
   }
 
-  getJob(id: string): JobRow {
-    const row = this.store.get(id);
-    if (!row) throw notFound(`job ${quote(id)} not found`);
-    return row;
-  }
-
   async cancelJob(id: string, reason: string): Promise<JobRow> {
     const outcome = await this.commits.run((now) => {
       const before = this.store.stateAndLease(id);
@@ -483,11 +481,6 @@ export class Broker {
     this.watchers.emit({ jobId: id, state: JobState.Cancelled, attempt: outcome.row.attempt, error: reason || null, at: outcome.row.updated_at });
     if (outcome.changed) this.log.debug({ ...jobLogFields(id, outcome.row.queue, outcome.row.metadata), reason: reason || undefined }, 'job cancelled');
     return outcome.row;
-  }
-
-  /** Every attempt and transition of a job, oldest first. */
-  jobHistory(id: string): HistoryEntry[] {
-    return decodeJobHistory(this.getJob(id));
   }
 
   watchJob(id: string, listener: JobListener): () => void {
@@ -762,18 +755,6 @@ export class Broker {
     else tally.retried++;
   }
 
-  /** Scrape time: the oldest ready job per queue that has any. */
-  private oldestPendingAges(): { queue: string; ageMs: number }[] {
-    const now = this.clock.now();
-    const out: { queue: string; ageMs: number }[] = [];
-    for (const { queue, state } of this.store.countsByQueueAndState()) {
-      if (state !== JobState.Pending) continue;
-      const at = this.store.oldestPendingRunAt(queue);
-      if (at !== undefined) out.push({ queue, ageMs: Math.max(0, now - at) });
-    }
-    return out;
-  }
-
   private onDelivered(claims: readonly Claim[]): void {
     let earliest = Infinity;
     const now = this.clock.now();
@@ -865,29 +846,6 @@ export class Broker {
 
   // --- admin -----------------------------------------------------------------------------
 
-  listQueues(): QueueInfo[] {
-    const counts = new Map<string, Record<JobState, number>>();
-    for (const { queue, state, n } of this.store.countsByQueueAndState()) {
-      let c = counts.get(queue);
-      if (!c) counts.set(queue, (c = emptyCounts()));
-      c[state] = n;
-    }
-    const names = new Set([...this.queues.names(), ...counts.keys()]);
-    return [...names].sort().map((name) => ({
-      settings: this.queues.get(name) ?? this.queues.refresh(name) ?? defaultSettings(name),
-      counts: counts.get(name) ?? emptyCounts(),
-      consumers: this.dispatcher.consumersOf(name),
-    }));
-  }
-
-  getQueue(name: string): QueueInfo {
-    const settings = this.queues.get(name);
-    if (!settings) throw notFound(`queue ${quote(name)} not found (queues exist once a job was enqueued to them)`);
-    const counts = emptyCounts();
-    for (const { state, n } of this.store.countsForQueue(name)) counts[state] = n;
-    return { settings, counts, consumers: this.dispatcher.consumersOf(name) };
-  }
-
   /**
    * A queue exists once a job was enqueued to it or it was created by PauseQueue/UpdateQueue
    * with `createIfMissing`. Anything else is NOT_FOUND, so a typo does not make a new queue.
@@ -910,7 +868,7 @@ export class Broker {
     }
     this.commits.schedule();
     this.log.info({ queue: name, paused }, paused ? 'queue paused' : 'queue resumed');
-    return this.getQueue(name);
+    return this.reads.getQueue(name);
   }
 
   async updateQueue(
@@ -961,7 +919,7 @@ export class Broker {
     if (changes.limits) {
       this.log.info({ queue: name, limits: changes.limits }, 'queue limits changed');
     }
-    return this.getQueue(name);
+    return this.reads.getQueue(name);
   }
 
   /**
@@ -994,24 +952,8 @@ export class Broker {
     }
   }
 
-  /** Why a job is (not) running: structured reasons and a summary line (explain.ts). */
-  explainJob(id: string): Explanation {
-    const row = this.getJob(id);
-    return explainJob(row, {
-      store: this.store,
-      queues: this.queues,
-      limits: this.limits,
-      subscribersOf: (queue) => this.dispatcher.subscribersOf(queue),
-      now: this.clock.now(),
-    });
-  }
-
-  listJobs(filter: JobFilter, limit: number, beforeSeq?: number): JobRow[] {
-    return this.store.list(filter, limit, beforeSeq);
-  }
-
   async replayDeadLetters(selection: DeadLetterSelection): Promise<number> {
-    this.assertDeadLetterSelection(selection);
+    await this.assertDeadLetterSelection(selection);
     const replayed = await this.commits.run((now) => {
       const rows = this.store.replayDead(selection, now);
       for (const { queue, type } of rows) this.dispatcher.markReady(queue, type);
@@ -1022,16 +964,16 @@ export class Broker {
   }
 
   async purgeDeadLetters(selection: DeadLetterSelection): Promise<number> {
-    this.assertDeadLetterSelection(selection);
+    await this.assertDeadLetterSelection(selection);
     const purged = await this.commits.run(() => this.store.purgeDead(selection));
     this.log.info({ count: purged, selection }, 'dead letters purged');
     return purged;
   }
 
-  private assertDeadLetterSelection(selection: DeadLetterSelection & { all?: boolean }): void {
+  private async assertDeadLetterSelection(selection: DeadLetterSelection & { all?: boolean }): Promise<void> {
     if (selection.ids?.length) {
       for (const id of selection.ids) {
-        const job = this.store.stateAndLease(id);
+        const job = await this.reads.store.stateAndLease(id);
         if (!job) throw notFound(`job ${quote(id)} not found`);
         if (job.state !== JobState.Dead) throw failedPrecondition(`job ${quote(id)} is ${job.state}, not dead`);
       }
@@ -1061,16 +1003,6 @@ export class Broker {
     } finally {
       this.backupInFlight = undefined;
     }
-  }
-
-  /** Dead jobs grouped by last error, most frequent first. */
-  deadLetterSummary(queue: string | undefined, limit: number): { message: string; count: number; lastAt: number }[] {
-    return this.store.deadLetterSummary(queue, limit).map((r) => ({ message: r.message, count: r.n, lastAt: r.last_at }));
-  }
-
-  /** Queue name -> when its next pending job became ready (queues with nothing pending are absent). */
-  pendingSince(): Map<string, number> {
-    return new Map(this.store.pendingHeads().map((r) => [r.queue, r.run_at]));
   }
 
   listSessions(): ConsumeSession[] {
@@ -1157,12 +1089,4 @@ function toSluiceError(error: unknown): SluiceError {
   const message = (error as Error).message ?? String(error);
   if (/UNIQUE constraint failed: jobs\.queue, jobs\.dedup_key/.test(message)) return invalidArgument('dedup key conflict');
   return new SluiceError('INTERNAL', message);
-}
-
-function emptyCounts(): Record<JobState, number> {
-  return { scheduled: 0, pending: 0, active: 0, completed: 0, dead: 0, cancelled: 0 };
-}
-
-function defaultSettings(name: string): QueueSettings {
-  return { name, paused: false, maxAttempts: undefined, retry: undefined, leaseTimeoutMs: undefined, retentionMaxAgeMs: undefined, retentionMaxCount: undefined, limits: undefined };
 }

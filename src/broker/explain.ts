@@ -1,5 +1,6 @@
 import { JobState } from '../domain/job-state.js';
-import type { JobRow, JobStore } from '../store/job-store.js';
+import type { StoreReads } from '../store/store-reads.js';
+import type { JobRow } from '../store/types.js';
 import type { DispatchLimits } from './dispatch-limits.js';
 import type { QueueRegistry } from './queue-registry.js';
 
@@ -52,7 +53,7 @@ export interface Explanation {
 const AHEAD_CAP = 10_000;
 
 export interface ExplainSources {
-  store: JobStore;
+  reads: StoreReads;
   queues: QueueRegistry;
   limits: DispatchLimits;
   subscribersOf(queue: string): { types: string[]; workerIds: string[] }[];
@@ -63,7 +64,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 const group = (key: string): string => (key === '' ? 'the group of jobs without a group key' : `group "${key}"`);
 
 /** Reads only: what the broker knows about one job, turned into reasons and one summary line. */
-export function explainJob(row: JobRow, src: ExplainSources): Explanation {
+export async function explainJob(row: JobRow, src: ExplainSources): Promise<Explanation> {
   const reasons: ExplainReason[] = [];
   const attempts = { attempt: row.attempt, maxAttempts: row.max_attempts };
   switch (row.state) {
@@ -108,17 +109,17 @@ export function explainJob(row: JobRow, src: ExplainSources): Explanation {
         lastError: row.last_error ?? '',
         ...attempts,
       });
-      whyNotDelivered(row, src, reasons, false);
+      await whyNotDelivered(row, src, reasons, false);
       break;
     case JobState.Pending:
-      whyNotDelivered(row, src, reasons, true);
+      await whyNotDelivered(row, src, reasons, true);
       break;
   }
   return { id: row.id, state: row.state, summary: summarize(row, reasons), reasons };
 }
 
 /** The reasons that hold a ready (or future) job back, most decisive first. */
-function whyNotDelivered(row: JobRow, src: ExplainSources, reasons: ExplainReason[], pending: boolean): void {
+async function whyNotDelivered(row: JobRow, src: ExplainSources, reasons: ExplainReason[], pending: boolean): Promise<void> {
   const { queue } = row;
   if (src.queues.isPaused(queue)) reasons.push({ code: ExplainCode.QueuePaused, message: `queue "${queue}" is paused` });
   const subs = src.subscribersOf(queue);
@@ -152,7 +153,7 @@ function whyNotDelivered(row: JobRow, src: ExplainSources, reasons: ExplainReaso
     if (limiter.grouped) {
       if (limiter.groupSlots && !limiter.groupSlots.hasRoom(key)) {
         const held = limiter.groupSlots.held(key);
-        const retrying = limiter.holdsRetries ? src.store.limits.retryingInGroup(queue, key) : undefined;
+        const retrying = limiter.holdsRetries ? await src.reads.retryingInGroup(queue, key) : undefined;
         if (retrying && retrying.seq < row.seq) {
           reasons.push({
             code: ExplainCode.GroupOrder,
@@ -175,7 +176,7 @@ function whyNotDelivered(row: JobRow, src: ExplainSources, reasons: ExplainReaso
         const r = limiter.rateOf(key)!;
         reasons.push({ code: ExplainCode.GroupRateLimit, message: `rate limit of ${group(key)} (${r.count} per ${r.intervalMs} ms): next token at ${iso(at)}`, at, limit: r.count, groupKey: key });
       }
-      const aheadInGroup = src.store.limits.groupAhead(queue, key, row.priority, row.seq, AHEAD_CAP);
+      const aheadInGroup = await src.reads.groupAhead(queue, key, row.priority, row.seq, AHEAD_CAP);
       if (aheadInGroup > 0) {
         const bound = aheadInGroup >= AHEAD_CAP;
         reasons.push({
@@ -188,7 +189,7 @@ function whyNotDelivered(row: JobRow, src: ExplainSources, reasons: ExplainReaso
       }
     }
   }
-  const ahead = src.store.limits.readyAhead(queue, row.priority, row.seq, AHEAD_CAP);
+  const ahead = await src.reads.readyAhead(queue, row.priority, row.seq, AHEAD_CAP);
   if (ahead > 0 && !(limiter?.grouped)) {
     const bound = ahead >= AHEAD_CAP;
     reasons.push({

@@ -4,7 +4,9 @@ import { compileCron, validateTimezone } from '../domain/cron.js';
 import { SluiceError, invalidArgument, notFound } from '../domain/errors.js';
 import { validateQueueName } from '../domain/names.js';
 import type { Logger } from '../log.js';
-import { isDuplicateName, type CatchUpPolicy, type OverlapPolicy, type RunRow, type ScheduleRow, type ScheduleStore } from '../store/schedule-store.js';
+import { isDuplicateName, type ScheduleStore } from '../store/schedule-store.js';
+import type { StoreReads } from '../store/store-reads.js';
+import type { CatchUpPolicy, OverlapPolicy, RunRow, ScheduleRow } from '../store/types.js';
 import type { GroupCommit } from './group-commit.js';
 import { nextFireTime, upcomingFireTimes } from './schedule-plan.js';
 import { parseTemplate, serializeTemplate, type JobTemplate } from './schedule-template.js';
@@ -41,6 +43,8 @@ export const MAX_UPCOMING = 100;
 export class ScheduleManager {
   constructor(
     private readonly store: ScheduleStore,
+    /** Reads outside a write (get, list, runs): async, see store/store-reads.ts. */
+    private readonly reads: StoreReads,
     private readonly scheduler: Scheduler,
     private readonly commits: GroupCommit,
     private readonly clock: Clock,
@@ -131,12 +135,14 @@ export class ScheduleManager {
     this.log.info({ scheduleId: row.id, schedule: row.name }, 'schedule deleted');
   }
 
-  get(ref: ScheduleRef): ScheduleRow {
-    return this.resolve(ref);
+  async get(ref: ScheduleRef): Promise<ScheduleRow> {
+    const row = ref.id !== undefined ? await this.reads.getSchedule(ref.id) : await this.reads.getScheduleByName(ref.name!);
+    if (!row) throw scheduleNotFound(ref);
+    return row;
   }
 
-  list(limit: number, afterName?: string): ScheduleRow[] {
-    return this.store.list(limit, afterName);
+  list(limit: number, afterName?: string): Promise<ScheduleRow[]> {
+    return this.reads.listSchedules(limit, afterName);
   }
 
   /** The next `n` fire times (from the stored next one; empty when none is left). */
@@ -151,11 +157,16 @@ export class ScheduleManager {
       const row = this.resolve(ref);
       return this.scheduler.fireOnce(row, now, 'manual', now);
     });
-    return this.store.getRun(seq!)!;
+    return (await this.reads.getScheduleRun(seq!))!;
   }
 
-  runs(ref: ScheduleRef, limit: number, beforeSeq?: number): RunRow[] {
-    return this.store.listRuns(this.resolve(ref).id, limit, beforeSeq);
+  async runs(ref: ScheduleRef, limit: number, beforeSeq?: number): Promise<RunRow[]> {
+    return this.reads.listScheduleRuns((await this.get(ref)).id, limit, beforeSeq);
+  }
+
+  /** The latest runs of a schedule just read (a listing's rows): no lookup of the schedule again. */
+  recentRuns(row: ScheduleRow, limit: number): Promise<RunRow[]> {
+    return this.reads.listScheduleRuns(row.id, limit);
   }
 
   private write<T>(work: (now: number) => T): Promise<T> {
@@ -171,7 +182,7 @@ export class ScheduleManager {
 
   private resolve(ref: ScheduleRef): ScheduleRow {
     const row = ref.id !== undefined ? this.store.get(ref.id) : this.store.getByName(ref.name!);
-    if (!row) throw notFound(ref.id !== undefined ? `schedule ${ref.id} not found` : `schedule named ${JSON.stringify(ref.name)} not found`);
+    if (!row) throw scheduleNotFound(ref);
     return row;
   }
 
@@ -197,6 +208,10 @@ export class ScheduleManager {
   private firstFire(row: Pick<ScheduleRow, 'cron' | 'timezone' | 'last_fire_at' | 'start_at' | 'end_at'>, now: number): number | undefined {
     return nextFireTime(compileCron(row.cron, row.timezone), Math.max(now, row.last_fire_at ?? -Infinity), row.start_at, row.end_at);
   }
+}
+
+function scheduleNotFound(ref: ScheduleRef): SluiceError {
+  return notFound(ref.id !== undefined ? `schedule ${ref.id} not found` : `schedule named ${JSON.stringify(ref.name)} not found`);
 }
 
 function alreadyExists(name: string): SluiceError {

@@ -1,12 +1,13 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import type { Broker, QueueInfo } from '../broker/broker.js';
+import type { Broker } from '../broker/broker.js';
+import type { QueueInfo } from '../broker/broker-reads.js';
 import { validateRetryPolicy } from '../domain/backoff.js';
 import { invalidArgument } from '../domain/errors.js';
 import { JobState } from '../domain/job-state.js';
 import { validateJobId } from '../domain/job-id.js';
 import { MAX_DURATION_MS, inRange } from '../domain/ranges.js';
 import { validateQueueName, validateTypeName } from '../domain/names.js';
-import type { DeadLetterSelection, JobRow } from '../store/job-store.js';
+import type { DeadLetterSelection, JobRow } from '../store/types.js';
 import type { Logger } from '../log.js';
 import type {
   AdminServiceServer,
@@ -85,8 +86,8 @@ function deadLetterSelection(filter: DeadLetterFilter | undefined): DeadLetterSe
 
 export function adminService(broker: Broker, log: Logger): AdminServiceServer {
   return {
-    listQueues: unary(log, 'ListQueues', () => ({ queues: broker.listQueues().map((q) => queueToWire(q, broker)) })),
-    getQueue: unary(log, 'GetQueue', (req: { queue: string }) => queueToWire(broker.getQueue(validateQueueName(req.queue)), broker)),
+    listQueues: unary(log, 'ListQueues', async () => ({ queues: (await broker.reads.listQueues()).map((q) => queueToWire(q, broker)) })),
+    getQueue: unary(log, 'GetQueue', async (req: { queue: string }) => queueToWire(await broker.reads.getQueue(validateQueueName(req.queue)), broker)),
     pauseQueue: unary(log, 'PauseQueue', async (req) => queueToWire(await broker.setPaused(validateQueueName(req.queue), true, req.createIfMissing), broker)),
     resumeQueue: unary(log, 'ResumeQueue', async (req: { queue: string }) => queueToWire(await broker.setPaused(validateQueueName(req.queue), false), broker)),
     updateQueue: unary(log, 'UpdateQueue', async (req) => {
@@ -111,9 +112,9 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
       await broker.deleteQueue(validateQueueName(req.queue));
       return {};
     }),
-    listJobs: unary(log, 'ListJobs', (req) => {
+    listJobs: unary(log, 'ListJobs', async (req) => {
       const size = pageSize(req.pageSize);
-      const rows = broker.listJobs(
+      const rows = await broker.reads.listJobs(
         {
           queue: req.queue ? validateQueueName(req.queue) : undefined,
           state: stateFilterFromWire(req.state),
@@ -125,9 +126,9 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
       );
       return page(rows, size);
     }),
-    listDeadLetters: unary(log, 'ListDeadLetters', (req) => {
+    listDeadLetters: unary(log, 'ListDeadLetters', async (req) => {
       const size = pageSize(req.pageSize);
-      const rows = broker.listJobs(
+      const rows = await broker.reads.listJobs(
         { queue: req.queue ? validateQueueName(req.queue) : undefined, state: JobState.Dead, type: req.type ? validateTypeName(req.type) : undefined },
         size,
         decodePageToken(req.pageToken),
@@ -136,10 +137,10 @@ export function adminService(broker: Broker, log: Logger): AdminServiceServer {
     }),
     replayDeadLetters: unary(log, 'ReplayDeadLetters', async (req) => ({ replayed: await broker.replayDeadLetters(deadLetterSelection(req.filter)) })),
     purgeDeadLetters: unary(log, 'PurgeDeadLetters', async (req) => ({ purged: await broker.purgeDeadLetters(deadLetterSelection(req.filter)) })),
-    getJobHistory: unary(log, 'GetJobHistory', (req) => {
+    getJobHistory: unary(log, 'GetJobHistory', async (req) => {
       if (!req.id) throw invalidArgument('id is required');
       return {
-        entries: broker.jobHistory(req.id).map((e) => ({
+        entries: (await broker.reads.jobHistory(req.id)).map((e) => ({
           at: new Date(e.at),
           kind: e.kind,
           attempt: e.attempt,

@@ -1,5 +1,6 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Broker, EnqueueOutcome } from '../broker/broker.js';
+import type { JobChange } from '../broker/job-watchers.js';
 import { echo, invalidArgument } from '../domain/errors.js';
 import { JobState, isTerminal } from '../domain/job-state.js';
 import { validateJobId } from '../domain/job-id.js';
@@ -87,20 +88,24 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
     enqueueStream: enqueueStream(broker, log),
 
     getJob(call: ServerUnaryCall<GetJobRequest, Job>, callback: sendUnaryData<Job>) {
-      try {
-        callback(null, jobToWire(broker.getJob(validateJobId(call.request.id))));
-      } catch (error) {
-        fail(callback, error, { rpc: 'GetJob', jobId: echo(call.request.id) });
-      }
+      Promise.resolve()
+        .then(() => broker.reads.getJob(validateJobId(call.request.id)))
+        .then(
+          (row) => callback(null, jobToWire(row)),
+          (error) => fail(callback, error, { rpc: 'GetJob', jobId: echo(call.request.id) }),
+        );
     },
 
     explainJob(call: ServerUnaryCall<ExplainJobRequest, ExplainJobResponse>, callback: sendUnaryData<ExplainJobResponse>) {
-      try {
-        if (!call.request.id) throw invalidArgument('id is required');
-        callback(null, explanationToWire(broker.explainJob(call.request.id)));
-      } catch (error) {
-        fail(callback, error, { rpc: 'ExplainJob', jobId: call.request.id });
-      }
+      Promise.resolve()
+        .then(() => {
+          if (!call.request.id) throw invalidArgument('id is required');
+          return broker.reads.explainJob(call.request.id);
+        })
+        .then(
+          (explanation) => callback(null, explanationToWire(explanation)),
+          (error) => fail(callback, error, { rpc: 'ExplainJob', jobId: call.request.id }),
+        );
     },
 
     cancelJob(call: ServerUnaryCall<CancelJobRequest, Job>, callback: sendUnaryData<Job>) {
@@ -119,50 +124,67 @@ export function producerService(broker: Broker, log: Logger): ProducerServiceSer
     watchJob(call: ServerWritableStream<WatchJobRequest, JobEvent>) {
       const { id } = call.request;
       let unwatch: (() => void) | undefined;
+      let ended = false;
       const stop = () => {
         unwatch?.();
         unwatch = undefined;
       };
+      const end = () => {
+        ended = true;
+        stop();
+        call.end();
+      };
+      const send = (change: JobChange) => {
+        if (ended) return;
+        call.write({
+          jobId: change.jobId,
+          state: stateToWire(change.state),
+          attempt: change.attempt,
+          progress: jsonValue(change.progress ?? null),
+          result: jsonValue(change.result ?? null),
+          error: change.error ?? '',
+          at: new Date(change.at),
+        });
+        if (isTerminal(change.state)) end();
+      };
       call.on('cancelled', stop);
       call.on('close', stop);
+      // Changes that arrive before the current state is written wait for it, in order.
+      let early: JobChange[] | undefined = [];
       try {
         validateJobId(id);
-        // Watch first, then read: no change can slip between the two (both synchronous).
-        unwatch = broker.watchJob(id, (change) => {
-          call.write({
-            jobId: change.jobId,
-            state: stateToWire(change.state),
-            attempt: change.attempt,
-            progress: jsonValue(change.progress ?? null),
-            result: jsonValue(change.result ?? null),
-            error: change.error ?? '',
-            at: new Date(change.at),
-          });
-          if (isTerminal(change.state)) {
-            stop();
-            call.end();
-          }
-        });
-        const row = broker.getJob(id);
-        call.write({
-          jobId: row.id,
-          state: stateToWire(row.state),
-          attempt: row.attempt,
-          progress: jsonValue(row.progress),
-          result: jsonValue(row.result),
-          // Only an error that explains this state: a completed or running job's last error
-          // belongs to an earlier, failed attempt (it stays in the job's error history).
-          error: row.state === JobState.Completed || row.state === JobState.Active ? '' : (row.last_error ?? ''),
-          at: new Date(row.updated_at),
-        });
-        if (isTerminal(row.state)) {
-          stop();
-          call.end();
-        }
+        // Watch first, then read: no change can slip between the two.
+        unwatch = broker.watchJob(id, (change) => (early ? early.push(change) : send(change)));
       } catch (error) {
         stop();
         call.emit('error', toServiceError(error, log, { rpc: 'WatchJob', jobId: echo(id) }));
+        return;
       }
+      broker.reads.getJob(id).then(
+        (row) => {
+          const waiting = early ?? [];
+          early = undefined;
+          if (ended || !unwatch) return; // the caller went away while the job was read
+          call.write({
+            jobId: row.id,
+            state: stateToWire(row.state),
+            attempt: row.attempt,
+            progress: jsonValue(row.progress),
+            result: jsonValue(row.result),
+            // Only an error that explains this state: a completed or running job's last error
+            // belongs to an earlier, failed attempt (it stays in the job's error history).
+            error: row.state === JobState.Completed || row.state === JobState.Active ? '' : (row.last_error ?? ''),
+            at: new Date(row.updated_at),
+          });
+          if (isTerminal(row.state)) return end();
+          for (const change of waiting) send(change);
+        },
+        (error) => {
+          early = undefined;
+          stop();
+          call.emit('error', toServiceError(error, log, { rpc: 'WatchJob', jobId: echo(id) }));
+        },
+      );
     },
   };
 }

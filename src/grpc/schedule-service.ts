@@ -4,8 +4,7 @@ import { SCHEDULE_DEFAULTS, definitionOf, type ScheduleDefinition, type Schedule
 import type { JobTemplate } from '../broker/schedule-template.js';
 import { SluiceError, invalidArgument } from '../domain/errors.js';
 import type { Logger } from '../log.js';
-import type { CatchUpPolicy, OverlapPolicy, RunRow, ScheduleRow } from '../store/schedule-store.js';
-import { runDurationMs, runJobId } from '../store/schedule-store.js';
+import { runDurationMs, runJobId, type CatchUpPolicy, type OverlapPolicy, type RunRow, type ScheduleRow } from '../store/types.js';
 import type { EnqueueRequest } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 import { JobState as WireJobState } from '../../clients/typescript/src/gen/sluice/v1/job.js';
 import {
@@ -234,21 +233,21 @@ export function scheduleService(broker: Broker, log: Logger): ScheduleServiceSer
       await schedules.delete(ref(req));
       return {};
     }),
-    getSchedule: unary(log, 'GetSchedule', (req) => {
-      return view(schedules.get(ref(req)), upcomingCount(req.upcomingCount));
+    getSchedule: unary(log, 'GetSchedule', async (req) => {
+      return view(await schedules.get(ref(req)), upcomingCount(req.upcomingCount));
     }),
-    listSchedules: unary(log, 'ListSchedules', (req) => {
+    listSchedules: unary(log, 'ListSchedules', async (req) => {
       const size = pageSize(req.pageSize);
-      const rows = schedules.list(size, decodeNameToken(req.pageToken));
+      const rows = await schedules.list(size, decodeNameToken(req.pageToken));
       return {
         schedules: rows.map((row) => scheduleToWire(row, row.next_fire_at === null ? [] : [row.next_fire_at])),
         nextPageToken: rows.length === size ? encodeNameToken(rows[rows.length - 1]!.name) : '',
       };
     }),
     triggerSchedule: unary(log, 'TriggerSchedule', async (req) => runToWire(await schedules.trigger(ref(req)))),
-    listScheduleRuns: unary(log, 'ListScheduleRuns', (req) => {
+    listScheduleRuns: unary(log, 'ListScheduleRuns', async (req) => {
       const size = pageSize(req.pageSize);
-      const runs = schedules.runs(ref(req), size, decodePageToken(req.pageToken));
+      const runs = await schedules.runs(ref(req), size, decodePageToken(req.pageToken));
       return { runs: runs.map(runToWire), nextPageToken: runs.length === size ? encodePageToken(runs[runs.length - 1]!.seq) : '' };
     }),
   };

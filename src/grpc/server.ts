@@ -49,13 +49,12 @@ export interface GrpcServer {
 }
 
 export async function startGrpcServer(broker: Broker, address: string, log: Logger, security?: Security): Promise<GrpcServer> {
-  const jobQueue = (id: string) => {
-    try {
-      return broker.getJob(id).queue;
-    } catch {
-      return undefined;
-    }
-  };
+  // A job's queue for the auth check; undefined when there is no such job (the handler answers NOT_FOUND).
+  const jobQueue = (id: string): Promise<string | undefined> =>
+    broker.reads.store.getJob(id).then(
+      (row) => row?.queue,
+      () => undefined,
+    );
   const server = new Server({
     // Authentication and authorization of every call (src/auth/rpc-policy.ts); none when auth is off.
     interceptors: security?.grpcInterceptors(jobQueue) ?? [],

@@ -11,18 +11,21 @@ export interface QueueTally {
   cancelled: number;
 }
 
-/** What the broker answers at scrape time (cheap reads: in-memory state and the kept counts). */
+/**
+ * What the broker answers at scrape time (cheap reads: in-memory state and the kept counts).
+ * Store reads are async (store/store-reads.ts); prom-client awaits a collect that returns a promise.
+ */
 export interface MetricsSource {
   /** Jobs per (queue, state), from the counts the store keeps by trigger (no table scan). */
-  queueCounts(): { queue: string; state: JobState; n: number }[];
+  queueCounts(): Promise<{ queue: string; state: JobState; n: number }[]>;
   /** Age in ms of the oldest ready (pending) job per queue, by a few index seeks. */
-  oldestPendingAgeMs(): { queue: string; ageMs: number }[];
+  oldestPendingAgeMs(): Promise<{ queue: string; ageMs: number }[]>;
   activeLeases(): number;
   connectedStreams(): number;
   /** Unused credit plus unsettled deliveries over all streams. */
   outstandingCredit(): { unused: number; unsettled: number };
   /** Sizes in bytes of the database file and its write-ahead log. */
-  fileSizes(): { db: number; wal: number };
+  fileSizes(): Promise<{ db: number; wal: number }>;
 }
 
 const TALLY_FIELDS: readonly (keyof QueueTally)[] = ['enqueued', 'started', 'completed', 'retried', 'deadLettered', 'cancelled'];
@@ -90,10 +93,11 @@ export class BrokerMetrics {
       help: 'Jobs per queue and state (kept counts, read at scrape time)',
       labelNames: ['queue', 'state'],
       registers,
-      collect() {
+      async collect() {
+        const counts = await source.queueCounts();
         this.reset();
         const seen = new Set<string>();
-        for (const { queue, state, n } of source.queueCounts()) {
+        for (const { queue, state, n } of counts) {
           if (!seen.has(queue)) {
             seen.add(queue);
             for (const s of ALL_JOB_STATES) this.set({ queue, state: s }, 0);
@@ -107,9 +111,10 @@ export class BrokerMetrics {
       help: 'Age of the oldest job ready to run per queue (0 when none is waiting)',
       labelNames: ['queue'],
       registers,
-      collect() {
+      async collect() {
+        const ages = await source.oldestPendingAgeMs();
         this.reset();
-        for (const { queue, ageMs } of source.oldestPendingAgeMs()) this.set({ queue }, ageMs / 1000);
+        for (const { queue, ageMs } of ages) this.set({ queue }, ageMs / 1000);
       },
     });
     new Gauge({
@@ -144,8 +149,8 @@ export class BrokerMetrics {
       help: 'Size of the SQLite database file (file="db") and of its write-ahead log (file="wal")',
       labelNames: ['file'],
       registers,
-      collect() {
-        const { db, wal } = source.fileSizes();
+      async collect() {
+        const { db, wal } = await source.fileSizes();
         this.set({ file: 'db' }, db);
         this.set({ file: 'wal' }, wal);
       },

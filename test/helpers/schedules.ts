@@ -85,8 +85,8 @@ export async function runClockUntil(clock: ManualClock, broker: Broker, until: n
 }
 
 /** Jobs of a queue, oldest first (in-process broker). */
-export function jobsOf(broker: Broker, queue: string): JobRow[] {
-  return broker.listJobs({ queue }, 100_000).reverse();
+export async function jobsOf(broker: Broker, queue: string): Promise<JobRow[]> {
+  return (await broker.reads.listJobs({ queue }, 100_000)).reverse();
 }
 
 export function fireTimeOf(job: Pick<JobRow, 'metadata'>): string {

@@ -30,17 +30,18 @@ export function deadLetterRoutes({ broker }: ApiContext): Route[] {
       path: '/dead-letters',
       scopes: ['read'],
       queue: (c) => c.url.searchParams.get('queue') || undefined,
-      handle: ({ url }) => {
+      handle: async ({ url }) => {
         const q = queryParams(url, ['queue', 'type', 'limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
         const queue = q.queue ? validateQueueName(q.queue) : undefined;
         const type = q.type ? validateTypeName(q.type) : undefined;
         const cursor = decodePageToken(q.cursor ?? '', 'cursor');
-        return {
-          ...jobPage(broker.listJobs({ queue, type, state: JobState.Dead }, size, cursor), size),
+        const [rows, groups] = await Promise.all([
+          broker.reads.listJobs({ queue, type, state: JobState.Dead }, size, cursor),
           // The grouping is over every dead job of the queue, not just this page.
-          errors: broker.deadLetterSummary(queue, SUMMARY_GROUPS).map((g) => ({ ...g, lastAt: new Date(g.lastAt).toISOString() })),
-        };
+          broker.reads.deadLetterSummary(queue, SUMMARY_GROUPS),
+        ]);
+        return { ...jobPage(rows, size), errors: groups.map((g) => ({ ...g, lastAt: new Date(g.lastAt).toISOString() })) };
       },
     },
     {

@@ -30,6 +30,8 @@ interface Feed {
 export class LiveFeed {
   private readonly feeds = new Set<Feed>();
   private timer: NodeJS.Timeout | undefined;
+  /** A tick's snapshot is being read: the next tick is skipped rather than overlapping it. */
+  private ticking = false;
   private lastState = '';
   private lastSentAt = 0;
 
@@ -42,9 +44,13 @@ export class LiveFeed {
     return this.feeds.size;
   }
 
-  open(res: ServerResponse, jobId: string | undefined): void {
+  async open(res: ServerResponse, jobId: string | undefined): Promise<void> {
     if (this.feeds.size >= MAX_FEEDS) throw new HttpError(503, 'TOO_MANY_FEEDS', `${MAX_FEEDS} live feeds are open already; close a dashboard tab`, { 'retry-after': '5' });
-    if (jobId !== undefined) this.broker.getJob(jobId); // 404 before the stream starts
+    if (jobId !== undefined) await this.broker.reads.getJob(jobId); // 404 before the stream starts
+    // The newest state at once, so a page is current from its first frame (read before the
+    // headers: a failed read is still an error answer, not a broken stream).
+    const first = (await this.snapshot()).message;
+    if (res.destroyed) return; // gone while we read: its 'close' has fired already
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -55,8 +61,7 @@ export class LiveFeed {
     this.feeds.add(feed);
     res.on('close', () => this.close(feed));
     res.write(`retry: 3000\n\n`);
-    // The newest state at once, so a page is current from its first frame.
-    res.write(this.snapshot().message);
+    res.write(first);
     if (jobId !== undefined) {
       feed.unwatch = this.broker.watchJob(jobId, (change) => {
         feed.pending = change;
@@ -90,9 +95,15 @@ export class LiveFeed {
       for (const feed of [...this.feeds]) feed.res.end();
       return;
     }
+    if (this.ticking) return;
+    this.ticking = true;
+    void this.send().finally(() => (this.ticking = false));
+  }
+
+  private async send(): Promise<void> {
     let message: string;
     try {
-      const snap = this.snapshot();
+      const snap = await this.snapshot();
       // Unchanged and idle: nothing to say.
       message = snap.stateText === this.lastState && snap.quiet ? '' : snap.message;
       this.lastState = snap.stateText;
@@ -110,13 +121,13 @@ export class LiveFeed {
   }
 
   /** A `counts` message: queues with counts, worker totals and the last second's throughput. */
-  private snapshot(): { message: string; stateText: string; quiet: boolean } {
+  private async snapshot(): Promise<{ message: string; stateText: string; quiet: boolean }> {
     const broker = this.broker;
     const now = broker.clock.now();
-    const since = broker.pendingSince();
+    const [since, queues] = await Promise.all([broker.reads.pendingSince(), broker.reads.listQueues()]);
     const sessions = broker.listSessions();
     const state = {
-      queues: broker.listQueues().map((q) => queueJson(q, broker.config, since.get(q.settings.name))),
+      queues: queues.map((q) => queueJson(q, broker.config, since.get(q.settings.name))),
       workers: sessions.length,
       inFlight: sessions.reduce((n, s) => n + s.leases.size, 0),
     };
@@ -140,7 +151,7 @@ export function eventRoutes(feed: LiveFeed): Route[] {
       handle: ({ url, res }) => {
         const q = queryParams(url, ['job']);
         if (q.job === '') throw new SluiceError('INVALID_ARGUMENT', 'job must name a job id');
-        feed.open(res, q.job);
+        return feed.open(res, q.job);
       },
     },
   ];

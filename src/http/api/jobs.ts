@@ -2,7 +2,7 @@ import { decodePageToken, encodePageToken, jobFilter, pageSize } from '../../bro
 import { SluiceError, echo as quote, invalidArgument, notFound } from '../../domain/errors.js';
 import type { Broker } from '../../broker/broker.js';
 import type { ApiScope, Call } from './route.js';
-import type { JobRow } from '../../store/job-store.js';
+import type { JobRow } from '../../store/types.js';
 import type { ApiContext, Route } from './route.js';
 import { intParam, onlyFields, optionalString, queryParams, readJsonBody } from './request.js';
 import { explanationJson, historyJson, jobJson, jobSummaryJson } from './views.js';
@@ -23,8 +23,8 @@ const MAX_REASON = 1000;
  * of other queues' jobs cannot be probed (a caller without the scope on any queue was refused
  * with 403 by the router already).
  */
-function visibleJob(broker: Broker, authorize: Call['authorize'], scopes: readonly ApiScope[], id: string) {
-  const row = broker.getJob(id);
+async function visibleJob(broker: Broker, authorize: Call['authorize'], scopes: readonly ApiScope[], id: string): Promise<JobRow> {
+  const row = await broker.reads.getJob(id);
   try {
     authorize(scopes, row.queue);
   } catch (error) {
@@ -41,11 +41,11 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       path: '/jobs',
       scopes: ['read'],
       queue: (c) => c.url.searchParams.get('queue') || undefined,
-      handle: ({ url }) => {
+      handle: async ({ url }) => {
         const q = queryParams(url, ['queue', 'state', 'type', 'group', 'limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
         const filter = jobFilter({ queue: q.queue, state: q.state, type: q.type, groupKey: q.group });
-        return jobPage(broker.listJobs(filter, size, decodePageToken(q.cursor ?? '', 'cursor')), size);
+        return jobPage(await broker.reads.listJobs(filter, size, decodePageToken(q.cursor ?? '', 'cursor')), size);
       },
     },
     {
@@ -53,9 +53,9 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       path: '/jobs/:id',
       scopes: ['read', 'produce'],
       queue: 'self',
-      handle: ({ url, params, authorize }) => {
+      handle: async ({ url, params, authorize }) => {
         queryParams(url, []);
-        return jobJson(visibleJob(broker, authorize, ['read', 'produce'], params.id!));
+        return jobJson(await visibleJob(broker, authorize, ['read', 'produce'], params.id!));
       },
     },
     {
@@ -64,10 +64,10 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       path: '/jobs/:id/history',
       scopes: ['read'],
       queue: 'self',
-      handle: ({ url, params, authorize }) => {
+      handle: async ({ url, params, authorize }) => {
         queryParams(url, []);
-        visibleJob(broker, authorize, ['read'], params.id!);
-        return { entries: broker.jobHistory(params.id!).map(historyJson) };
+        await visibleJob(broker, authorize, ['read'], params.id!);
+        return { entries: (await broker.reads.jobHistory(params.id!)).map(historyJson) };
       },
     },
     {
@@ -76,10 +76,10 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       path: '/jobs/:id/explain',
       scopes: ['read', 'produce'],
       queue: 'self',
-      handle: ({ url, params, authorize }) => {
+      handle: async ({ url, params, authorize }) => {
         queryParams(url, []);
-        visibleJob(broker, authorize, ['read', 'produce'], params.id!);
-        return explanationJson(broker.explainJob(params.id!));
+        await visibleJob(broker, authorize, ['read', 'produce'], params.id!);
+        return explanationJson(await broker.reads.explainJob(params.id!));
       },
     },
     {
@@ -88,7 +88,7 @@ export function jobRoutes({ broker }: ApiContext): Route[] {
       scopes: ['produce', 'admin'],
       queue: 'self',
       handle: async ({ req, params, authorize }) => {
-        visibleJob(broker, authorize, ['produce', 'admin'], params.id!);
+        await visibleJob(broker, authorize, ['produce', 'admin'], params.id!);
         const body = await readJsonBody(req);
         onlyFields(body, ['reason']);
         const reason = optionalString(body, 'reason') ?? '';

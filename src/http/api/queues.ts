@@ -4,7 +4,10 @@ import { onlyFields, queryParams, readJsonBody } from './request.js';
 import { queueJson } from './views.js';
 
 export function queueRoutes({ broker }: ApiContext): Route[] {
-  const one = (name: string) => queueJson(broker.getQueue(name), broker.config, broker.pendingSince().get(name));
+  const one = async (name: string) => {
+    const [queue, since] = await Promise.all([broker.reads.getQueue(name), broker.reads.pendingSince()]);
+    return queueJson(queue, broker.config, since.get(name));
+  };
   const setPaused = (paused: boolean): Route['handle'] => async ({ req, params }) => {
     onlyFields(await readJsonBody(req), []);
     const name = validateQueueName(params.name!);
@@ -17,10 +20,10 @@ export function queueRoutes({ broker }: ApiContext): Route[] {
       method: 'GET',
       path: '/queues',
       scopes: ['read'],
-      handle: ({ url }) => {
+      handle: async ({ url }) => {
         queryParams(url, []);
-        const since = broker.pendingSince();
-        return { queues: broker.listQueues().map((q) => queueJson(q, broker.config, since.get(q.settings.name))) };
+        const [since, queues] = await Promise.all([broker.reads.pendingSince(), broker.reads.listQueues()]);
+        return { queues: queues.map((q) => queueJson(q, broker.config, since.get(q.settings.name))) };
       },
     },
     {

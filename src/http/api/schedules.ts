@@ -1,6 +1,6 @@
 import { DEFAULT_UPCOMING, decodeNameToken, decodePageToken, encodeNameToken, encodePageToken, pageSize, upcomingCount } from '../../broker/admin-input.js';
 import type { ScheduleRef } from '../../broker/schedules.js';
-import type { ScheduleRow } from '../../store/schedule-store.js';
+import type { ScheduleRow } from '../../store/types.js';
 import type { ApiContext, Route } from './route.js';
 import { intParam, onlyFields, queryParams, readJsonBody } from './request.js';
 import { runJson, scheduleJson } from './views.js';
@@ -20,9 +20,9 @@ const RECENT_RUNS = 5;
 export function scheduleRoutes({ broker }: ApiContext): Route[] {
   const schedules = broker.schedules;
   const byId = (id: string): ScheduleRef => ({ id });
-  const view = (row: ScheduleRow, upcoming: number) => ({
+  const view = async (row: ScheduleRow, upcoming: number) => ({
     ...scheduleJson(row, schedules.upcoming(row, upcoming)),
-    recentRuns: schedules.runs(byId(row.id), RECENT_RUNS).map(runJson),
+    recentRuns: (await schedules.recentRuns(row, RECENT_RUNS)).map(runJson),
   });
   const action = (run: (ref: ScheduleRef) => Promise<unknown>): Route['handle'] => async ({ req, params }) => {
     onlyFields(await readJsonBody(req), []);
@@ -33,12 +33,12 @@ export function scheduleRoutes({ broker }: ApiContext): Route[] {
       method: 'GET',
       path: '/schedules',
       scopes: ['read'],
-      handle: ({ url }) => {
+      handle: async ({ url }) => {
         const q = queryParams(url, ['limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
-        const rows = schedules.list(size, decodeNameToken(q.cursor ?? '', 'cursor'));
+        const rows = await schedules.list(size, decodeNameToken(q.cursor ?? '', 'cursor'));
         return {
-          schedules: rows.map((row) => view(row, LIST_UPCOMING)),
+          schedules: await Promise.all(rows.map((row) => view(row, LIST_UPCOMING))),
           nextCursor: rows.length === size ? encodeNameToken(rows[rows.length - 1]!.name) : null,
         };
       },
@@ -47,20 +47,20 @@ export function scheduleRoutes({ broker }: ApiContext): Route[] {
       method: 'GET',
       path: '/schedules/:id',
       scopes: ['read'],
-      handle: ({ url, params }) => {
+      handle: async ({ url, params }) => {
         const q = queryParams(url, ['upcoming']);
         const n = upcomingCount(intParam(q.upcoming, 'upcoming', 0), 'upcoming');
-        return view(schedules.get(byId(params.id!)), n);
+        return view(await schedules.get(byId(params.id!)), n);
       },
     },
     {
       method: 'GET',
       path: '/schedules/:id/runs',
       scopes: ['read'],
-      handle: ({ url, params }) => {
+      handle: async ({ url, params }) => {
         const q = queryParams(url, ['limit', 'cursor']);
         const size = pageSize(intParam(q.limit, 'limit', 0), 'limit');
-        const runs = schedules.runs(byId(params.id!), size, decodePageToken(q.cursor ?? '', 'cursor'));
+        const runs = await schedules.runs(byId(params.id!), size, decodePageToken(q.cursor ?? '', 'cursor'));
         return { runs: runs.map(runJson), nextCursor: runs.length === size ? encodePageToken(runs[runs.length - 1]!.seq) : null };
       },
     },

@@ -1,12 +1,10 @@
 import type { BrokerConfig } from '../../config.js';
-import type { QueueInfo } from '../../broker/broker.js';
+import type { QueueInfo } from '../../broker/broker-reads.js';
 import type { ConsumeSession } from '../../broker/consume-session.js';
-import type { JobRow, StoredJobError } from '../../store/job-store.js';
+import type { HistoryEntry, JobRow, RunRow, ScheduleRow, StoredJobError } from '../../store/types.js';
 import type { PartialRetryPolicy } from '../../domain/backoff.js';
-import type { HistoryEntry } from '../../store/job-history.js';
 import type { Explanation } from '../../broker/explain.js';
-import type { RunRow, ScheduleRow } from '../../store/schedule-store.js';
-import { runDurationMs, runJobId } from '../../store/schedule-store.js';
+import { runDurationMs, runJobId } from '../../store/types.js';
 import { definitionOf } from '../../broker/schedules.js';
 
 /**
