@@ -79,6 +79,16 @@ describe('RPC rules', () => {
     expect(code(() => checkRequest(principal('read:email.*'), ruleFor(path), path, { id }, () => 'email.x'))).toBeUndefined();
     expect(code(() => checkRequest(principal('read:email.*'), ruleFor(path), path, { id }, () => undefined))).toBeUndefined();
   });
+  it('waits for a job queue read from the store, and refuses the same way', async () => {
+    const path = '/sluice.v1.ProducerService/GetJob';
+    const id = '0190a1b2-c3d4-7e5f-8000-000000000001';
+    const check = (queue: string | undefined) => checkRequest(principal('read:email.*'), ruleFor(path), path, { id }, async () => queue);
+    await expect(check('sms')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(check('email.x')).resolves.toBeUndefined();
+    await expect(check(undefined)).resolves.toBeUndefined();
+    // Rules that name their queues in the request never wait.
+    expect(checkRequest(principal('produce:email.*'), ruleFor('/sluice.v1.ProducerService/Enqueue'), '/sluice.v1.ProducerService/Enqueue', { queue: 'email.x' }, async () => 'sms')).toBeUndefined();
+  });
 });
 
 describe('safe defaults', () => {
