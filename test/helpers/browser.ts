@@ -43,15 +43,19 @@ export async function launchBrowser(): Promise<Browser> {
 
 /**
  * Everything that went wrong in the page: console errors, uncaught exceptions, failed
- * requests and HTTP error answers. A live event stream closed by the page when it leaves a
- * view is cancelled (net::ERR_ABORTED), not failed.
+ * requests and HTTP error answers. A GET the browser cancels (net::ERR_ABORTED) is not a
+ * failure: the live event stream closed when the page leaves a view, or a read still in flight
+ * when the test navigates (`page.goto` loads a new document, which aborts the old one's fetches;
+ * the job view refetches its explanation on every live update, so one may be in flight). A
+ * broken answer shows as another error (ERR_EMPTY_RESPONSE, ERR_CONNECTION_RESET) or an HTTP
+ * status, and still counts.
  */
 export function watchProblems(page: Page): string[] {
   const problems: string[] = [];
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('requestfailed', (r) => {
-    const aborted = r.failure()?.errorText === 'net::ERR_ABORTED' && r.url().includes('/api/v1/events');
+    const aborted = r.failure()?.errorText === 'net::ERR_ABORTED' && r.method() === 'GET' && r.url().includes('/api/v1/');
     if (!aborted) problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`));
