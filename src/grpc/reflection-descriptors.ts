@@ -1,27 +1,26 @@
+import { createRequire } from 'node:module';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import { fromBinary, toBinary, type DescFile } from '@bufbuild/protobuf';
-import {
-  FileDescriptorProtoSchema,
-  file_google_protobuf_any,
-  file_google_protobuf_duration,
-  file_google_protobuf_empty,
-  file_google_protobuf_field_mask,
-  file_google_protobuf_struct,
-  file_google_protobuf_timestamp,
-  file_google_protobuf_wrappers,
-  type DescriptorProto,
-  type FileDescriptorProto,
-} from '@bufbuild/protobuf/wkt';
+import type * as Protobuf from '@bufbuild/protobuf';
+import type { DescFile } from '@bufbuild/protobuf';
+import type * as WellKnownTypes from '@bufbuild/protobuf/wkt';
+import type { DescriptorProto, FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 
-const WELL_KNOWN: DescFile[] = [
-  file_google_protobuf_any,
-  file_google_protobuf_duration,
-  file_google_protobuf_empty,
-  file_google_protobuf_field_mask,
-  file_google_protobuf_struct,
-  file_google_protobuf_timestamp,
-  file_google_protobuf_wrappers,
-];
+// @bufbuild/protobuf's descriptor types are only needed when reflection is first used
+// (lazy-reflection.ts), and then synchronously: its CommonJS build, loaded on that call.
+const require = createRequire(import.meta.url);
+
+/** The well-known files that may stand in for protobufjs's merged google.protobuf file. */
+function wellKnownFiles(wkt: typeof WellKnownTypes): DescFile[] {
+  return [
+    wkt.file_google_protobuf_any,
+    wkt.file_google_protobuf_duration,
+    wkt.file_google_protobuf_empty,
+    wkt.file_google_protobuf_field_mask,
+    wkt.file_google_protobuf_struct,
+    wkt.file_google_protobuf_timestamp,
+    wkt.file_google_protobuf_wrappers,
+  ];
+}
 
 /**
  * proto-loader's file descriptors, which @grpc/reflection serves, are not what protoc would
@@ -32,6 +31,10 @@ const WELL_KNOWN: DescFile[] = [
  * canonical google/protobuf/*.proto files in place of protobufjs's merged copy.
  */
 export function linkReflectionDescriptors(definitions: PackageDefinition): PackageDefinition {
+  const { fromBinary, toBinary } = require('@bufbuild/protobuf') as typeof Protobuf;
+  const wkt = require('@bufbuild/protobuf/wkt') as typeof WellKnownTypes;
+  const { FileDescriptorProtoSchema } = wkt;
+  const wellKnown = wellKnownFiles(wkt);
   const files = new Map<string, FileDescriptorProto>();
   const canonical = new Set<string>();
   for (const def of Object.values(definitions)) {
@@ -40,12 +43,12 @@ export function linkReflectionDescriptors(definitions: PackageDefinition): Packa
     for (const bytes of list as Buffer[]) {
       const file = fromBinary(FileDescriptorProtoSchema, bytes);
       if (files.has(file.name)) continue;
-      const wkt = file.package === 'google.protobuf' ? canonicalFiles(file) : undefined;
-      if (!wkt) {
+      const canonicalCopies = file.package === 'google.protobuf' ? canonicalFiles(file, wellKnown) : undefined;
+      if (!canonicalCopies) {
         files.set(file.name, file);
         continue;
       }
-      for (const f of wkt) {
+      for (const f of canonicalCopies) {
         files.set(f.name, f);
         canonical.add(f.name);
       }
@@ -114,11 +117,11 @@ export function linkReflectionDescriptors(definitions: PackageDefinition): Packa
 }
 
 /** The canonical files declaring the types of protobufjs's merged google.protobuf file, or undefined if one is unknown. */
-function canonicalFiles(merged: FileDescriptorProto): FileDescriptorProto[] | undefined {
+function canonicalFiles(merged: FileDescriptorProto, wellKnown: readonly DescFile[]): FileDescriptorProto[] | undefined {
   const found = new Map<string, DescFile>();
   const names = [...merged.messageType.map((m) => m.name), ...merged.enumType.map((e) => e.name)];
   for (const name of names) {
-    const file = WELL_KNOWN.find((f) => f.messages.some((m) => m.name === name) || f.enums.some((e) => e.name === name));
+    const file = wellKnown.find((f) => f.messages.some((m) => m.name === name) || f.enums.some((e) => e.name === name));
     if (!file) return undefined;
     found.set(file.proto.name, file);
   }

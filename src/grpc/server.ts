@@ -2,9 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../log.js';
 import type { Security } from '../auth/security.js';
@@ -16,7 +14,7 @@ import { producerService } from './producer-service.js';
 import { workerService } from './worker-service.js';
 import { adminService } from './admin-service.js';
 import { scheduleService } from './schedule-service.js';
-import { linkReflectionDescriptors } from './reflection-descriptors.js';
+import { addLazyReflection } from './lazy-reflection.js';
 import { guardService, int32Fields } from './decode-guard.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService', 'sluice.v1.ScheduleService'] as const;
@@ -82,12 +80,9 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
   health.addToServer(server);
 
   // Reflection describes our services and the standard ones, so grpcurl needs no .proto file.
-  const protoDir = findProtoDir();
-  const definitions = loadSync(
-    ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', 'sluice/v1/schedule.proto', healthProtoPath],
-    { includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
-  );
-  new ReflectionService(linkReflectionDescriptors(definitions)).addToServer(server);
+  // Built on its first call (lazy-reflection.ts); the proto/ directory is looked up now, so a
+  // broken installation still fails at start.
+  addLazyReflection(server, findProtoDir(), ['sluice/v1/producer.proto', 'sluice/v1/worker.proto', 'sluice/v1/admin.proto', 'sluice/v1/schedule.proto']);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, security?.grpcCredentials() ?? ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));

@@ -38,11 +38,12 @@ export function openDatabase(file: string, synchronous: Synchronous = 'FULL'): O
   db.pragma('busy_timeout = 5000');
   // Temporary b-trees (ORDER BY in admin listings) stay in memory.
   db.pragma('temp_store = MEMORY');
-  // 8 MiB page cache. The hot set is small whatever the backlog (the tail of the table and of
+  // 4 MiB page cache. The hot set is small whatever the backlog (the tail of the table and of
   // jobs_ready where enqueues append, the head of jobs_ready and jobs_leases where dispatch
   // reads); other pages come from the OS cache. A larger cache only fills up with pages of
-  // freshly inserted jobs and shows up as broker RSS (64 MiB cost ~55 MB RSS after 1M enqueues).
-  db.pragma('cache_size = -8192');
+  // freshly inserted jobs and shows up as broker RSS: 64 MiB cost ~55 MB after 1M enqueues,
+  // 8 MiB ~4 MB more than 4 MiB (docs/performance.md, "Memory bounds").
+  db.pragma('cache_size = -4096');
   // Checkpoint every ~4 MiB of WAL (1000 pages) so the log does not grow under steady load.
   db.pragma('wal_autocheckpoint = 1000');
   db.pragma('foreign_keys = ON');
