@@ -14,6 +14,7 @@ import {
 import {
   Revoke_Reason,
   SettleResult_Kind,
+  WorkerServiceService,
   type ConsumeRequest,
   type ConsumeResponse,
   type Delivery,
@@ -24,6 +25,8 @@ import { HeartbeatSchedule } from './heartbeat-schedule.js';
 import { AutoPrefetch, HOLD_LIMIT_MS } from './auto-prefetch.js';
 import type { DeclaredTypeName, JobMap, JobStateName, QueueName } from './types.js';
 import { stateName } from './wire.js';
+import { decodeConsumeResponse } from './consume-decoding.js';
+import { encodeConsumeRequest } from './consume-encoding.js';
 
 export type Handler<J extends object, Q extends keyof J> = (job: Job<J, Q>) => unknown;
 
@@ -282,7 +285,14 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   // --- stream lifecycle --------------------------------------------------------------------
 
   private openStream(): void {
-    const call = this.clients.worker.consume(this.clients.metadata);
+    // The generated client's method, with the hand-written codec of the same messages
+    // (consume-encoding.ts, consume-decoding.ts): the worker's hot path.
+    const call = this.clients.worker.makeBidiStreamRequest<ConsumeRequest, ConsumeResponse>(
+      WorkerServiceService.consume.path,
+      encodeConsumeRequest,
+      decodeConsumeResponse,
+      this.clients.metadata,
+    );
     const stream: Stream = {
       id: ++this.streamCounter,
       call,
@@ -435,8 +445,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private accept(stream: Stream, d: Delivery): void {
     let payload: unknown;
     try {
-      // A view of the received bytes, not a copy.
-      payload = JSON.parse(Buffer.from(d.payloadJson.buffer, d.payloadJson.byteOffset, d.payloadJson.byteLength).toString('utf8'));
+      // payloadJson is a view of the received message (consume-decoding.ts), not a copy.
+      payload = JSON.parse(d.payloadJson.toString('utf8'));
     } catch {
       payload = undefined;
     }
