@@ -1,5 +1,4 @@
-import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { Value } from './gen/google/protobuf/struct.js';
+import { GIVE_UP, WireReader } from './wire-reader.js';
 import {
   ConsumeResponse,
   type Delivery,
@@ -29,17 +28,7 @@ export function decodeConsumeResponse(bytes: Uint8Array): ConsumeResponse {
   return fast ?? ConsumeResponse.decode(bytes);
 }
 
-/** Thrown inside the fast reader: hand the message to the generated decoder. */
-const GIVE_UP = Symbol('give up');
-
-// The same decoder the generated code uses for non-ASCII strings (BinaryReader's default).
-const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
-
-class FastReader {
-  pos = 0;
-
-  constructor(private readonly buf: Buffer) {}
-
+class FastReader extends WireReader {
   response(): ConsumeResponse | undefined {
     try {
       return this.consumeResponse(this.buf.length);
@@ -151,7 +140,7 @@ class FastReader {
           d.type = this.string();
           break;
         case 42:
-          d.payload = this.value();
+          d.payload = this.value(2);
           break;
         case 50: {
           const e = this.lengthEnd();
@@ -193,7 +182,7 @@ class FastReader {
           d.createdAt = this.timestamp();
           break;
         case 114:
-          d.progress = this.value();
+          d.progress = this.value(2);
           break;
         case 122:
           d.groupKey = this.string();
@@ -279,163 +268,6 @@ class FastReader {
     this.endAt(end);
     return new Date(seconds * 1_000 + nanos / 1_000_000);
   }
-
-  /** google.protobuf.Value (rare on this stream: payloads travel as JSON text): the generated reader. */
-  private value(): unknown {
-    const end = this.lengthEnd();
-    const reader = new BinaryReader(this.buf.subarray(this.pos, end));
-    // The depth the generated decoder would be at (ConsumeResponse, Delivery), so its
-    // recursion limit for deeply nested values is the same.
-    (reader as unknown as { __tsProtoDecodeDepth: number }).__tsProtoDecodeDepth = 2;
-    let value: unknown;
-    try {
-      value = Value.unwrap(Value.decode(reader, end - this.pos));
-    } catch {
-      // Malformed: the generated decoder reads the whole message and fails (or not) its own way.
-      throw GIVE_UP;
-    }
-    this.pos = end;
-    return value;
-  }
-
-  // --- wire primitives -------------------------------------------------------------------------
-
-  /** A tag; 0 and end-group tags stop the generated decoder mid-message: not handled here. */
-  private tag(): number {
-    const tag = this.uint32();
-    if (tag === 0 || (tag & 7) === 4) throw GIVE_UP;
-    return tag;
-  }
-
-  /** A varint of at most 5 bytes, as the generated uint32() reads it (low 32 bits, unsigned). */
-  private uint32(): number {
-    const buf = this.buf;
-    let pos = this.pos;
-    // Bytes past the end read as undefined (0 here); the bounds check at the end catches them.
-    let b = buf[pos++]!;
-    let v = b & 0x7f;
-    if (b >= 0x80) {
-      b = buf[pos++]!;
-      v |= (b & 0x7f) << 7;
-      if (b >= 0x80) {
-        b = buf[pos++]!;
-        v |= (b & 0x7f) << 14;
-        if (b >= 0x80) {
-          b = buf[pos++]!;
-          v |= (b & 0x7f) << 21;
-          if (b >= 0x80) {
-            b = buf[pos++]!;
-            // A 5th byte above 0x0f carries bits beyond 32 (or continues: a negative int32
-            // enum, 10 bytes): the generated reader's business.
-            if (b > 0x0f) throw GIVE_UP;
-            v = (v | (b << 28)) >>> 0;
-          }
-        }
-      }
-    }
-    if (pos > buf.length) throw GIVE_UP;
-    this.pos = pos;
-    return v;
-  }
-
-  /** A non-negative int64 of at most 7 bytes (exact as a number); anything else is left to the generated reader. */
-  private int64(): number {
-    const buf = this.buf;
-    let pos = this.pos;
-    let b = buf[pos++]!;
-    let v = b & 0x7f;
-    if (b >= 0x80) {
-      b = buf[pos++]!;
-      v |= (b & 0x7f) << 7;
-      if (b >= 0x80) {
-        b = buf[pos++]!;
-        v |= (b & 0x7f) << 14;
-        if (b >= 0x80) {
-          b = buf[pos++]!;
-          v |= (b & 0x7f) << 21;
-          if (b >= 0x80) {
-            // Bits 28 and up: arithmetic, not 32-bit bit operations.
-            b = buf[pos++]!;
-            v += (b & 0x7f) * 0x1000_0000;
-            if (b >= 0x80) {
-              b = buf[pos++]!;
-              v += (b & 0x7f) * 0x8_0000_0000;
-              if (b >= 0x80) {
-                b = buf[pos++]!;
-                v += (b & 0x7f) * 0x400_0000_0000;
-                if (b >= 0x80) throw GIVE_UP;
-              }
-            }
-          }
-        }
-      }
-    }
-    if (pos > buf.length) throw GIVE_UP;
-    this.pos = pos;
-    return v;
-  }
-
-  private bool(): boolean {
-    const b = this.buf[this.pos];
-    if (b === undefined || b >= 0x80) throw GIVE_UP;
-    this.pos++;
-    return b !== 0;
-  }
-
-  /** Reads a length prefix and returns where that field ends. */
-  private lengthEnd(): number {
-    const len = this.uint32();
-    const end = this.pos + len;
-    if (end > this.buf.length) throw GIVE_UP;
-    return end;
-  }
-
-  /** A nested message must end exactly at its length (a field running past it is malformed). */
-  private endAt(end: number): void {
-    if (this.pos !== end) throw GIVE_UP;
-  }
-
-  private string(): string {
-    const end = this.lengthEnd();
-    const buf = this.buf;
-    const start = this.pos;
-    this.pos = end;
-    for (let i = start; i < end; i++) {
-      if (buf[i]! > 0x7f) return utf8.decode(buf.subarray(start, end));
-    }
-    return HAS_LATIN1_SLICE ? (buf as Latin1Buffer).latin1Slice(start, end) : buf.toString('latin1', start, end);
-  }
-
-  /** Skips an unknown field of wire type varint, 64-bit, length-delimited or 32-bit. */
-  private skip(tag: number): void {
-    switch (tag & 7) {
-      case 0: {
-        const buf = this.buf;
-        let n = 0;
-        while (true) {
-          if (this.pos >= buf.length || ++n > 10) throw GIVE_UP;
-          if (buf[this.pos++]! < 0x80) break;
-        }
-        return;
-      }
-      case 1:
-        this.pos += 8;
-        break;
-      case 2:
-        this.pos = this.lengthEnd();
-        return;
-      case 5:
-        this.pos += 4;
-        break;
-      default:
-        throw GIVE_UP;
-    }
-    if (this.pos > this.buf.length) throw GIVE_UP;
-  }
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** Buffer's own latin1Slice: what toString('latin1') ends in, without its argument handling (~2x cheaper for ids). */
-type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
-const HAS_LATIN1_SLICE = typeof (Buffer.prototype as Partial<Latin1Buffer>).latin1Slice === 'function';
