@@ -16,6 +16,7 @@ import { adminService } from './admin-service.js';
 import { scheduleService } from './schedule-service.js';
 import { addLazyReflection } from './lazy-reflection.js';
 import { guardService, int32Fields } from './decode-guard.js';
+import { decodeConsumeRequest } from './consume-decoding.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService', 'sluice.v1.ScheduleService'] as const;
 
@@ -29,12 +30,20 @@ export function findProtoDir(): string {
   throw new Error('cannot find the proto/ directory next to the broker');
 }
 
-/** Consume encodes its own messages (worker-service.ts encodeResponse): bytes go out as they are. */
+/**
+ * Consume encodes its own messages (worker-service.ts encodeResponse): bytes go out as they
+ * are. Its requests are read by the hand-written decoder (consume-decoding.ts: the same
+ * messages as the generated one).
+ */
 function passEncodedResponses(definition: typeof WorkerServiceService): typeof WorkerServiceService {
   const serialize = definition.consume.responseSerialize;
   return {
     ...definition,
-    consume: { ...definition.consume, responseSerialize: (value) => (Buffer.isBuffer(value) ? value : serialize(value)) },
+    consume: {
+      ...definition.consume,
+      requestDeserialize: decodeConsumeRequest,
+      responseSerialize: (value) => (Buffer.isBuffer(value) ? value : serialize(value)),
+    },
   };
 }
 

@@ -14,6 +14,7 @@ import {
 import {
   Revoke_Reason,
   SettleResult_Kind,
+  WorkerServiceService,
   type ConsumeRequest,
   type ConsumeResponse,
   type Delivery,
@@ -24,6 +25,8 @@ import { HeartbeatSchedule } from './heartbeat-schedule.js';
 import { AutoPrefetch, HOLD_LIMIT_MS } from './auto-prefetch.js';
 import type { DeclaredTypeName, JobMap, JobStateName, QueueName } from './types.js';
 import { stateName } from './wire.js';
+import { decodeConsumeResponse } from './consume-decoding.js';
+import { encodeConsumeRequest } from './consume-encoding.js';
 
 export type Handler<J extends object, Q extends keyof J> = (job: Job<J, Q>) => unknown;
 
@@ -115,9 +118,34 @@ export interface WorkerEvents<J extends object = JobMap, Q extends keyof J = key
 
 /** Waits for the broker's answer to one ack, nack, extend or release. */
 interface SettleWaiter {
-  kind: SettleKind;
+  readonly kind: SettleKind;
   resolve(result: SettleResult): void;
   reject(error: Error): void;
+}
+
+/** Where an ack's answer goes: the worker's `completed` event, or its error reporting. */
+interface AckSink {
+  completed(view: unknown, result: unknown): void;
+  refused(error: Error): void;
+}
+
+/** The waiter of one ack: one object per job (an object literal with two closures was three). */
+class AckWaiter implements SettleWaiter {
+  readonly kind = 'ack';
+
+  constructor(
+    private readonly sink: AckSink,
+    private readonly view: unknown,
+    private readonly result: unknown,
+  ) {}
+
+  resolve(): void {
+    this.sink.completed(this.view, this.result);
+  }
+
+  reject(error: Error): void {
+    this.sink.refused(error);
+  }
 }
 
 type SettleKind = 'ack' | 'nack' | 'extend' | 'release';
@@ -136,8 +164,11 @@ interface Stream {
   stopped: boolean;
   ended: boolean;
   outgoing: ConsumeRequest | undefined;
-  /** By lease id (one per delivery): several settles of one lease may wait at once (extend, then ack). */
-  waiters: Map<string, SettleWaiter[]>;
+  /**
+   * By lease id (one per delivery): usually one waiter; several settles of one lease may wait
+   * at once (extend, then ack), then a list, oldest first.
+   */
+  waiters: Map<string, SettleWaiter | SettleWaiter[]>;
 }
 
 /** The delay a handler asked for with RetryAfterError (0 = the job's backoff policy). */
@@ -194,6 +225,11 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private readonly paused = new Set<string>();
   private unreachableReported = false;
   private readonly log: WorkerLogger | undefined;
+  /** Shared by every ack's waiter. */
+  private readonly ackSink: AckSink = {
+    completed: (view, result) => this.emit('completed', view as Job<J, Q>, result),
+    refused: (error) => this.reportError(error),
+  };
 
   constructor(options: WorkerOptions<J, Q>) {
     super();
@@ -282,7 +318,14 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   // --- stream lifecycle --------------------------------------------------------------------
 
   private openStream(): void {
-    const call = this.clients.worker.consume(this.clients.metadata);
+    // The generated client's method, with the hand-written codec of the same messages
+    // (consume-encoding.ts, consume-decoding.ts): the worker's hot path.
+    const call = this.clients.worker.makeBidiStreamRequest<ConsumeRequest, ConsumeResponse>(
+      WorkerServiceService.consume.path,
+      encodeConsumeRequest,
+      decodeConsumeResponse,
+      this.clients.metadata,
+    );
     const stream: Stream = {
       id: ++this.streamCounter,
       call,
@@ -391,7 +434,10 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     if (stream.ended) return;
     stream.ended = true;
     const lost = new UnavailableError(`stream to the broker ended${error ? `: ${error.details || Status[error.code]}` : ''}`, Status.UNAVAILABLE);
-    for (const waiters of stream.waiters.values()) for (const w of waiters) w.reject(lost);
+    for (const waiters of stream.waiters.values()) {
+      if (Array.isArray(waiters)) for (const w of waiters) w.reject(lost);
+      else waiters.reject(lost);
+    }
     stream.waiters.clear();
     // The broker released this stream's leases when it saw the stream go: the jobs are
     // redelivered (maybe to us) and whatever our handlers produce now must not be sent.
@@ -435,8 +481,8 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
   private accept(stream: Stream, d: Delivery): void {
     let payload: unknown;
     try {
-      // A view of the received bytes, not a copy.
-      payload = JSON.parse(Buffer.from(d.payloadJson.buffer, d.payloadJson.byteOffset, d.payloadJson.byteLength).toString('utf8'));
+      // payloadJson is a view of the received message (consume-decoding.ts), not a copy.
+      payload = JSON.parse(d.payloadJson.toString('utf8'));
     } catch {
       payload = undefined;
     }
@@ -501,12 +547,17 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const handler = (handlers?.[d.type] ?? this.options.handler) as ((job: unknown) => unknown) | undefined;
     const view = job.view as unknown as Job<J, Q>;
     this.emit('active', view);
-    const run = async (): Promise<unknown> => {
+    // The handler is called now; its outcome is handled in a later microtask whether it
+    // returns a value, a promise or throws (as an async wrapper did, without one per job).
+    let outcome: Promise<unknown>;
+    try {
       if (payload === undefined) throw new NonRetryableError('payload is not valid JSON');
       if (!handler) throw new NonRetryableError(`no handler for job type "${d.type}" on this worker`);
-      return handler(view);
-    };
-    run().then(
+      outcome = Promise.resolve(handler(view));
+    } catch (error) {
+      outcome = Promise.reject(error);
+    }
+    outcome.then(
       (result) => this.finish(job, { ok: true, result }),
       (error: unknown) => this.finish(job, { ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
     );
@@ -519,15 +570,14 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
     const stream = this.stream;
     const view = job.view as unknown as Job<J, Q>;
     if (!job.lost && stream && stream.id === job.streamId && !stream.ended) {
-      const ids = { jobId: job.jobId, leaseId: job.leaseId };
       if (outcome.ok) {
+        // The hot path, one per job: no closures, one waiter object, one ack object.
         const result = toJson(outcome.result);
-        this.settle(stream, {
-          kind: 'ack',
-          resolve: () => this.emit('completed', view, result),
-          reject: (error) => this.reportError(error),
-        }, ids, (m) => m.acks.push({ ...ids, result }));
+        const leaseId = job.leaseId;
+        this.addWaiter(stream, leaseId, new AckWaiter(this.ackSink, view, result));
+        this.outgoing(stream)?.acks.push({ jobId: job.jobId, leaseId, result });
       } else {
+        const ids = { jobId: job.jobId, leaseId: job.leaseId };
         const nonRetryable = outcome.error instanceof NonRetryableError || outcome.error.name === 'NonRetryableError';
         const retryAfterMs = nonRetryable ? 0 : retryDelayOf(outcome.error);
         const message = outcome.error.message || outcome.error.name || 'handler failed';
@@ -603,29 +653,47 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
 
   /** Sends a settle; `waiter` hears the broker's answer (callbacks, not a promise: this is per job). */
   private settle(stream: Stream, waiter: SettleWaiter, ids: { jobId: string; leaseId: string }, add: (m: ConsumeRequest) => void): void {
-    const list = stream.waiters.get(ids.leaseId);
-    if (list) list.push(waiter);
-    else stream.waiters.set(ids.leaseId, [waiter]);
+    this.addWaiter(stream, ids.leaseId, waiter);
     this.send(stream, add);
+  }
+
+  private addWaiter(stream: Stream, leaseId: string, waiter: SettleWaiter): void {
+    const waiting = stream.waiters.get(leaseId);
+    if (waiting === undefined) stream.waiters.set(leaseId, waiter);
+    else if (Array.isArray(waiting)) waiting.push(waiter);
+    else stream.waiters.set(leaseId, [waiting, waiter]);
   }
 
   private onSettled(stream: Stream, r: SettleResult): void {
     const kind = SETTLE_KIND[r.kind];
     if (!kind) return;
-    const list = stream.waiters.get(r.leaseId);
-    if (!list) return;
-    // The broker answers one lease's settles in order; take the oldest of this kind.
-    const i = list.findIndex((w) => w.kind === kind);
-    if (i === -1) return;
-    const [waiter] = list.splice(i, 1);
-    if (list.length === 0) stream.waiters.delete(r.leaseId);
-    if (r.code === 0) waiter!.resolve(r);
-    else waiter!.reject(errorForCode(r.code, `${kind} of job ${r.jobId} refused: ${r.message}`));
+    const waiting = stream.waiters.get(r.leaseId);
+    if (waiting === undefined) return;
+    let waiter: SettleWaiter;
+    if (!Array.isArray(waiting)) {
+      if (waiting.kind !== kind) return;
+      waiter = waiting;
+      stream.waiters.delete(r.leaseId);
+    } else {
+      // The broker answers one lease's settles in order; take the oldest of this kind.
+      const i = waiting.findIndex((w) => w.kind === kind);
+      if (i === -1) return;
+      waiter = waiting.splice(i, 1)[0]!;
+      if (waiting.length === 0) stream.waiters.delete(r.leaseId);
+    }
+    if (r.code === 0) waiter.resolve(r);
+    else waiter.reject(errorForCode(r.code, `${kind} of job ${r.jobId} refused: ${r.message}`));
   }
 
   /** Adds to the next outgoing message; everything added in one event-loop turn goes as one message. */
   private send(stream: Stream, add: (m: ConsumeRequest) => void): void {
-    if (stream.ended) return;
+    const m = this.outgoing(stream);
+    if (m) add(m);
+  }
+
+  /** The message that leaves at the end of this event-loop turn (undefined once the stream ended). */
+  private outgoing(stream: Stream): ConsumeRequest | undefined {
+    if (stream.ended) return undefined;
     if (!stream.outgoing) {
       stream.outgoing = { subscribe: undefined, credit: 0, acks: [], nacks: [], extends: [], stop: false, releases: [] };
       setImmediate(() => {
@@ -634,7 +702,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
         if (m && !stream.ended) stream.call.write(m);
       });
     }
-    add(stream.outgoing);
+    return stream.outgoing;
   }
 
   // --- closing -------------------------------------------------------------------------------
