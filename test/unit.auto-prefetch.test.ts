@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { AutoPrefetch, HOLD_TARGET_MS } from '../clients/typescript/src/auto-prefetch.js';
+import { AutoPrefetch, HELD_PER_SLOT, HOLD_BYTES, HOLD_TARGET_MS } from '../clients/typescript/src/auto-prefetch.js';
 
 describe('AutoPrefetch', () => {
   it('holds nothing until a handler has finished, then as many jobs as the slots finish within the hold target', () => {
     const p = new AutoPrefetch(50, 10_000);
     expect(p.depth).toBe(0);
     p.observe(0.05);
-    expect(p.depth).toBe(50); // short jobs: one more per slot, never more
+    expect(p.depth).toBe(50 * HELD_PER_SLOT); // short jobs: HELD_PER_SLOT per slot, never more
     const slow = new AutoPrefetch(50, 10_000);
     slow.observe(50);
     expect(slow.depth).toBe(Math.floor((50 * HOLD_TARGET_MS) / 50));
@@ -19,10 +19,23 @@ describe('AutoPrefetch', () => {
     expect(capped.depth).toBe(3);
   });
 
+  it('holds no more than HOLD_BYTES of payloads, by the recent average size', () => {
+    const p = new AutoPrefetch(50, 10_000);
+    p.observe(0.01);
+    p.observeSize(100);
+    expect(p.depth).toBe(50 * HELD_PER_SLOT); // small payloads: the per-slot bound applies
+    const big = new AutoPrefetch(50, 10_000);
+    big.observe(0.01);
+    big.observeSize(1024 * 1024);
+    expect(big.depth).toBe(HOLD_BYTES / (1024 * 1024)); // 1 MiB payloads: 16 held, not 400
+    big.observeSize(0);
+    expect(big.depth).toBeGreaterThan(HOLD_BYTES / (1024 * 1024)); // the average follows smaller payloads
+  });
+
   it('stops holding once a held job was handed back, and resumes after a run of short handlers', () => {
     const p = new AutoPrefetch(4, 10_000);
     p.observe(0.1);
-    expect(p.depth).toBe(4);
+    expect(p.depth).toBe(4 * HELD_PER_SLOT);
     p.handedBack(100);
     expect(p.depth).toBe(0);
     let runs = 0;

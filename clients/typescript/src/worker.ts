@@ -487,6 +487,7 @@ export class Worker<J extends object = JobMap, Q extends QueueName<J> = QueueNam
       payload = undefined;
     }
     const job = new RunningJob(d, stream.id, payload, this.channel);
+    this.autoPrefetch?.observeSize(d.payloadJson.length);
     this.scheduleHeartbeat(job);
     if (this.running.size < this.concurrency) this.start(job);
     else this.hold(job);
