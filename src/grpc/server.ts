@@ -31,6 +31,15 @@ export function findProtoDir(): string {
   throw new Error('cannot find the proto/ directory next to the broker');
 }
 
+/** EnqueueStream encodes its own answers (enqueue-stream-codec.ts): bytes go out as they are. */
+function passEncodedEnqueueAnswers(definition: typeof ProducerServiceService): typeof ProducerServiceService {
+  const serialize = definition.enqueueStream.responseSerialize;
+  return {
+    ...definition,
+    enqueueStream: { ...definition.enqueueStream, responseSerialize: (value) => (Buffer.isBuffer(value) ? value : serialize(value)) },
+  };
+}
+
 /** Consume encodes its own messages (worker-service.ts encodeResponse): bytes go out as they are. */
 function passEncodedResponses(definition: typeof WorkerServiceService): typeof WorkerServiceService {
   const serialize = definition.consume.responseSerialize;
@@ -68,7 +77,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   // Guarded: a request that cannot be decoded is INVALID_ARGUMENT, not grpc-js's INTERNAL.
-  server.addService(...guardService(ProducerServiceService, producerService(broker, log) as unknown as UntypedServiceImplementation));
+  server.addService(...guardService(passEncodedEnqueueAnswers(ProducerServiceService), producerService(broker, log) as unknown as UntypedServiceImplementation));
   server.addService(
     ...guardService(passEncodedResponses(WorkerServiceService), workerService(broker, log) as unknown as UntypedServiceImplementation, {
       consume: int32Fields({ 2: 'credit' }),
