@@ -1,4 +1,10 @@
-import type { EnqueueResult } from '../../clients/typescript/src/gen/sluice/v1/producer.js';
+import type {
+  EnqueueRequest,
+  EnqueueResult,
+  EnqueueStreamRequest,
+  EnqueueStreamResponse,
+  ProducerServiceService,
+} from '../../clients/typescript/src/gen/sluice/v1/producer.js';
 
 /**
  * A hand-written encoder for EnqueueStreamResponse, the answer to every EnqueueStream
@@ -102,4 +108,156 @@ function writeVarint(out: Buffer, pos: number, v: number): number {
   }
   out[pos++] = v;
   return pos;
+}
+
+/**
+ * A hand-written decoder for EnqueueStreamRequest, for the messages the client libraries
+ * send: seq, and jobs with only scalar, string and payload_json fields. It gives the same
+ * objects as the generated decoder (a test compares them), without a reader object, the
+ * per-field calls, or the copy of each payload. Anything else (payload as a Value, run_at,
+ * retry, metadata, unknown fields, unusual encodings, malformed bytes) returns undefined and
+ * the message is decoded by the generated code, which stays the reference.
+ */
+export function decodeCommonEnqueueStreamRequest(buf: Buffer): EnqueueStreamRequest | undefined {
+  const end = buf.length;
+  let seq = 0;
+  const jobs: EnqueueRequest[] = [];
+  let pos = 0;
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if (tag === 0x12) {
+      const len = readVarint(buf, pos, end, 4);
+      if (len < 0) return undefined;
+      pos = varintEnd;
+      const jobEnd = pos + len;
+      if (jobEnd > end) return undefined;
+      const job = decodeJob(buf, pos, jobEnd);
+      if (!job) return undefined;
+      jobs.push(job);
+      pos = jobEnd;
+    } else if (tag === 0x08) {
+      // Up to 7 bytes: below 2^49, a safe integer.
+      seq = readVarint(buf, pos, end, 7);
+      if (seq < 0) return undefined;
+      pos = varintEnd;
+    } else {
+      return undefined;
+    }
+  }
+  return { seq, jobs };
+}
+
+function decodeJob(buf: Buffer, pos: number, end: number): EnqueueRequest | undefined {
+  const job: EnqueueRequest = {
+    queue: '',
+    type: '',
+    payload: undefined,
+    payloadJson: EMPTY,
+    priority: 0,
+    delayMs: 0,
+    runAt: undefined,
+    maxAttempts: 0,
+    retry: undefined,
+    leaseTimeoutMs: 0,
+    metadata: {},
+    dedupKey: '',
+    groupKey: '',
+  };
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if ((tag & 7) === 2) {
+      const len = readVarint(buf, pos, end, 4);
+      if (len < 0) return undefined;
+      const start = varintEnd;
+      pos = start + len;
+      if (pos > end) return undefined;
+      switch (tag) {
+        case 0x0a:
+          job.queue = text(buf, start, pos);
+          break;
+        case 0x12:
+          job.type = text(buf, start, pos);
+          break;
+        case 0x22:
+          // A view of the message's bytes (the generated decoder copies them).
+          job.payloadJson = buf.subarray(start, pos);
+          break;
+        case 0x62:
+          job.dedupKey = text(buf, start, pos);
+          break;
+        case 0x6a:
+          job.groupKey = text(buf, start, pos);
+          break;
+        default:
+          return undefined;
+      }
+    } else {
+      // uint32 fields below 2^28, and priority as a small non-negative enum.
+      const value = readVarint(buf, pos, end, tag === 0x28 ? 1 : 4);
+      if (value < 0) return undefined;
+      pos = varintEnd;
+      switch (tag) {
+        case 0x28:
+          job.priority = value;
+          break;
+        case 0x30:
+          job.delayMs = value;
+          break;
+        case 0x40:
+          job.maxAttempts = value;
+          break;
+        case 0x50:
+          job.leaseTimeoutMs = value;
+          break;
+        default:
+          return undefined;
+      }
+    }
+  }
+  return job;
+}
+
+const EMPTY = Buffer.alloc(0);
+/** As the generated decoder reads strings: ASCII as is, anything else by a lenient UTF-8 decoder that keeps a leading U+FEFF. */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
+function text(buf: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (buf[i]! > 0x7f) return utf8.decode(buf.subarray(start, end));
+  return buf.toString('latin1', start, end);
+}
+
+/** Where the last readVarint ended (saves returning a pair). */
+let varintEnd = 0;
+
+/** A varint of at most `maxBytes` bytes starting at `pos`, or -1 (longer, or past `end`). */
+function readVarint(buf: Buffer, pos: number, end: number, maxBytes: number): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos >= end) return -1;
+    const b = buf[pos++]!;
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) {
+      varintEnd = pos;
+      return value;
+    }
+    scale *= 128;
+  }
+  return -1;
+}
+
+/**
+ * The EnqueueStream method with these codecs: requests in the common shape are decoded by
+ * hand (the others by the generated decoder), and answers encoded here go out as they are.
+ */
+export function withEnqueueStreamCodec(definition: typeof ProducerServiceService): typeof ProducerServiceService {
+  const { requestDeserialize: decode, responseSerialize: serialize } = definition.enqueueStream;
+  return {
+    ...definition,
+    enqueueStream: {
+      ...definition.enqueueStream,
+      requestDeserialize: (bytes: Buffer) => decodeCommonEnqueueStreamRequest(bytes) ?? decode(bytes),
+      responseSerialize: (value: EnqueueStreamResponse) => (Buffer.isBuffer(value) ? value : serialize(value)),
+    },
+  };
 }

@@ -18,6 +18,7 @@ import { adminService } from './admin-service.js';
 import { scheduleService } from './schedule-service.js';
 import { linkReflectionDescriptors } from './reflection-descriptors.js';
 import { guardService, int32Fields } from './decode-guard.js';
+import { withEnqueueStreamCodec } from './enqueue-stream-codec.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService', 'sluice.v1.ScheduleService'] as const;
 
@@ -29,15 +30,6 @@ export function findProtoDir(): string {
     dir = dirname(dir);
   }
   throw new Error('cannot find the proto/ directory next to the broker');
-}
-
-/** EnqueueStream encodes its own answers (enqueue-stream-codec.ts): bytes go out as they are. */
-function passEncodedEnqueueAnswers(definition: typeof ProducerServiceService): typeof ProducerServiceService {
-  const serialize = definition.enqueueStream.responseSerialize;
-  return {
-    ...definition,
-    enqueueStream: { ...definition.enqueueStream, responseSerialize: (value) => (Buffer.isBuffer(value) ? value : serialize(value)) },
-  };
 }
 
 /** Consume encodes its own messages (worker-service.ts encodeResponse): bytes go out as they are. */
@@ -77,7 +69,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   // Guarded: a request that cannot be decoded is INVALID_ARGUMENT, not grpc-js's INTERNAL.
-  server.addService(...guardService(passEncodedEnqueueAnswers(ProducerServiceService), producerService(broker, log) as unknown as UntypedServiceImplementation));
+  server.addService(...guardService(withEnqueueStreamCodec(ProducerServiceService), producerService(broker, log) as unknown as UntypedServiceImplementation));
   server.addService(
     ...guardService(passEncodedResponses(WorkerServiceService), workerService(broker, log) as unknown as UntypedServiceImplementation, {
       consume: int32Fields({ 2: 'credit' }),
