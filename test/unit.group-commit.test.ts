@@ -77,6 +77,27 @@ describe('group commit with the fsync off the event loop', () => {
     expect(commits.stats.syncs).toBe(1);
   });
 
+  it('tells an op its commit is made before the fsync ends, and only when its work succeeded', async () => {
+    const { db, sync, commits, events } = setup();
+    const ok = commits.run(
+      () => void db.prepare('INSERT INTO t (v) VALUES (?)').run('a'),
+      () => events.push('a committed'),
+    );
+    const bad = commits.run(
+      () => {
+        throw new Error('bad item');
+      },
+      () => events.push('bad committed'),
+    );
+    commits.flush();
+    expect(events).toEqual(['committed', 'flushed', 'a committed']);
+    expect(sync.waiting).toHaveLength(1); // the fsync was started first
+    sync.finish();
+    await ok;
+    await expect(bad).rejects.toThrow('bad item'); // answered after the fsync, like every op of the flush
+    expect(events).toEqual(['committed', 'flushed', 'a committed', 'durable', 'flushed']);
+  });
+
   it('keeps flushing during an fsync; one later fsync covers every commit made meanwhile', async () => {
     const { db, sync, commits, events } = setup();
     const a = insert(commits, db, 'a', events);

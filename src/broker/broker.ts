@@ -327,14 +327,15 @@ export class Broker {
   // --- producers -------------------------------------------------------------------------
 
   // async: a draining broker must reject (UNAVAILABLE), not throw out of the RPC handler (UNKNOWN).
-  async enqueue(inputs: readonly EnqueueInput[], atomic: boolean): Promise<EnqueueOutcome[]> {
+  // `committed`: the outcomes once committed, before they are durable (GroupCommit's WriteOp.committed).
+  async enqueue(inputs: readonly EnqueueInput[], atomic: boolean, committed?: (outcomes: EnqueueOutcome[]) => void): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
     this.admission.checkDisk();
     const outcomes = await this.commits.run((now) => {
       // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
       if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
       return this.insertJobs(inputs, now, false);
-    });
+    }, committed);
     // Counted once committed: an atomic batch that failed inserted nothing.
     if (this.log.isLevelEnabled('debug')) {
       for (let i = 0; i < outcomes.length; i++) {

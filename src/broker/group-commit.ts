@@ -5,6 +5,12 @@ import { unavailable } from '../domain/errors.js';
 /** A unit of work run inside a shared transaction. `done` is called once the commit is durable. */
 export interface WriteOp<T = unknown> {
   work(now: number): T;
+  /**
+   * The transaction holding `work` committed (visible, maybe not yet durable): the op may
+   * prepare its answer now, while the fsync runs, and send it from `done`. Not called when
+   * `work` threw or the commit failed.
+   */
+  committed?(value: T): void;
   done(error: Error | undefined, value: T | undefined): void;
 }
 
@@ -133,10 +139,10 @@ export class GroupCommit {
     this.completeDurable(waiting);
   }
 
-  /** Promise form for RPC handlers. */
-  run<T>(work: (now: number) => T): Promise<T> {
+  /** Promise form for RPC handlers; `committed` as in WriteOp. */
+  run<T>(work: (now: number) => T, committed?: (value: T) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.submit<T>({ work, done: (error, value) => (error ? reject(error) : resolve(value as T)) });
+      this.submit<T>({ work, committed, done: (error, value) => (error ? reject(error) : resolve(value as T)) });
     });
   }
 
@@ -183,8 +189,11 @@ export class GroupCommit {
       this.hooks?.afterFlush();
       if (ops.length > 0 || afterCommit?.durable) this.unsynced.push({ ops, results, afterCommit });
       this.startSync();
+      // The fsync is on the thread pool now: answers are prepared in its shadow.
+      this.announceCommitted(ops, results);
       return;
     }
+    this.announceCommitted(ops, results);
     this.answer(ops, results);
     afterCommit?.committed();
     afterCommit?.durable?.();
@@ -218,6 +227,19 @@ export class GroupCommit {
     for (const { ops, results, afterCommit } of batch) {
       this.answer(ops, results);
       afterCommit?.durable?.();
+    }
+  }
+
+  private announceCommitted(ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[]): void {
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      const r = results[i]!;
+      if (!op.committed || r.error) continue;
+      try {
+        op.committed(r.value);
+      } catch (error) {
+        this.onCommitError(error as Error);
+      }
     }
   }
 

@@ -1,5 +1,5 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
-import type { Broker, EnqueueInput } from '../broker/broker.js';
+import type { Broker, EnqueueInput, EnqueueOutcome } from '../broker/broker.js';
 import { invalidArgument } from '../domain/errors.js';
 import type { Logger } from '../log.js';
 import { itemRefusals } from '../auth/rpc-policy.js';
@@ -12,6 +12,7 @@ import type {
 import { isUndecodable } from './decode-guard.js';
 import { parseEnqueueRequest, type EnqueueLimits } from './enqueue-input.js';
 import { itemError, itemFailure, outcomeResult } from './enqueue-result.js';
+import { encodeEnqueueStreamResponse } from './enqueue-stream-codec.js';
 import { toServiceError } from './status.js';
 import { traceContextOfCall, withTraceContext, type TraceContext } from './trace-context.js';
 
@@ -27,6 +28,9 @@ export const MAX_OUTSTANDING_ITEMS_PER_STREAM = 4096;
  * together, and the results come back in request order once the commit is durable. A failure
  * of the whole commit (a stopping broker, the disk guard) becomes every item's error, with
  * its retry hint, so the producer treats it as it treats a failed EnqueueBatch call.
+ *
+ * `committed` sees the results once the commit is made, before it is durable (the caller
+ * prepares its answer meanwhile); `asCommitted` says the results are still those.
  */
 export async function enqueueItems(
   broker: Broker,
@@ -35,7 +39,8 @@ export async function enqueueItems(
   trace: TraceContext | undefined,
   refused: ReadonlyMap<number, string> | undefined,
   log: Logger,
-): Promise<EnqueueResult[]> {
+  committed?: (results: readonly EnqueueResult[]) => void,
+): Promise<{ results: EnqueueResult[]; asCommitted: boolean }> {
   const results: (EnqueueResult | undefined)[] = new Array(jobs.length);
   const valid: EnqueueInput[] = [];
   const at: number[] = [];
@@ -53,18 +58,26 @@ export async function enqueueItems(
       results[i] = itemFailure(error, log, 'EnqueueStream');
     }
   }
-  if (valid.length > 0) {
-    try {
-      const outcomes = await broker.enqueue(valid, false);
-      for (let k = 0; k < outcomes.length; k++) results[at[k]!] = outcomeResult(outcomes[k]!);
-    } catch (error) {
-      const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
-      const hint = Number(e.metadata?.get('retry-after-ms')[0] ?? 0);
-      const failed = itemError(e.code ?? status.UNKNOWN, e.details ?? '', Number.isFinite(hint) ? hint : 0);
-      for (const k of at) results[k] = failed;
-    }
+  if (valid.length === 0) {
+    committed?.(results as EnqueueResult[]);
+    return { results: results as EnqueueResult[], asCommitted: true };
   }
-  return results as EnqueueResult[];
+  let filled = false;
+  const fill = (outcomes: EnqueueOutcome[]) => {
+    for (let k = 0; k < outcomes.length; k++) results[at[k]!] = outcomeResult(outcomes[k]!);
+    filled = true;
+  };
+  try {
+    const outcomes = await broker.enqueue(valid, false, committed && ((o) => (fill(o), committed(results as EnqueueResult[]))));
+    if (!filled) fill(outcomes);
+    return { results: results as EnqueueResult[], asCommitted: true };
+  } catch (error) {
+    const e = toServiceError(error, log, { rpc: 'EnqueueStream' });
+    const hint = Number(e.metadata?.get('retry-after-ms')[0] ?? 0);
+    const failed = itemError(e.code ?? status.UNKNOWN, e.details ?? '', Number.isFinite(hint) ? hint : 0);
+    for (const k of at) results[k] = failed;
+    return { results: results as EnqueueResult[], asCommitted: false };
+  }
 }
 
 /**
@@ -101,7 +114,7 @@ export function enqueueStream(broker: Broker, log: Logger) {
       const { seq, jobs } = req;
       if (jobs.length > limits.maxBatchSize) {
         const e = itemError(status.INVALID_ARGUMENT, `request has ${jobs.length} jobs, over the limit of ${limits.maxBatchSize} (--max-batch-size)`);
-        call.write({ seq, results: jobs.map(() => e) });
+        call.write(encodeEnqueueStreamResponse(seq, jobs.map(() => e)) as unknown as EnqueueStreamResponse);
         return;
       }
       outstanding += jobs.length;
@@ -109,10 +122,13 @@ export function enqueueStream(broker: Broker, log: Logger) {
         paused = true;
         call.pause();
       }
-      enqueueItems(broker, jobs, limits, trace, itemRefusals(req), log).then(
-        (results) => {
+      // The answer is encoded once the commit is made, while its fsync runs, and leaves as
+      // bytes once it is durable (server.ts passes Buffers through the serializer).
+      let answer: Buffer | undefined;
+      enqueueItems(broker, jobs, limits, trace, itemRefusals(req), log, (results) => (answer = encodeEnqueueStreamResponse(seq, results))).then(
+        ({ results, asCommitted }) => {
           outstanding -= jobs.length;
-          if (!finished) call.write({ seq, results });
+          if (!finished) call.write(((asCommitted && answer) || encodeEnqueueStreamResponse(seq, results)) as unknown as EnqueueStreamResponse);
           if (paused && outstanding < MAX_OUTSTANDING_ITEMS_PER_STREAM / 2) {
             paused = false;
             call.resume();

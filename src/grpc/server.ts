@@ -17,6 +17,7 @@ import { scheduleService } from './schedule-service.js';
 import { addLazyReflection } from './lazy-reflection.js';
 import { guardService, int32Fields } from './decode-guard.js';
 import { decodeConsumeRequest } from './consume-decoding.js';
+import { withEnqueueStreamCodec } from './enqueue-stream-codec.js';
 
 export const SERVICE_NAMES = ['sluice.v1.ProducerService', 'sluice.v1.WorkerService', 'sluice.v1.AdminService', 'sluice.v1.ScheduleService'] as const;
 
@@ -74,7 +75,7 @@ export async function startGrpcServer(broker: Broker, address: string, log: Logg
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   // Guarded: a request that cannot be decoded is INVALID_ARGUMENT, not grpc-js's INTERNAL.
-  server.addService(...guardService(ProducerServiceService, producerService(broker, log) as unknown as UntypedServiceImplementation));
+  server.addService(...guardService(withEnqueueStreamCodec(ProducerServiceService), producerService(broker, log) as unknown as UntypedServiceImplementation));
   server.addService(
     ...guardService(passEncodedResponses(WorkerServiceService), workerService(broker, log) as unknown as UntypedServiceImplementation, {
       consume: int32Fields({ 2: 'credit' }),

@@ -2,7 +2,10 @@ import { status as Status, type ClientDuplexStream, type ServiceError } from '@g
 import { DeadlineExceededError, UnavailableError, fromGrpcError } from './errors.js';
 import type { SluiceClients } from './connect.js';
 import type { CallLimits } from './call.js';
-import type { EnqueueBatchResponse, EnqueueRequest, EnqueueStreamRequest, EnqueueStreamResponse } from './gen/sluice/v1/producer.js';
+import { ProducerServiceService, type EnqueueBatchResponse, type EnqueueRequest, type EnqueueStreamRequest, type EnqueueStreamResponse } from './gen/sluice/v1/producer.js';
+import { decodeEnqueueStreamResponse, encodeEnqueueStreamRequest } from './enqueue-stream-codec.js';
+
+const ENQUEUE_STREAM_PATH = ProducerServiceService.enqueueStream.path;
 
 interface Outstanding {
   requests: EnqueueRequest[];
@@ -68,7 +71,13 @@ export class EnqueueStreamTransport {
   }
 
   private open(): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse> {
-    const call = this.clients.producer.enqueueStream(this.clients.metadata);
+    // The generated client's method, with the hand-written codecs (same bytes on the wire).
+    const call = this.clients.producer.makeBidiStreamRequest<EnqueueStreamRequest, EnqueueStreamResponse>(
+      ENQUEUE_STREAM_PATH,
+      encodeEnqueueStreamRequest,
+      decodeEnqueueStreamResponse,
+      this.clients.metadata,
+    );
     this.call = call;
     this.streams++;
     call.on('data', (response: EnqueueStreamResponse) => {
