@@ -7,12 +7,36 @@ import { percentileSorted } from './stats.js';
 import { wallNow, type ConsumeResult, type ConsumeTask, type LatencyWindow } from './protocol.js';
 
 interface Stamped {
+  n: number;
   t: number;
   warm?: boolean;
 }
 
+/** Which payload indexes completed: one bit each, grown by doubling. */
+class SeenBits {
+  private bits = new Uint8Array(1024);
+  size = 0;
+
+  /** Marks `n`; false if it was marked already. */
+  add(n: number): boolean {
+    const byte = n >>> 3;
+    if (byte >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(this.bits.length * 2, byte + 1));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    const mask = 1 << (n & 7);
+    if (this.bits[byte]! & mask) return false;
+    this.bits[byte]! |= mask;
+    this.size++;
+    return true;
+  }
+}
+
 export class ConsumeTracker {
-  private readonly seen = new Set<string>();
+  /** Completed jobs, by id, or by payload index with `uniquePayloadIndex`. */
+  private readonly seenIds = new Set<string>();
+  private readonly seenIndexes = new SeenBits();
   private readonly latenciesMs: number[] = [];
   private readonly windows: LatencyWindow[] = [];
   private window: { startAt: number; values: number[] } | undefined;
@@ -35,11 +59,11 @@ export class ConsumeTracker {
     this.timers.push(
       setInterval(() => {
         if (wallNow() - this.lastProgressAt > task.stallTimeoutMs) {
-          this.fail(new Error(`stalled: no job completed for ${task.stallTimeoutMs} ms (${this.seen.size} of ${task.expect || 'all'} done)`));
+          this.fail(new Error(`stalled: no job completed for ${task.stallTimeoutMs} ms (${this.completedCount} of ${task.expect || 'all'} done)`));
         }
       }, 500),
     );
-    if (task.progressMs) this.timers.push(setInterval(() => progress(this.seen.size), task.progressMs));
+    if (task.progressMs) this.timers.push(setInterval(() => progress(this.completedCount), task.progressMs));
   }
 
   /** A handler started on a job with this payload. */
@@ -63,14 +87,25 @@ export class ConsumeTracker {
     const now = wallNow();
     this.lastProgressAt = now;
     if ((payload as Stamped).warm) return;
-    if (this.seen.has(id)) {
+    if (!this.firstSeen(id, payload as Stamped)) {
       this.duplicates++;
       return;
     }
-    this.seen.add(id);
-    if (this.seen.size === 1) this.firstCompletionAt = now;
+    if (this.completedCount === 1) this.firstCompletionAt = now;
     this.lastCompletionAt = now;
-    if (this.seen.size === this.task.expect) this.finish();
+    if (this.completedCount === this.task.expect) this.finish();
+  }
+
+  private get completedCount(): number {
+    return this.task.uniquePayloadIndex ? this.seenIndexes.size : this.seenIds.size;
+  }
+
+  /** Records a completion; false if this job had completed before. */
+  private firstSeen(id: string, payload: Stamped): boolean {
+    if (this.task.uniquePayloadIndex) return this.seenIndexes.add(payload.n);
+    if (this.seenIds.has(id)) return false;
+    this.seenIds.add(id);
+    return true;
   }
 
   /** The orchestrator's `stop`: the total across processes is reached. */
@@ -90,7 +125,7 @@ export class ConsumeTracker {
     if (this.failure) throw this.failure;
     if (this.window) this.closeWindow();
     return {
-      completed: this.seen.size,
+      completed: this.completedCount,
       duplicates: this.duplicates,
       failures: this.failures,
       firstStartAt: this.firstStartAt,

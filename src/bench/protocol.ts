@@ -67,6 +67,12 @@ export interface ConsumeTask {
   progressMs?: number;
   /** With recordLatency: summarise latencies per window of this many ms instead of returning each. */
   windowMs?: number;
+  /**
+   * Every job's payload `n` is unique (one producer, n = 0, 1, 2, ...): duplicates are found with
+   * one bit per job instead of a set of ids. A set of millions of ids makes this process's own
+   * GC pauses grow through a long run and shows up as latency (the 10-minute soak's p99).
+   */
+  uniquePayloadIndex?: boolean;
 }
 
 export type Task = EnqueueBatchTask | EnqueueSingleTask | EnqueuePacedTask | ConsumeTask;

@@ -200,7 +200,7 @@ async function s3(ctx: RunContext): Promise<Sample[]> {
     if (p.finishedAt > dueAt) ctx.note(`WARNING: ${label}: the enqueue overran the due time by ${Math.round(p.finishedAt - dueAt)} ms; promotion overlaps it`);
     ctx.note(`${label}: enqueue ${Math.round(enqueueRate)} jobs/s; broker RSS ${(rss / MB).toFixed(1)} MB with all of them waiting`);
 
-    const worker = await broker.guard(startWorker({ ...consumeTask(broker.address, queue, n), stallTimeoutMs: Math.max(0, dueAt - wallNow()) + STALL_TIMEOUT_MS }));
+    const worker = await broker.guard(startWorker({ ...consumeTask(broker.address, queue, n), stallTimeoutMs: Math.max(0, dueAt - wallNow()) + STALL_TIMEOUT_MS, uniquePayloadIndex: true }));
     roles.push(worker);
     const cpuAtWorker = cpuMs(broker.pid)!;
     const c = await broker.guard(worker.result());
@@ -240,7 +240,7 @@ async function s4(ctx: RunContext): Promise<Sample[]> {
   const label = `S4 soak ${seconds} s @${ratePerSec}/s`;
   const queue = 'bench-s4';
   return withFreshBroker(ctx, `${ctx.dataFile}-s4`, async (broker, roles) => {
-    const worker = await broker.guard(startWorker({ ...consumeTask(broker.address, queue, n, true), windowMs: SOAK_SAMPLE_MS }));
+    const worker = await broker.guard(startWorker({ ...consumeTask(broker.address, queue, n, true), windowMs: SOAK_SAMPLE_MS, uniquePayloadIndex: true }));
     roles.push(worker);
     const producer = await broker.guard(startProducer({ role: 'enqueue-paced', address: broker.address, queue, count: n, ratePerSec, warmup: LATENCY_WARMUP, keepLatencies: false }));
     roles.push(producer);
