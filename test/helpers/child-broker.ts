@@ -42,6 +42,8 @@ export interface ChildBrokerOptions {
   startTimeoutMs?: number;
   /** Extra environment for the child (test hooks such as SLUICE_TEST_CRASH_AT_FIRE). */
   env?: Record<string, string>;
+  /** Flags for node itself, before the script (e.g. V8 flags a measurement needs). */
+  nodeArgs?: string[];
 }
 
 export interface ChildBroker {
@@ -126,6 +128,7 @@ export async function startChildBroker(options: ChildBrokerOptions): Promise<Chi
   assertBuildFresh();
   const http = options.http ?? true;
   const args = [
+    ...(options.nodeArgs ?? []),
     CLI_PATH,
     'serve',
     '--data-file',
