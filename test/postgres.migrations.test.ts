@@ -99,9 +99,12 @@ if (postgresRequired()) {
       await holder.query('BEGIN');
       await holder.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`, [schema]);
       const pids = await Promise.all(migrators.map(async (c) => (await queryRows<{ pid: number }>(c, 'SELECT pg_backend_pid() AS pid'))[0]!.pid));
-      const results = Promise.all(migrators.map((c) => migratePostgres(c, { schema })));
-      // Wait until the server reports the three sessions queued on the advisory lock.
-      for (;;) {
+      const results = Promise.allSettled(migrators.map((c) => migratePostgres(c, { schema })));
+      let settled = false;
+      void results.then(() => (settled = true));
+      // Wait until the server reports the three sessions queued on the advisory lock (or the
+      // migrators finished without it, which the assertions below then reject).
+      while (!settled) {
         const [row] = await queryRows<{ n: number }>(
           holder,
           `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = ANY($1::int[])`,
@@ -112,7 +115,7 @@ if (postgresRequired()) {
       }
       await holder.query('COMMIT');
 
-      const done = await results;
+      const done = (await results).map((r) => (r.status === 'fulfilled' ? r.value : { failed: String(r.reason), to: undefined, applied: [] }));
       expect(done.map((r) => r.to)).toEqual([PG_SCHEMA_VERSION, PG_SCHEMA_VERSION, PG_SCHEMA_VERSION]);
       // Every version was applied by exactly one of them.
       expect(done.flatMap((r) => r.applied).sort((a, b) => a - b)).toEqual(ALL);
@@ -151,23 +154,38 @@ if (postgresRequired()) {
         rmSync(dir, { recursive: true, force: true });
       });
 
-      test('the same tables, columns in the same order, and the same nullability', async () => {
+      /**
+       * SQLite's declared type -> the PostgreSQL types it may become: JSON stays text (passed
+       * through byte for byte, never jsonb), and seqs and epoch-ms times are bigint.
+       */
+      function pgTypesFor(column: string, sqliteType: string): string[] {
+        if (sqliteType === 'TEXT') return ['text'];
+        if (/^seq$|_seq$|_at$|^fire_time$/.test(column)) return ['bigint'];
+        return ['smallint', 'integer', 'bigint'];
+      }
+
+      test('the same tables, columns in the same order, with the same nullability and matching types', async () => {
         const sqliteTables = (sqlite.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map(
           (t) => t.name,
         );
         for (const table of sqliteTables) {
-          const expected = (sqlite.prepare(`SELECT name, "notnull" AS nn, pk FROM pragma_table_info(?) ORDER BY cid`).all(table) as {
+          const columns = sqlite.prepare(`SELECT name, type, "notnull" AS nn, pk FROM pragma_table_info(?) ORDER BY cid`).all(table) as {
             name: string;
+            type: string;
             nn: number;
             pk: number;
-          }[]).map((c) => ({ name: c.name, nullable: c.nn === 0 && c.pk === 0 }));
-          const actual = await queryRows<{ name: string; nullable: string }>(
+          }[];
+          const actual = await queryRows<{ name: string; nullable: string; type: string }>(
             client,
-            `SELECT column_name AS name, is_nullable AS nullable FROM information_schema.columns
+            `SELECT column_name AS name, is_nullable AS nullable, data_type AS type FROM information_schema.columns
              WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`,
             [SCHEMA, table],
           );
-          expect({ table, columns: actual.map((c) => ({ name: c.name, nullable: c.nullable === 'YES' })) }).toEqual({ table, columns: expected });
+          expect({ table, columns: actual.map((c) => ({ name: c.name, nullable: c.nullable === 'YES' })) }).toEqual({
+            table,
+            columns: columns.map((c) => ({ name: c.name, nullable: c.nn === 0 && c.pk === 0 })),
+          });
+          for (const [i, c] of columns.entries()) expect(pgTypesFor(c.name, c.type), `${table}.${c.name}`).toContain(actual[i]!.type);
         }
       });
 
