@@ -285,14 +285,14 @@ export async function migratePostgres(db: PgQueryable, options: MigrateOptions =
   }
 }
 
-async function currentSchema(client: pg.PoolClient | pg.Client): Promise<string> {
+async function currentSchema(client: pg.ClientBase): Promise<string> {
   const [row] = await queryRows<{ schema: string | null }>(client, 'SELECT current_schema() AS schema');
   if (!row?.schema) throw new Error('no schema given and the search_path names no existing schema');
   return row.schema;
 }
 
 /** One transaction: applies the next migration if there is one; reports the version it found. */
-async function migrateOnce(client: pg.PoolClient | pg.Client, schema: string): Promise<{ found: number; applied?: number }> {
+async function migrateOnce(client: pg.ClientBase, schema: string): Promise<{ found: number; applied?: number }> {
   const ident = quoteIdent(schema);
   await client.query('BEGIN');
   try {

@@ -4,7 +4,7 @@ import pg from 'pg';
  * What the PostgreSQL store needs from a connection: a pool, a client of one, or a lone
  * client. The caller owns it (connects, ends it).
  */
-export type PgQueryable = pg.Pool | pg.PoolClient | pg.Client;
+export type PgQueryable = pg.Pool | pg.ClientBase;
 
 /**
  * The store's epoch-ms times and seqs are `bigint`, which node-postgres hands back as strings
