@@ -13,7 +13,7 @@
  *   ...
  *   await pg.stop();                             // fast shutdown, directory removed
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +83,23 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * vitest ends its worker processes with SIGTERM (then SIGKILL after 500 ms), which skips the
+ * 'exit' hook above, so a cluster left to it (sharedPostgres) outlived every test run. A
+ * detached watchdog holds the read end of a pipe from this process; the pipe closes however
+ * this process ends, and the watchdog then stops the cluster and removes its directory (both
+ * no-ops when stop() or the exit hook got there first).
+ */
+function reapWhenGone(dir: string): void {
+  const watchdog = spawn('bash', ['-c', 'cat >/dev/null; bash "$1" stop "$2" >/dev/null 2>&1; rm -rf "$2"', 'pg-reaper', SCRIPT, dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  // Neither the child nor the pipe keeps this process alive.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref(): void }).unref();
+}
+
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresCluster> {
   if (postgresBinDir() === undefined) {
     throw new Error(
@@ -98,6 +115,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   const settings = Object.entries(options.settings ?? {}).map(([name, value]) => `-c ${name}=${value}`);
   installExitHook();
   running.add(dir);
+  reapWhenGone(dir);
   try {
     await run('bash', [SCRIPT, 'start', dir, String(port), ...settings]);
   } catch (error) {
