@@ -4,7 +4,8 @@ import { queryRows, quoteIdent, type PgQueryable } from './sql.js';
 /**
  * The PostgreSQL schema: the same tables, columns, constraints, indexes and count triggers as
  * the SQLite store at its latest version (src/store/migrations.ts, migrations 1-8), so the row
- * types of src/store/types.ts map 1:1 (docs/design/postgres-store.md, 3.3).
+ * types of src/store/types.ts map 1:1 (docs/design/postgres-store.md, 3.3); plus what only
+ * several brokers on one database need (migration 4: `brokers`, 3.6).
  *
  * Numbered independently of SQLite's: a PostgreSQL database starts at the latest SQLite shape,
  * so SQLite's history (columns added one migration at a time, backfills of the count tables)
@@ -223,6 +224,25 @@ export const PG_MIGRATIONS: readonly string[] = [
 
   CREATE UNIQUE INDEX schedule_runs_fire ON schedule_runs (schedule_id, fire_time) WHERE kind = 'scheduled';
   CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule_id, seq);
+  `,
+  // 4: the brokers sharing this database (design 3.6; no SQLite counterpart: a SQLite file has
+  // one broker). One row per broker boot: id is 16 random hex chars and the prefix of every lease
+  // the broker hands out (`<id>.<counter>.<seq>`), so the CHECK keeps '.' out of it. name is the
+  // operator's --broker-name; UNIQUE allows any number of NULLs, and a broker restarted under the
+  // same name replaces its row (broker-registry.ts). Times are epoch-ms of the DATABASE clock, as
+  // bigint like every other time here: brokers compare heartbeats against the database's now,
+  // never their own clocks (3.7). subscribed: the queues the broker has streams for, so ready
+  // notifications go only where someone listens (3.5). No index beyond the keys: the table holds
+  // a handful of rows, and the sweep reads them all.
+  `
+  CREATE TABLE brokers (
+    id           text   COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+    name         text   COLLATE "C" UNIQUE,
+    started_at   bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    subscribed   text[] COLLATE "C" NOT NULL DEFAULT '{}',
+    address      text
+  );
   `,
 ];
 
