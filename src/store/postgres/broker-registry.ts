@@ -124,8 +124,11 @@ export class BrokerRegistry {
         `DELETE FROM ${this.q}brokers WHERE name = $1 OR id = $2 RETURNING id`,
         [this.name ?? null, this.myId ?? null],
       );
+      // clock_timestamp() read once: two reads may straddle a millisecond, and a fresh row's
+      // heartbeat_at is its started_at.
       await client.query(
-        `INSERT INTO ${this.q}brokers (id, name, started_at, heartbeat_at, address) VALUES ($1, $2, ${DB_NOW_MS}, ${DB_NOW_MS}, $3)`,
+        `INSERT INTO ${this.q}brokers (id, name, started_at, heartbeat_at, address)
+         SELECT $1, $2, t, t, $3 FROM (SELECT ${DB_NOW_MS} AS t) AS db_now`,
         [id, this.name ?? null, this.address ?? null],
       );
       return replaced[0]?.id;
