@@ -194,6 +194,11 @@ export const PG_MIGRATIONS: readonly string[] = [
         INTO q, k, d
         FROM (SELECT queue, state, -count(*) AS d FROM old_jobs GROUP BY queue, state) t;
     ELSE
+      -- Most updates (progress, lease renewals, results) change none of the counted columns.
+      IF NOT EXISTS (SELECT 1 FROM old_jobs o JOIN new_jobs n ON n.seq = o.seq
+                      WHERE o.state IS DISTINCT FROM n.state OR o.queue IS DISTINCT FROM n.queue OR o.group_key IS DISTINCT FROM n.group_key) THEN
+        RETURN NULL;
+      END IF;
       SELECT array_agg(t.queue ORDER BY t.queue, t.state), array_agg(t.state ORDER BY t.queue, t.state), array_agg(t.d ORDER BY t.queue, t.state)
         INTO q, k, d
         FROM (
