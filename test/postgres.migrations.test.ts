@@ -145,6 +145,53 @@ if (postgresRequired()) {
       expect(row!.tx).toBe('read committed');
     });
 
+    // A claim (pending -1, active +1) and a release (active -1, pending +1) touch the same two
+    // queue_counts rows in opposite directions. The count triggers lock a statement's rows in key
+    // order, so both lock (q, active) before (q, pending): with the pending row held by a third
+    // transaction, the claim waits holding active, the release waits on the claim, and both
+    // finish once the holder commits. Locking in row order (a trigger per job) deadlocks here:
+    // the claim would wait holding nothing, the release take active, then each want the other's.
+    test('a claim and a release of one queue lock its count rows in the same order: no deadlock', async () => {
+      const [holder, claimer, releaser] = [await connect(), await connect(), await connect()];
+      await migratePostgres(holder, { schema: 'lockorder' });
+      for (const c of [holder, claimer, releaser]) await c.query('SET search_path TO lockorder');
+      await holder.query(`INSERT INTO jobs (queue, state, priority, payload, run_at, max_attempts, lease_timeout_ms, lease_id, lease_expires_at, created_at, updated_at)
+        VALUES ('q', 'pending', 2, '{}', 1, 3, 1000, NULL, NULL, 1, 1), ('q', 'active', 2, '{}', 1, 3, 1000, 'l2', 5, 1, 1)`);
+      await holder.query('BEGIN');
+      await holder.query(`SELECT n FROM queue_counts WHERE queue = 'q' AND state = 'pending' FOR UPDATE`);
+      const pids = await Promise.all([claimer, releaser].map(async (c) => (await queryRows<{ pid: number }>(c, 'SELECT pg_backend_pid() AS pid'))[0]!.pid));
+      let settled = false;
+      const done = () => {
+        settled = true;
+      };
+      /** Until `count` of the two sessions wait on a lock (or a statement finished, which the assertions reject). */
+      async function waiting(count: number): Promise<void> {
+        while (!settled) {
+          const [row] = await queryRows<{ n: number }>(
+            holder,
+            `SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = ANY($1::int[])`,
+            [pids],
+          );
+          if (row!.n === count) return;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      // The claim first, so it is the first in line for the pending row.
+      const claim = claimer.query(`UPDATE jobs SET state = 'active', lease_id = 'l1', lease_expires_at = 5 WHERE seq = 1`);
+      void claim.then(done, done);
+      await waiting(1);
+      const release = releaser.query(`UPDATE jobs SET state = 'pending', lease_id = NULL, lease_expires_at = NULL WHERE seq = 2`);
+      void release.then(done, done);
+      await waiting(2);
+      await holder.query('COMMIT');
+      const statements = Promise.allSettled([claim, release]);
+      expect((await statements).map((r) => (r.status === 'fulfilled' ? r.value.rowCount : String(r.reason)))).toEqual([1, 1]);
+      expect(await queryRows(holder, `SELECT state, n FROM queue_counts WHERE queue = 'q' ORDER BY state`)).toEqual([
+        { state: 'active', n: 1 },
+        { state: 'pending', n: 1 },
+      ]);
+    });
+
     describe('the schema matches SQLite at its latest version', () => {
       let dir: string;
       let sqlite: Db;
@@ -250,6 +297,22 @@ if (postgresRequired()) {
           `UPDATE jobs SET queue = 'r2' WHERE queue = 'r'`,
           `DELETE FROM jobs WHERE seq IN (2, 4)`,
           `UPDATE jobs SET state = 'cancelled' WHERE seq = 3`,
+          // Statements of many rows: the statement triggers sum a statement's changes per row of
+          // the counts tables, which must come to what SQLite's row triggers leave.
+          `INSERT INTO jobs (queue, type, state, priority, payload, run_at, max_attempts, lease_timeout_ms, group_key, created_at, updated_at) VALUES
+             ('s', 't', 'pending', 2, '{}', 1, 3, 1000, 'g1', 1, 1), ('s', 't', 'pending', 2, '{}', 1, 3, 1000, 'g1', 1, 1),
+             ('s', 't', 'pending', 2, '{}', 1, 3, 1000, 'g2', 1, 1), ('s', 't', 'scheduled', 2, '{}', 9, 3, 1000, 'g3', 1, 1),
+             ('s', 't', 'pending', 2, '{}', 1, 3, 1000, NULL, 1, 1)`,
+          `UPDATE jobs SET state = 'active', lease_id = 'l' || seq, lease_expires_at = 5 WHERE queue = 's' AND state = 'pending'`,
+          `UPDATE jobs SET state = 'pending', lease_id = NULL, lease_expires_at = NULL WHERE queue = 's' AND state = 'active' AND group_key IS NOT NULL`,
+          // Two groups trading jobs: each group key's row gets -1 and +1 in one statement.
+          `UPDATE jobs SET group_key = CASE group_key WHEN 'g1' THEN 'g2' ELSE 'g1' END WHERE queue = 's' AND group_key IN ('g1', 'g2')`,
+          // A queued job that only changes queue keeps its group row (SQLite counts no move), and
+          // then leaves the queued states under a (queue, group key) that has no row: nothing.
+          `UPDATE jobs SET queue = 't' WHERE queue = 's' AND group_key = 'g3'`,
+          `UPDATE jobs SET state = 'cancelled' WHERE queue = 't'`,
+          `UPDATE jobs SET progress = '1' WHERE queue = 's'`,
+          `DELETE FROM jobs WHERE queue = 's' AND state = 'pending'`,
         ];
         const pgCounts = async () => ({
           queue: await queryRows(client, `SELECT queue, state, n FROM ${SCHEMA}.queue_counts WHERE n > 0 ORDER BY queue, state`),

@@ -2,8 +2,9 @@ import pg from 'pg';
 import { queryRows, quoteIdent, type PgQueryable } from './sql.js';
 
 /**
- * The PostgreSQL schema: the same tables, columns, constraints, indexes and count triggers as
- * the SQLite store at its latest version (src/store/migrations.ts, migrations 1-8), so the row
+ * The PostgreSQL schema: the same tables, columns, constraints and indexes as the SQLite store
+ * at its latest version, and counts kept by triggers to the same results as its row triggers
+ * (src/store/migrations.ts, migrations 1-8; migration 2 below says why statement triggers), so the row
  * types of src/store/types.ts map 1:1 (docs/design/postgres-store.md, 3.3); plus what only
  * several brokers on one database need (migration 4: `brokers`, 3.6).
  *
@@ -87,14 +88,25 @@ export const PG_MIGRATIONS: readonly string[] = [
     max_queued_per_group bigint   CHECK (max_queued_per_group >= 1)
   );
   `,
-  // 2: queued counts per (queue, state) and per (queue, group key), kept by row triggers in the
-  // writing transaction exactly as SQLite's (migrations 2, 7, 8), so listings, metrics and
+  // 2: queued counts per (queue, state) and per (queue, group key), kept by triggers in the
+  // writing transaction with SQLite's results (migrations 2, 7, 8), so listings, metrics and
   // admission read a few rows instead of counting jobs. These are shared rows: with several
   // brokers every flush updates them and holds their locks until commit. That is fine for one
   // broker (step 5); step 7 replaces them with an append-only delta ledger (design 3.4).
   //
+  // Statement triggers over transition tables, not SQLite's row triggers: a claim or ack of 50
+  // jobs sums its changes per counts row and writes each row once, instead of two upserts per
+  // job (row triggers were two thirds of a claim + ack, test/postgres.claims.test.ts). Each
+  // counts table gets one INSERT ... ON CONFLICT over the statement's rows in key order (COLLATE
+  // "C"), so two transactions lock the rows they share in the same order and cannot deadlock on
+  // them (a claim's pending -1/active +1 against a release's active -1/pending +1). A statement
+  // trigger with transition tables takes no column list and no WHEN on OLD/NEW, so every UPDATE
+  // of jobs fires it and the function keeps only the changes SQLite's triggers count.
+  //
   // The functions carry the migration's search_path (SET ... FROM CURRENT): a trigger runs
-  // with the caller's search_path, which may not name this schema.
+  // with the caller's search_path, which may not name this schema, and the schema's name is not
+  // known when this text is written, so the tables cannot be qualified. It is paid once per
+  // statement on jobs, not per row.
   `
   CREATE TABLE queue_counts (
     queue text   COLLATE "C" NOT NULL,
@@ -110,78 +122,126 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (queue, group_key)
   );
 
-  CREATE FUNCTION count_job_in(q text, s text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
-    INSERT INTO queue_counts AS c (queue, state, n) VALUES (q, s, 1) ON CONFLICT (queue, state) DO UPDATE SET n = c.n + 1;
-  $$;
-  CREATE FUNCTION count_job_out(q text, s text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
-    UPDATE queue_counts SET n = n - 1 WHERE queue = q AND state = s;
-  $$;
-  -- Rows at zero are dropped, so group_counts holds only groups with queued jobs.
-  CREATE FUNCTION count_group_in(q text, g text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
-    INSERT INTO group_counts AS c (queue, group_key, n) VALUES (q, g, 1) ON CONFLICT (queue, group_key) DO UPDATE SET n = c.n + 1;
-  $$;
-  CREATE FUNCTION count_group_out(q text, g text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
-    UPDATE group_counts SET n = n - 1 WHERE queue = q AND group_key = g;
-    DELETE FROM group_counts WHERE queue = q AND group_key = g AND n = 0;
-  $$;
-
-  CREATE FUNCTION jobs_count_insert() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  -- Adds d[i] to the row (q[i], k[i]) of queue_counts (kind 'queue', k = state) or group_counts
+  -- (kind 'group', k = group_key); the keys come sorted and distinct, no d is 0. The upsert
+  -- visits every key in that order: increments are applied there, and a decrement's row is
+  -- only locked (its proposed row has n = 0, since a proposed row must pass CHECK (n >= 0) even
+  -- when it conflicts, and the DO UPDATE's WHERE is false; a false WHERE still locks the row).
+  -- The decrements are applied next, to rows this transaction already holds. A decrement whose
+  -- row did not exist inserted a row at 0, which RETURNING reports: it is deleted first, so the
+  -- decrement does nothing, as SQLite's UPDATE ... WHERE does. Rows at zero are kept in
+  -- queue_counts and dropped from group_counts (SQLite's jobs_group_count_leave), so group_counts
+  -- holds only groups with queued jobs.
+  CREATE FUNCTION counts_add(kind text, q text[], k text[], d bigint[]) RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  DECLARE
+    mq text[];
+    mk text[];
+    has_decrements boolean := (SELECT min(x) < 0 FROM unnest(d) AS x);
   BEGIN
-    PERFORM count_job_in(NEW.queue, NEW.state);
-    IF NEW.group_key IS NOT NULL AND NEW.state IN ('pending','scheduled') THEN
-      PERFORM count_group_in(NEW.queue, NEW.group_key);
+    IF kind = 'queue' THEN
+      WITH up AS (
+        INSERT INTO queue_counts AS c (queue, state, n)
+        SELECT u.q, u.k, greatest(u.d, 0) FROM unnest(q, k, d) WITH ORDINALITY AS u(q, k, d, i) ORDER BY u.i
+        ON CONFLICT (queue, state) DO UPDATE SET n = c.n + EXCLUDED.n WHERE EXCLUDED.n > 0
+        RETURNING c.queue, c.state, c.n
+      ) SELECT array_agg(up.queue), array_agg(up.state) INTO mq, mk FROM up WHERE up.n = 0;
+      IF mq IS NOT NULL THEN
+        DELETE FROM queue_counts c USING unnest(mq, mk) AS m(q, k) WHERE c.queue = m.q AND c.state = m.k;
+      END IF;
+      IF has_decrements THEN
+        UPDATE queue_counts c SET n = c.n + u.d FROM unnest(q, k, d) AS u(q, k, d)
+         WHERE u.d < 0 AND c.queue = u.q AND c.state = u.k;
+      END IF;
+    ELSE
+      WITH up AS (
+        INSERT INTO group_counts AS c (queue, group_key, n)
+        SELECT u.q, u.k, greatest(u.d, 0) FROM unnest(q, k, d) WITH ORDINALITY AS u(q, k, d, i) ORDER BY u.i
+        ON CONFLICT (queue, group_key) DO UPDATE SET n = c.n + EXCLUDED.n WHERE EXCLUDED.n > 0
+        RETURNING c.queue, c.group_key, c.n
+      ) SELECT array_agg(up.queue), array_agg(up.group_key) INTO mq, mk FROM up WHERE up.n = 0;
+      IF mq IS NOT NULL THEN
+        DELETE FROM group_counts c USING unnest(mq, mk) AS m(q, k) WHERE c.queue = m.q AND c.group_key = m.k;
+      END IF;
+      IF has_decrements THEN
+        UPDATE group_counts c SET n = c.n + u.d FROM unnest(q, k, d) AS u(q, k, d)
+         WHERE u.d < 0 AND c.queue = u.q AND c.group_key = u.k;
+        DELETE FROM group_counts c USING unnest(q, k, d) AS u(q, k, d)
+         WHERE u.d < 0 AND c.queue = u.q AND c.group_key = u.k AND c.n = 0;
+      END IF;
     END IF;
-    RETURN NULL;
   END $$;
 
-  CREATE FUNCTION jobs_count_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  -- One function for the three triggers (each has its own plans: PL/pgSQL compiles a trigger
+  -- function per trigger, whose transition tables differ). Per job row, SQLite's triggers count:
+  -- queue_counts: -1 for (OLD.queue, OLD.state) and +1 for (NEW.queue, NEW.state), on an update
+  -- only when state or queue changes (the sums here: an unchanged row adds -1 and +1 to one key).
+  -- group_counts, for a job with a group key in a queued state (pending, scheduled): +1 on
+  -- insert, -1 on delete, and on update -1 for (OLD.queue, OLD.group_key) and +1 for
+  -- (NEW.queue, NEW.group_key) when the job leaves or enters the queued states
+  -- (jobs_group_count_enter / _leave) or stays queued under another group key (_rekey). A queued
+  -- job that only changes queue is not moved, as on SQLite. seq never changes (an identity
+  -- GENERATED ALWAYS), so it pairs OLD and NEW rows.
+  CREATE FUNCTION jobs_counts() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+  DECLARE
+    q text[]; k text[]; d bigint[];
   BEGIN
-    PERFORM count_job_out(OLD.queue, OLD.state);
-    PERFORM count_job_in(NEW.queue, NEW.state);
-    RETURN NULL;
-  END $$;
-
-  CREATE FUNCTION jobs_count_delete() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-  BEGIN
-    PERFORM count_job_out(OLD.queue, OLD.state);
-    IF OLD.group_key IS NOT NULL AND OLD.state IN ('pending','scheduled') THEN
-      PERFORM count_group_out(OLD.queue, OLD.group_key);
+    IF TG_OP = 'INSERT' THEN
+      SELECT array_agg(t.queue ORDER BY t.queue, t.state), array_agg(t.state ORDER BY t.queue, t.state), array_agg(t.d ORDER BY t.queue, t.state)
+        INTO q, k, d
+        FROM (SELECT queue, state, count(*) AS d FROM new_jobs GROUP BY queue, state) t;
+    ELSIF TG_OP = 'DELETE' THEN
+      SELECT array_agg(t.queue ORDER BY t.queue, t.state), array_agg(t.state ORDER BY t.queue, t.state), array_agg(t.d ORDER BY t.queue, t.state)
+        INTO q, k, d
+        FROM (SELECT queue, state, -count(*) AS d FROM old_jobs GROUP BY queue, state) t;
+    ELSE
+      -- Most updates (progress, lease renewals, results) change none of the counted columns.
+      IF NOT EXISTS (SELECT 1 FROM old_jobs o JOIN new_jobs n ON n.seq = o.seq
+                      WHERE o.state IS DISTINCT FROM n.state OR o.queue IS DISTINCT FROM n.queue OR o.group_key IS DISTINCT FROM n.group_key) THEN
+        RETURN NULL;
+      END IF;
+      SELECT array_agg(t.queue ORDER BY t.queue, t.state), array_agg(t.state ORDER BY t.queue, t.state), array_agg(t.d ORDER BY t.queue, t.state)
+        INTO q, k, d
+        FROM (
+          SELECT v.queue, v.state, sum(v.d) AS d
+            FROM (SELECT queue, state, -1 AS d FROM old_jobs UNION ALL SELECT queue, state, 1 FROM new_jobs) v
+           GROUP BY v.queue, v.state HAVING sum(v.d) <> 0
+        ) t;
     END IF;
-    RETURN NULL;
-  END $$;
+    IF q IS NOT NULL THEN PERFORM counts_add('queue', q, k, d); END IF;
 
-  -- A job entering or leaving the queued states (SQLite's jobs_group_count_enter / _leave).
-  CREATE FUNCTION jobs_group_count_state() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-  BEGIN
-    IF NEW.group_key IS NOT NULL AND NEW.state IN ('pending','scheduled') AND OLD.state NOT IN ('pending','scheduled') THEN
-      PERFORM count_group_in(NEW.queue, NEW.group_key);
+    IF TG_OP = 'INSERT' THEN
+      SELECT array_agg(t.queue ORDER BY t.queue, t.group_key), array_agg(t.group_key ORDER BY t.queue, t.group_key), array_agg(t.d ORDER BY t.queue, t.group_key)
+        INTO q, k, d
+        FROM (SELECT queue, group_key, count(*) AS d FROM new_jobs
+               WHERE group_key IS NOT NULL AND state IN ('pending','scheduled') GROUP BY queue, group_key) t;
+    ELSIF TG_OP = 'DELETE' THEN
+      SELECT array_agg(t.queue ORDER BY t.queue, t.group_key), array_agg(t.group_key ORDER BY t.queue, t.group_key), array_agg(t.d ORDER BY t.queue, t.group_key)
+        INTO q, k, d
+        FROM (SELECT queue, group_key, -count(*) AS d FROM old_jobs
+               WHERE group_key IS NOT NULL AND state IN ('pending','scheduled') GROUP BY queue, group_key) t;
+    ELSE
+      SELECT array_agg(t.queue ORDER BY t.queue, t.group_key), array_agg(t.group_key ORDER BY t.queue, t.group_key), array_agg(t.d ORDER BY t.queue, t.group_key)
+        INTO q, k, d
+        FROM (
+          SELECT v.queue, v.group_key, sum(v.d) AS d
+            FROM old_jobs o JOIN new_jobs n ON n.seq = o.seq,
+                 LATERAL (VALUES (o.queue, o.group_key, -1, o.state IN ('pending','scheduled')),
+                                 (n.queue, n.group_key, 1, n.state IN ('pending','scheduled'))) AS v(queue, group_key, d, queued)
+           WHERE v.group_key IS NOT NULL AND v.queued
+             AND NOT (o.state IN ('pending','scheduled') AND n.state IN ('pending','scheduled') AND o.group_key IS NOT DISTINCT FROM n.group_key)
+           GROUP BY v.queue, v.group_key HAVING sum(v.d) <> 0
+        ) t;
     END IF;
-    IF OLD.group_key IS NOT NULL AND OLD.state IN ('pending','scheduled') AND NEW.state NOT IN ('pending','scheduled') THEN
-      PERFORM count_group_out(OLD.queue, OLD.group_key);
-    END IF;
+    IF q IS NOT NULL THEN PERFORM counts_add('group', q, k, d); END IF;
     RETURN NULL;
   END $$;
 
-  -- A queued job whose group key changes (a queue that gains a group policy, SQLite migration 8).
-  CREATE FUNCTION jobs_group_count_rekey() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-  BEGIN
-    IF OLD.group_key IS NOT NULL THEN PERFORM count_group_out(OLD.queue, OLD.group_key); END IF;
-    IF NEW.group_key IS NOT NULL THEN PERFORM count_group_in(NEW.queue, NEW.group_key); END IF;
-    RETURN NULL;
-  END $$;
-
-  -- Same firing conditions as SQLite's triggers: UPDATE OF fires only for statements that set
-  -- the column, and the WHEN tests keep the hot path (jobs without a group key) to one test.
-  CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION jobs_count_insert();
-  CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue ON jobs FOR EACH ROW
-    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION jobs_count_update();
-  CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION jobs_count_delete();
-  CREATE TRIGGER jobs_group_count_state AFTER UPDATE OF state ON jobs FOR EACH ROW
-    WHEN ((NEW.group_key IS NOT NULL OR OLD.group_key IS NOT NULL) AND OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION jobs_group_count_state();
-  CREATE TRIGGER jobs_group_count_rekey AFTER UPDATE OF group_key ON jobs FOR EACH ROW
-    WHEN (OLD.group_key IS DISTINCT FROM NEW.group_key AND OLD.state IN ('pending','scheduled') AND NEW.state IN ('pending','scheduled'))
-    EXECUTE FUNCTION jobs_group_count_rekey();
+  CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_counts();
+  CREATE TRIGGER jobs_count_update AFTER UPDATE ON jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_counts();
+  CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_counts();
   `,
   // 3: cron schedules and their runs (SQLite migration 3). The partial UNIQUE index on
   // (schedule_id, fire_time) for scheduled runs is what makes a cron fire exactly once across

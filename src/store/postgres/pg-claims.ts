@@ -59,8 +59,9 @@ function prefixOf(schema: string | undefined): string {
  * re-checked against the newest row version (READ COMMITTED), so a job claimed and committed by
  * another broker after this statement's snapshot is dropped, not claimed twice. SKIP LOCKED spares
  * waits on job rows only: the count triggers of migration 2 also update the queue's queue_counts
- * rows, so an uncommitted claim (a flush in flight) makes other claimers of that queue wait for
- * its commit (the delta ledger of step 7, design 3.4, removes the shared rows).
+ * rows (once per statement, in key order, so claimers wait but do not deadlock on them), so an
+ * uncommitted claim (a flush in flight) makes other claimers of that queue wait for its commit
+ * (the delta ledger of step 7, design 3.4, removes the shared rows).
  */
 function claimSql(q: string, typed: boolean): string {
   const returning = CLAIMED_COLUMNS.map((c) => `jobs.${c}`).join(', ');
