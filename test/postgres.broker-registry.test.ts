@@ -19,9 +19,8 @@ import {
   type BrokerRegistryOptions,
 } from '../src/store/postgres/broker-registry.js';
 import { ClockNotSampledError, DbClock } from '../src/store/postgres/db-clock.js';
-import { migratePostgres } from '../src/store/postgres/migrations.js';
 import { queryRows } from '../src/store/postgres/sql.js';
-import { postgresRequired, sharedPostgres } from './helpers/postgres.js';
+import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
 // A client that never connects: these calls must fail before any query.
 test('heartbeat before register, and now() before a clock sample, fail with typed errors', async () => {
@@ -49,25 +48,11 @@ if (postgresRequired()) {
     const DEADLINE_MS = 20_000;
     const HEX16 = /^[0-9a-f]{16}$/;
 
-    let databaseUrl: string;
+    let db: TestDatabase;
     let admin: pg.Client;
-    const clients: pg.Client[] = [];
-    let schemas = 0;
-
-    /** A new connection to this file's database (ended after the file). */
-    async function connect(): Promise<pg.Client> {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      clients.push(client);
-      return client;
-    }
-
-    /** A migrated schema of its own per test, so tests never see each other's brokers. */
-    async function freshSchema(): Promise<string> {
-      const schema = `brokers_${++schemas}`;
-      await migratePostgres(admin, { schema });
-      return schema;
-    }
+    const connect = () => db.connect();
+    // A migrated schema of its own per test, so tests never see each other's brokers.
+    const freshSchema = () => db.freshSchema();
 
     /** Each registry's connection, to find its server session in pg_locks. */
     const connectionOf = new Map<BrokerRegistry, pg.Client>();
@@ -115,15 +100,12 @@ if (postgresRequired()) {
     }
 
     beforeAll(async () => {
-      const cluster = await sharedPostgres();
-      databaseUrl = await cluster.createDatabase(`broker_registry_${process.pid}_${Date.now() % 1e6}`);
-      admin = new pg.Client({ connectionString: databaseUrl });
-      await admin.connect();
+      db = await testDatabase('brokers');
+      admin = db.admin;
     });
 
     afterAll(async () => {
-      await Promise.all(clients.map((c) => c.end()));
-      await admin?.end();
+      await db?.close();
     });
 
     test('three brokers register with distinct ids, and each heartbeat keeps its row and records its queues', async () => {
@@ -280,7 +262,7 @@ if (postgresRequired()) {
 
     test('on a pool: register, heartbeat and deregister; a deregistered broker is not registered', async () => {
       const schema = await freshSchema();
-      const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+      const pool = new pg.Pool({ connectionString: db.url, max: 2 });
       try {
         const r = new BrokerRegistry(pool, { schema, name: 'pooled' });
         const { id } = await r.register();

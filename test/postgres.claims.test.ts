@@ -18,12 +18,11 @@ import { formatJobId } from '../src/domain/job-id.js';
 import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
 import { JobStore } from '../src/store/job-store.js';
 import { claimForSlots, completeMany, type ClaimSlot } from '../src/store/postgres/pg-claims.js';
-import { migratePostgres } from '../src/store/postgres/migrations.js';
 import { queryRows, quoteIdent } from '../src/store/postgres/sql.js';
 import type { ClaimedJob, JobRow, NewJob } from '../src/store/types.js';
 import { tempDir } from './helpers/broker.js';
 import { dumpPostgres, dumpSqlite, seedPostgres } from './helpers/pg-seed.js';
-import { postgresRequired, sharedPostgres } from './helpers/postgres.js';
+import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
 const T0 = 1_764_000_000_000;
 
@@ -57,38 +56,25 @@ test('no slots, no acks or only ids that name no job: answered without a query',
 
 if (postgresRequired()) {
   describe('PostgreSQL claims and acks', () => {
-    let url: string;
+    let db: TestDatabase;
     let admin: pg.Client;
-    const clients: pg.Client[] = [];
     const dirs: string[] = [];
     const sqliteDbs: Db[] = [];
-    let schemas = 0;
 
     beforeAll(async () => {
-      const cluster = await sharedPostgres();
-      url = await cluster.createDatabase(`claims_${process.pid}_${Date.now() % 1e6}`);
-      admin = await connect();
+      db = await testDatabase('claims');
+      admin = db.admin;
     });
 
     afterAll(async () => {
-      for (const c of clients) await c.end();
+      await db?.close();
       for (const db of sqliteDbs) closeDatabase(db);
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     });
 
-    async function connect(): Promise<pg.Client> {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      clients.push(client);
-      return client;
-    }
-
-    /** A migrated schema per test, so tests never see each other's jobs. */
-    async function freshSchema(): Promise<string> {
-      const schema = `claims_${++schemas}`;
-      await migratePostgres(admin, { schema });
-      return schema;
-    }
+    const connect = () => db.connect();
+    // A migrated schema per test, so tests never see each other's jobs.
+    const freshSchema = () => db.freshSchema();
 
     function sqliteStore(): JobStore {
       const dir = tempDir();

@@ -22,7 +22,7 @@ import {
 } from '../src/store/postgres/migrations.js';
 import { queryRows } from '../src/store/postgres/sql.js';
 import { tempDir } from './helpers/broker.js';
-import { postgresRequired, sharedPostgres } from './helpers/postgres.js';
+import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
 test('SchemaTooNewError names the schema and both versions', () => {
   const error = new SchemaTooNewError('s1', 7, 3);
@@ -39,16 +39,9 @@ test('PG_SCHEMA_VERSION is the number of migrations', () => {
 
 if (postgresRequired()) {
   describe('PostgreSQL migrations', () => {
-    let databaseUrl: string;
-    const clients: pg.Client[] = [];
-
-    /** A new connection to this file's database (ended after the file). */
-    async function connect(): Promise<pg.Client> {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      clients.push(client);
-      return client;
-    }
+    let db: TestDatabase;
+    // A new connection to this file's database (ended after the file).
+    const connect = () => db.connect();
 
     async function versions(client: pg.Client, schema: string): Promise<number[]> {
       const rows = await queryRows<{ version: number }>(client, `SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
@@ -58,12 +51,11 @@ if (postgresRequired()) {
     const ALL = Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1);
 
     beforeAll(async () => {
-      const cluster = await sharedPostgres();
-      databaseUrl = await cluster.createDatabase(`migrations_${process.pid}_${Date.now() % 1e6}`);
+      db = await testDatabase('migrations');
     });
 
     afterAll(async () => {
-      await Promise.all(clients.map((c) => c.end()));
+      await db?.close();
     });
 
     test('a fresh database migrates to the latest version, and a re-run is a no-op', async () => {
@@ -90,7 +82,7 @@ if (postgresRequired()) {
     });
 
     test('without a schema option the connection current schema is migrated; a pool works as well as a client', async () => {
-      const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, options: '-c search_path=by_path' });
+      const pool = new pg.Pool({ connectionString: db.url, max: 2, options: '-c search_path=by_path' });
       try {
         await pool.query('CREATE SCHEMA by_path');
         expect(await migratePostgres(pool)).toEqual({ schema: 'by_path', from: 0, to: PG_SCHEMA_VERSION, applied: ALL });

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { migratePostgres } from '../../src/store/postgres/migrations.js';
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../scripts/pg-cluster.sh', import.meta.url));
@@ -173,4 +174,45 @@ let shared: Promise<PostgresCluster> | undefined;
 export function sharedPostgres(): Promise<PostgresCluster> {
   shared ??= startPostgres();
   return shared;
+}
+
+/** A database of its own for one test file, on the shared cluster (see testDatabase). */
+export interface TestDatabase {
+  readonly url: string;
+  /** A connection used for setup and checks (migrations, seeding, raw queries). */
+  readonly admin: pg.Client;
+  /** A new connection, as another broker process would hold; ended by close(). */
+  connect(): Promise<pg.Client>;
+  /** A new schema migrated to the latest version, so tests in the file never see each other's rows. */
+  freshSchema(): Promise<string>;
+  /** Ends every connection it opened. */
+  close(): Promise<void>;
+}
+
+/** Creates `<prefix>_<pid>_<n>` on the shared cluster; call close() in afterAll. */
+export async function testDatabase(prefix: string): Promise<TestDatabase> {
+  const cluster = await sharedPostgres();
+  const url = await cluster.createDatabase(`${prefix}_${process.pid}_${Date.now() % 1e6}`);
+  const clients: pg.Client[] = [];
+  const connect = async (): Promise<pg.Client> => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    clients.push(client);
+    return client;
+  };
+  const admin = await connect();
+  let schemas = 0;
+  return {
+    url,
+    admin,
+    connect,
+    async freshSchema() {
+      const schema = `${prefix}_${++schemas}`;
+      await migratePostgres(admin, { schema });
+      return schema;
+    },
+    async close() {
+      await Promise.all(clients.splice(0).map((c) => c.end()));
+    },
+  };
 }
