@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { DbClock, type ClockSample } from './db-clock.js';
-import { queryRows, quoteIdent, type PgQueryable } from './sql.js';
+import { DB_CLOCK_NOW_MS, queryRows, quoteIdent, type PgQueryable } from './sql.js';
 
 /**
  * This broker's row in the `brokers` table (migration 4) and its view of the others: register at
@@ -62,8 +62,8 @@ export class BrokerNotRegisteredError extends Error {
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
 
-/** The database's time, whole epoch ms, as the other tables store times (migrations.ts). */
-const DB_NOW_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
+/** The database's time when the statement reads it: liveness is judged by the database alone. */
+const DB_NOW_MS = DB_CLOCK_NOW_MS;
 
 /**
  * The advisory lock key that serializes registrations under one name ($1 = schema, or NULL for

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { queryRows, quoteIdent, type PgQueryable } from './sql.js';
+import { DB_CLOCK_NOW_MS, queryRows, quoteIdent, type PgQueryable } from './sql.js';
 
 /**
  * The PostgreSQL schema: the same tables, columns, constraints and indexes as the SQLite store
@@ -397,7 +397,7 @@ async function migrateOnce(client: pg.ClientBase, schema: string): Promise<{ fou
     const next = found + 1;
     // No parameters: the simple query protocol, which runs a multi-statement script.
     await client.query(PG_MIGRATIONS[next - 1]!);
-    await client.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`, [next]);
+    await client.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, ${DB_CLOCK_NOW_MS})`, [next]);
     await client.query('COMMIT');
     return { found, applied: next };
   } catch (error) {

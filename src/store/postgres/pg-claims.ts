@@ -1,6 +1,6 @@
 import { formatJobId, parseJobId } from '../../domain/job-id.js';
 import type { ClaimedJob, CompletedJob } from '../types.js';
-import { queryRows, quoteIdent, type PgQueryable } from './sql.js';
+import { DB_TRANSACTION_NOW_MS, queryRows, quoteIdent, type PgQueryable } from './sql.js';
 
 /**
  * The claim and the ack of the PostgreSQL store (docs/design/postgres-store.md, 3.2, 3.6, 3.7),
@@ -36,7 +36,7 @@ export interface CompleteManyOptions {
  * start), not clock_timestamp(): every row of a flush gets one time, as SQLite's @now, and lease
  * times never come from a broker's clock (3.7).
  */
-const DB_NOW_MS = `floor(extract(epoch FROM now()) * 1000)::bigint`;
+const DB_NOW_MS = DB_TRANSACTION_NOW_MS;
 
 const CLAIMED_COLUMNS = [
   'seq', 'queue', 'type', 'payload', 'metadata', 'attempt', 'max_attempts', 'lease_timeout_ms', 'lease_expires_at',

@@ -40,3 +40,11 @@ export function quoteIdent(name: string): string {
   if (name.length === 0 || name.includes('\0')) throw new Error(`not a usable schema name: ${JSON.stringify(name)}`);
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+/**
+ * The database's time as the store keeps times: whole epoch ms (floored), bigint. Two clocks:
+ * `now()` is the transaction's start, so every row a flush writes shares one time (as SQLite's
+ * @now); `clock_timestamp()` is the time the statement reads it (heartbeats, bookkeeping).
+ */
+export const DB_TRANSACTION_NOW_MS = `floor(extract(epoch FROM now()) * 1000)::bigint`;
+export const DB_CLOCK_NOW_MS = `floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
