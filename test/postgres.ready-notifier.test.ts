@@ -173,6 +173,7 @@ if (postgresRequired()) {
       const { listener: l } = await listener(inbox);
       expect(l.listening).toBe(true);
       expect(inbox.resyncs).toBe(1); // the first connect may have missed notifications too
+      await expect(l.start()).rejects.toThrow(/twice/);
       const notifier = await db.connect();
 
       await flush(notifier, ['rolled-back'], 'ROLLBACK');

@@ -180,6 +180,7 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
   /** The connect in progress (start or a retry) and its client, so close() can end it and wait. */
   private connecting: Promise<void> | undefined;
   private connectingClient: pg.Client | undefined;
+  private started = false;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -196,14 +197,16 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
     return this.client !== undefined;
   }
 
-  /** Connects and LISTENs; rejects with ReadyListenerStartError if the first attempt fails. */
+  /** Connects and LISTENs; rejects with ReadyListenerStartError if that attempt fails (start() may then be called again). */
   async start(): Promise<void> {
     if (this.closed) throw new ReadyListenerClosedError();
-    if (this.client || this.connecting) throw new Error('ReadyListener.start() called twice');
+    if (this.started) throw new Error('ReadyListener.start() called twice');
+    this.started = true;
     try {
       await this.track(this.connectOnce());
     } catch (error) {
       if (error instanceof ReadyListenerClosedError) throw error;
+      this.started = false; // nothing runs: the caller may try start() again
       throw new ReadyListenerStartError(error);
     }
   }
@@ -260,6 +263,8 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
     this.client = client;
     this.attempt = 0;
     this.options.logger.debug({ channel: this.channel }, 'listening for ready notifications');
+    // After LISTEN, not before: whatever commits from here on is delivered, whatever committed
+    // earlier (while disconnected) is covered by the resync.
     this.call('onResync', () => this.options.onResync());
     this.emit('listening');
   }
