@@ -41,6 +41,11 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** `"schema".` to qualify table names, or nothing (the connection's search_path decides). */
+export function schemaPrefix(schema: string | undefined): string {
+  return schema === undefined ? '' : `${quoteIdent(schema)}.`;
+}
+
 /**
  * The database's time as the store keeps times: whole epoch ms (floored), bigint. Two clocks:
  * `now()` is the transaction's start, so every row a flush writes shares one time (as SQLite's
