@@ -1,6 +1,7 @@
 import { formatJobId, parseJobId } from '../../domain/job-id.js';
 import type { ClaimedJob, CompletedJob } from '../types.js';
-import { DB_TRANSACTION_NOW_MS, queryRows, quoteIdent, type PgQueryable } from './sql.js';
+import { appendHistory, attemptEntry } from './pg-history.js';
+import { DB_TRANSACTION_NOW_MS, queryRows, schemaPrefix, type PgQueryable } from './sql.js';
 
 /**
  * The claim and the ack of the PostgreSQL store (docs/design/postgres-store.md, 3.2, 3.6, 3.7),
@@ -44,10 +45,6 @@ const CLAIMED_COLUMNS = [
 ] as const;
 
 type ClaimedRow = Omit<ClaimedJob, 'id'> & { slot: number };
-
-function prefixOf(schema: string | undefined): string {
-  return schema === undefined ? '' : `${quoteIdent(schema)}.`;
-}
 
 /**
  * The claim statement of 3.2. `pick` walks jobs_ready (queue, priority DESC, seq) in peekReady's
@@ -100,7 +97,7 @@ export async function claimForSlots(db: PgQueryable, options: ClaimForSlotsOptio
   const typed = options.types !== undefined && options.types.length > 0;
   const values: unknown[] = [options.queue, slots.map((s) => s.prefix), slots.map((s) => s.workerId), slots.length];
   if (typed) values.push(options.types);
-  const rows = await queryRows<ClaimedRow>(db, claimSql(prefixOf(options.schema), typed), values);
+  const rows = await queryRows<ClaimedRow>(db, claimSql(schemaPrefix(options.schema), typed), values);
   // RETURNING has no order: slot order is restored here.
   rows.sort((a, b) => a.slot - b.slot);
   return rows.map((r) => ({
@@ -123,18 +120,8 @@ export async function claimForSlots(db: PgQueryable, options: ClaimForSlotsOptio
   }));
 }
 
-/** A JSON string literal of a text column, or null: to_json quotes and escapes as json_array does. */
-const jsonText = (column: string) => `coalesce(to_json(${column})::text, 'null')`;
-const jsonNumber = (expr: string) => `coalesce((${expr})::text, 'null')`;
-
-/**
- * The 'a' history entry of job-history.ts, byte for byte what SQLite's json_array writes (no
- * spaces; json_build_array would put one after every comma). Column references mean the row
- * before the change, as in SQLite's UPDATE.
- */
-const ACKED_ENTRY = `'["a",' || jobs.attempt || ',' || ${jsonText('jobs.worker_id')} || ',' || ${jsonText('jobs.lease_id')} || ','
-  || ${jsonNumber('jobs.started_at')} || ',' || ${jsonNumber('CASE WHEN jobs.updated_at > jobs.started_at THEN jobs.updated_at END')}
-  || ',' || clock.now_ms || ',"acked"]'`;
+/** The 'a' history entry of an ack (pg-history.ts writes it as SQLite's json_array does). */
+const ACKED_ENTRY = attemptEntry(`'"acked"'`);
 
 /**
  * Acks in one statement. `first` keeps one input per (seq, lease id), the earliest: a job's row
@@ -152,7 +139,7 @@ function completeSql(q: string): string {
     )
     UPDATE ${q}jobs AS jobs SET state = 'completed', result = first.result, lease_id = NULL, lease_expires_at = NULL,
            finished_at = clock.now_ms, updated_at = clock.now_ms,
-           history = coalesce(jobs.history || ',', '') || ${ACKED_ENTRY}
+           ${appendHistory(ACKED_ENTRY)}
       FROM first, clock
      WHERE jobs.seq = first.seq AND jobs.state = 'active' AND jobs.lease_id = first.lease_id
     RETURNING first.i AS i, jobs.attempt, jobs.queue, jobs.started_at, jobs.metadata`;
@@ -183,7 +170,7 @@ export async function completeMany(db: PgQueryable, options: CompleteManyOptions
     index.push(i);
   }
   if (seqs.length === 0) return out;
-  const rows = await queryRows<CompletedJob & { i: number }>(db, completeSql(prefixOf(options.schema)), [seqs, leases, results]);
+  const rows = await queryRows<CompletedJob & { i: number }>(db, completeSql(schemaPrefix(options.schema)), [seqs, leases, results]);
   for (const { i, attempt, queue, started_at, metadata } of rows) out[index[i - 1]!] = { attempt, queue, started_at, metadata };
   return out;
 }

@@ -41,6 +41,11 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** `"schema".` to qualify table names, or nothing (the connection's search_path decides). */
+export function schemaPrefix(schema: string | undefined): string {
+  return schema === undefined ? '' : `${quoteIdent(schema)}.`;
+}
+
 /**
  * The database's time as the store keeps times: whole epoch ms (floored), bigint. Two clocks:
  * `now()` is the transaction's start, so every row a flush writes shares one time (as SQLite's
@@ -48,3 +53,42 @@ export function quoteIdent(name: string): string {
  */
 export const DB_TRANSACTION_NOW_MS = `floor(extract(epoch FROM now()) * 1000)::bigint`;
 export const DB_CLOCK_NOW_MS = `floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
+
+/**
+ * U+0000 in text from outside (a worker's nack message or release reason, an operator's cancel
+ * reason). SQLite stores it; PostgreSQL `text` cannot hold it (the server refuses the whole
+ * statement, which in a pipelined flush would abort every command of the flush). The rule, for
+ * the PostgreSQL store only and applied here before binding: each U+0000 becomes U+FFFD, the
+ * replacement character (what a decoder writes for a character it cannot represent), so the
+ * message keeps its length and the place of the lost character stays visible. The same text
+ * goes to every column that repeats it (last_error, the errors entry, the history entry).
+ * JSON columns are not affected: JSON text escapes it (`\u0000`, six ASCII characters).
+ */
+export function storableText(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text;
+}
+
+export function storableTextOrNull(text: string | null): string | null {
+  return text === null ? null : storableText(text);
+}
+
+/**
+ * A key (dedup_key, group_key) is an identity, not a message: replacing a character in it would
+ * make two different keys equal (deduplicating jobs that are not duplicates). A key holding
+ * U+0000 is refused before any statement is sent, naming the input, so the caller can answer
+ * that job alone; the statement itself never fails on it.
+ */
+export class UnstorableKeyError extends Error {
+  constructor(
+    readonly field: string,
+    readonly index: number,
+  ) {
+    super(`${field} of input ${index} contains U+0000, which the PostgreSQL store cannot hold`);
+    this.name = 'UnstorableKeyError';
+  }
+}
+
+export function storableKey(key: string | null, field: string, index: number): string | null {
+  if (key !== null && key.includes('\0')) throw new UnstorableKeyError(field, index);
+  return key;
+}
