@@ -175,7 +175,8 @@ export async function advanceSchedule(
  * run, this waits for it and then fails (it committed) or succeeds (it rolled back). Run it
  * inside a savepoint: the error aborts the transaction otherwise (see the module comment).
  * Run seqs are an identity: never reused, where SQLite's max(seq) + 1 reuses the seq of a
- * deleted newest run.
+ * deleted newest run, and a failed insert (a duplicate fire, a rolled-back savepoint) uses one
+ * up, so seqs have gaps. They only order runs (keyset pages, newest first).
  */
 export async function insertRun(db: PgQueryable, run: NewRun, now: number, options: PgScheduleOptions = {}): Promise<number> {
   const [row] = await queryRows<{ seq: number }>(
