@@ -1,4 +1,5 @@
 import { formatJobId, parseJobId } from '../../domain/job-id.js';
+import type { AckCommand, ClaimSlot } from '../flush-batch.js';
 import type { ClaimedJob, CompletedJob } from '../types.js';
 import { appendHistory, attemptEntry } from './pg-history.js';
 import { DB_TRANSACTION_NOW_MS, queryRows, schemaPrefix, type PgQueryable } from './sql.js';
@@ -11,11 +12,8 @@ import { DB_TRANSACTION_NOW_MS, queryRows, schemaPrefix, type PgQueryable } from
  * Not wired into the broker yet (step 5).
  */
 
-export interface ClaimSlot {
-  /** The lease prefix of design 3.6, `<brokerId>.<counter>.`: unique per flush and stream, so prefix + seq is unique. */
-  prefix: string;
-  workerId: string;
-}
+/** A delivery slot (flush-batch.ts): the lease prefix of design 3.6, `<brokerId>.<counter>.`, and the worker. */
+export type { ClaimSlot };
 
 export interface ClaimForSlotsOptions {
   /** Qualifies the tables; default: the connection's search_path. */
@@ -29,7 +27,7 @@ export interface ClaimForSlotsOptions {
 
 export interface CompleteManyOptions {
   schema?: string;
-  acks: readonly { id: string; leaseId: string; result: string | null }[];
+  acks: readonly AckCommand[];
 }
 
 /**

@@ -1,6 +1,7 @@
 import { JobState } from '../../domain/job-state.js';
 import { formatJobId, parseJobId, type JobKey } from '../../domain/job-id.js';
-import type { JobRow, NewJob, ReleasedJob, StoredJobError } from '../types.js';
+import type { ExtendCommand, FailCommand, ReleaseCommand } from '../flush-batch.js';
+import type { JobRow, NewJob, ReleasedJob } from '../types.js';
 import { appendHistory, appendJsonArray, attemptEntry, jsonText } from './pg-history.js';
 import {
   DB_TRANSACTION_NOW_MS,
@@ -190,17 +191,8 @@ export async function enqueueMany(db: PgQueryable, options: EnqueueManyOptions):
 
 // --- nack ------------------------------------------------------------------------------
 
-export interface FailCmd {
-  id: string;
-  leaseId: string;
-  /** The attempt and max_attempts the decision was made from: the statement changes nothing if either moved. */
-  attempt: number;
-  maxAttempts: number;
-  /** The decision: retry at runAt, or dead. */
-  state: typeof JobState.Scheduled | typeof JobState.Dead;
-  runAt: number;
-  error: StoredJobError;
-}
+/** The command of flush-batch.ts (one definition for every backend). */
+export type FailCmd = FailCommand;
 
 export interface FailManyOptions extends Schema {
   fails: readonly FailCmd[];
@@ -268,14 +260,8 @@ export async function failMany(db: PgQueryable, options: FailManyOptions): Promi
 
 // --- extend ----------------------------------------------------------------------------
 
-export interface ExtendCmd {
-  id: string;
-  leaseId: string;
-  /** > 0: the new deadline is now + extendMs; otherwise now + the job's lease_timeout_ms. */
-  extendMs: number;
-  /** JSON text, or null to keep the job's progress. */
-  progress: string | null;
-}
+/** The command of flush-batch.ts (one definition for every backend). */
+export type ExtendCmd = ExtendCommand;
 
 export interface ExtendManyOptions extends Schema {
   extends: readonly ExtendCmd[];
@@ -327,16 +313,8 @@ export async function extendMany(db: PgQueryable, options: ExtendManyOptions): P
 
 // --- release and expiry ----------------------------------------------------------------
 
-export interface ReleaseCmd {
-  id: string;
-  leaseId: string;
-  /** Why (history, and last_error/errors when it counts). */
-  reason: string;
-  /** True: the lost lease was an attempt (stream lost, expiry): the job may die. False: the attempt is refunded. */
-  countsAsAttempt: boolean;
-  /** How the lease ended, in the history. Default 'released'. */
-  outcome?: 'expired' | 'released';
-}
+/** The command of flush-batch.ts (one definition for every backend). */
+export type ReleaseCmd = ReleaseCommand;
 
 export interface ReleaseManyOptions extends Schema {
   releases: readonly ReleaseCmd[];

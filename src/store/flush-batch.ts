@@ -1,0 +1,119 @@
+import type { JobState } from '../domain/job-state.js';
+import type { ClaimedJob, CompletedJob, NewJob, ReleasedJob, StoredJobError } from './types.js';
+
+/**
+ * One group-commit flush as data (docs/design/postgres-store.md, 3.2): the writes every op of
+ * the flush asked for, grouped by kind, plus the claims the dispatcher planned for streams with
+ * credit. A backend runs a batch as one transaction: SQLite synchronously with its statements,
+ * PostgreSQL as one set-based statement per kind, pipelined, in one round trip. Order inside
+ * the transaction is fixed: new queues; the workers' settles (acks, fails, extends); releases
+ * (a worker handing a job back, a lost stream, an expired lease); enqueues; then claims. Settles
+ * before releases: an ack and the loss of its stream in one flush complete the job, as the ack
+ * came first. Releases and enqueues before claims: a job released or enqueued in a flush can be
+ * claimed by it (as on SQLite today, where the dispatcher claims last, in `beforeCommit`).
+ *
+ * Every command is written so a stale input matches nothing instead of failing (guards by lease
+ * id, attempt, state): only an enqueue can fail on its input, and a backend isolates it (the
+ * other commands of the flush still commit).
+ */
+
+/** Jobs of one Enqueue request. Atomic: all or none (one error for all); otherwise an outcome per job. */
+export interface EnqueueCommand {
+  jobs: readonly NewJob[];
+  /** The state each job starts in (pending, or scheduled for a later run_at). */
+  states: readonly JobState[];
+  atomic: boolean;
+}
+
+export type EnqueueOutcome = { id: string; state: JobState; deduplicated: boolean } | { error: Error };
+
+export interface AckCommand {
+  id: string;
+  leaseId: string;
+  result: string | null;
+}
+
+/**
+ * A nack decided by the broker (backoff, dead letter) from the attempt and max_attempts it knew:
+ * applied only while the job is still active under this lease with those values, so a decision
+ * made from stale values (UpdateQueue changed max_attempts meanwhile) changes nothing.
+ */
+export interface FailCommand {
+  id: string;
+  leaseId: string;
+  attempt: number;
+  maxAttempts: number;
+  /** The decision: retry at runAt, or dead. */
+  state: typeof JobState.Scheduled | typeof JobState.Dead;
+  runAt: number;
+  error: StoredJobError;
+}
+
+export interface ExtendCommand {
+  id: string;
+  leaseId: string;
+  extendMs: number;
+  progress: string | null;
+}
+
+export interface ReleaseCommand {
+  id: string;
+  leaseId: string;
+  reason: string;
+  countsAsAttempt: boolean;
+  /** How the lease ended, in the history; default 'released'. */
+  outcome?: 'expired' | 'released';
+}
+
+/** The lease prefix of design 3.6, `<brokerId>.<counter>.`, and the worker, of one delivery slot. */
+export interface ClaimSlot {
+  prefix: string;
+  workerId: string;
+}
+
+/** Up to slots.length ready jobs of one queue, in delivery order, the i-th to slots[i]. */
+export interface ClaimCommand {
+  queue: string;
+  /** Only jobs of these types; empty or absent: any type. */
+  types?: readonly string[];
+  slots: readonly ClaimSlot[];
+}
+
+export interface FlushBatch {
+  /** The broker's (database-aligned) clock: created_at and run_at of enqueues, history times. */
+  now: number;
+  /** Queues to create (with defaults) if missing, before the enqueues: the first job of a new queue. */
+  newQueues: readonly string[];
+  enqueues: readonly EnqueueCommand[];
+  acks: readonly AckCommand[];
+  fails: readonly FailCommand[];
+  extends: readonly ExtendCommand[];
+  releases: readonly ReleaseCommand[];
+  claims: readonly ClaimCommand[];
+  /** Queues that gained ready jobs in this flush: other brokers are told at commit (3.5). */
+  ready: readonly string[];
+}
+
+/** What each command did, index for index with the batch. */
+export interface FlushResult {
+  enqueues: EnqueueOutcome[][];
+  /** The completed job, or undefined: not active under that lease (a stale ack). */
+  acks: (CompletedJob | undefined)[];
+  /** Applied, or not (no longer active under that lease with that attempt and max_attempts). */
+  fails: boolean[];
+  extends: ({ deadline: number; attempt: number } | undefined)[];
+  releases: (ReleasedJob | undefined)[];
+  /** The jobs each claim got, in slot order; fewer than its slots: the queue had no more. */
+  claims: ClaimedJob[][];
+}
+
+export function emptyBatch(now: number): FlushBatch {
+  return { now, newQueues: [], enqueues: [], acks: [], fails: [], extends: [], releases: [], claims: [], ready: [] };
+}
+
+export function isEmptyBatch(b: FlushBatch): boolean {
+  return (
+    b.newQueues.length === 0 && b.enqueues.length === 0 && b.acks.length === 0 && b.fails.length === 0 && b.extends.length === 0 &&
+    b.releases.length === 0 && b.claims.length === 0 && b.ready.length === 0
+  );
+}
