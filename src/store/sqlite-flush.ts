@@ -104,8 +104,13 @@ export class SqliteFlushExecutor {
       const batch = run;
       run = [];
       let ids: string[];
+      const insert = () => store.insertMany(batch.map((i) => jobs[i]!), batch.map((i) => states[i]!), now);
       try {
-        ids = store.insertMany(batch.map((i) => jobs[i]!), batch.map((i) => states[i]!), now);
+        // insertMany runs one statement per chunk (32, 8, then single rows) and a failed one undoes
+        // only itself: the chunks before it stay. Outside an atomic command's savepoint it gets one
+        // of its own, so a failure leaves nothing and the row-by-row retry inserts each job once
+        // (broker.ts insertJobs lacks it: its retry inserts the rows of the earlier chunks again).
+        ids = atomic ? insert() : store.db.transaction(insert)();
       } catch (error) {
         if (atomic) throw error;
         for (const i of batch) out[i] = this.insertOne(i, jobs, states, now);
