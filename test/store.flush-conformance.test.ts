@@ -514,5 +514,35 @@ if (postgresRequired()) {
         if (scenario.name.startsWith('dedup') || scenario.name.startsWith('refused')) expect(seqs.differs).toBe(true);
       });
     }
+
+    test('the differences kept out of the scenarios: an isolated command is not claimed by its own flush on PostgreSQL; a key with U+0000 is refused there', async () => {
+      const schema = await db.freshSchema();
+      const exec = new PostgresFlushExecutor(client, postgresFlushStatements(schema));
+      const side = sqliteSide();
+      const batch: FlushBatch = {
+        ...emptyBatch(at(0)),
+        newQueues: ['alpha'],
+        enqueues: [
+          { jobs: [newJob({ payload: '{"a":1}' }), newJob({ maxAttempts: 0 }), newJob({ payload: '{"a":2}' })], states: pending(3), atomic: false },
+          { jobs: [newJob({ dedupKey: 'k\u0000' }), newJob({ groupKey: 'g\u0000' })], states: pending(2), atomic: false },
+        ],
+        claims: [{ queue: 'alpha', slots: slots(5, 'b1.1.') }],
+      };
+      const onSqlite = side.run(batch);
+      await client.query(`SELECT set_config('sluice_test.now', $1, false)`, [String(batch.now)]);
+      const onPg = await exec.execute(batch);
+      const shape = (r: FlushResult) => r.enqueues.map((c) => c.map((o) => ('error' in o ? 'error' : 'ok')));
+      expect(shape(onSqlite)).toEqual([['ok', 'error', 'ok'], ['ok', 'ok']]);
+      expect(shape(onPg)).toEqual([['ok', 'error', 'ok'], ['error', 'error']]);
+      // SQLite inserts the command's good jobs in the flush's own transaction, before the claim, which
+      // takes them with the others; PostgreSQL ran the command alone after the flush committed its claim.
+      expect(onSqlite.claims[0]!.map((j) => j.payload)).toEqual(['{"a":1}', '{"a":2}', '{"n":1}', '{"n":1}']);
+      expect(onPg.claims[0]).toEqual([]);
+      expect(exec.stats.isolatedEnqueues).toBe(1);
+      // The next flush claims them.
+      await client.query(`SELECT set_config('sluice_test.now', $1, false)`, [String(at(1))]);
+      const next = await exec.execute({ ...emptyBatch(at(1)), claims: [{ queue: 'alpha', slots: slots(5, 'b1.2.') }] });
+      expect(next.claims[0]!.map((j) => j.payload)).toEqual(['{"a":1}', '{"a":2}']);
+    });
   });
 }
