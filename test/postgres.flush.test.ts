@@ -362,5 +362,43 @@ if (postgresRequired()) {
         await listener.close();
       }
     });
+
+    test('an isolated enqueue command notifies its ready queues at its own commit, after the flush that went without it', async () => {
+      const schema = await db.freshSchema();
+      const { exec } = await executor(schema);
+      const heard: string[][] = [];
+      let wake: ((queues: string[]) => void) | undefined;
+      const listener = new ReadyListener({
+        connection: db.url,
+        schema,
+        logger: createLogger('silent'),
+        onReady: (queues) => {
+          heard.push(queues);
+          wake?.(queues);
+        },
+        onResync: () => {},
+      });
+      await listener.start();
+      try {
+        const r = await exec.execute({
+          ...emptyBatch(T0),
+          newQueues: ['alpha', 'gamma'],
+          enqueues: [
+            { jobs: [newJob()], states: pending(1), atomic: true },
+            { jobs: [newJob({ queue: 'gamma' }), newJob({ queue: 'gamma', maxAttempts: 0 }), newJob({ queue: 'gamma' })], states: pending(3), atomic: false },
+          ],
+          ready: ['alpha', 'gamma'],
+        });
+        expect(r.enqueues[1]!.map((o) => ('error' in o ? 'error' : 'ok'))).toEqual(['ok', 'error', 'ok']);
+        // Notifications arrive in commit order: once a later flush's is heard, every earlier one has been.
+        const last = new Promise<void>((resolve) => (wake = (queues) => queues.includes('zeta') && resolve()));
+        await exec.execute({ ...emptyBatch(T0 + 1), newQueues: ['zeta'], enqueues: [{ jobs: [newJob({ queue: 'zeta' })], states: pending(1), atomic: true }], ready: ['zeta'] });
+        await last;
+        // The flush without the command; each of its good jobs, committed alone (the refused one rolled back, with its notify).
+        expect(heard).toEqual([['alpha', 'gamma'], ['gamma'], ['gamma'], ['zeta']]);
+      } finally {
+        await listener.close();
+      }
+    });
   });
 }

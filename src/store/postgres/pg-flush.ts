@@ -273,7 +273,10 @@ export class PostgresFlushExecutor {
       ? [p]
       : command.jobs.map((job, k) => ({ command: { jobs: [job], states: [command.states[k]!], atomic: true }, sent: [p.sent[k]!], outcomes: p.outcomes }));
     for (const part of parts) {
-      const alone: FlushBatch = { now: batch.now, newQueues: batch.newQueues, enqueues: [part.command], acks: [], fails: [], extends: [], releases: [], claims: [], ready: [] };
+      // Its jobs commit after the flush's NOTIFY went out (other brokers may have looked and found
+      // nothing): the ready queues it writes to are notified again, at its own commit.
+      const ready = batch.ready.filter((queue) => part.command.jobs.some((job) => job.queue === queue));
+      const alone: FlushBatch = { now: batch.now, newQueues: batch.newQueues, enqueues: [part.command], acks: [], fails: [], extends: [], releases: [], claims: [], ready };
       const r: FlushResult = { enqueues: [p.outcomes], acks: [], fails: [], extends: [], releases: [], claims: [] };
       const failed = await this.runTransaction(alone, [part], [0], r);
       // Refused alone: its error for each of its jobs (an atomic command: all of them).
