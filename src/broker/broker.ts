@@ -16,7 +16,7 @@ import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } 
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { WriteHealth } from './write-health.js';
 import { Admission, AdmissionTally } from './admission.js';
-import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
+import { isDiskFull, PartialInsertError, storeErrorToDomain } from '../store/store-errors.js';
 
 /** Test seams, like the clock. */
 export interface BrokerOptions {
@@ -378,9 +378,14 @@ export class Broker {
           now,
         );
       } catch (error) {
-        if (atomic) throw error;
-        // The statement undid itself: insert its rows one by one so each gets its own outcome.
-        for (const r of batch) {
+        // Atomic: the caller's savepoint undoes the statements that went through.
+        if (atomic) throw error instanceof PartialInsertError ? error.cause : error;
+        // The failed statement undid itself, the ones before it stay: those jobs are in; insert
+        // the rest one by one so each gets its own outcome (never a second copy of a job).
+        const done = error instanceof PartialInsertError ? error.insertedIds : [];
+        for (let k = 0; k < done.length; k++) out[batch[k]!.index] = this.inserted(batch[k]!, done[k]!);
+        for (let k = done.length; k < batch.length; k++) {
+          const r = batch[k]!;
           try {
             out[r.index] = this.inserted(r, this.store.insert(r.job, r.state, now));
           } catch (e) {

@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
+import { PartialInsertError } from './store-errors.js';
 import { ALL_JOB_STATES, JobState } from '../domain/job-state.js';
 import { formatJobId, parseJobId } from '../domain/job-id.js';
 import {
@@ -240,7 +241,9 @@ export class JobStore {
   /**
    * Inserts jobs created at `now`, several rows per statement (a third cheaper per row than
    * one statement each), and returns their ids in order. A statement that fails changes
-   * nothing (SQLite undoes it alone), so callers may retry its rows one by one.
+   * nothing (SQLite undoes it alone), but the statements before it stay: the error is a
+   * PartialInsertError with the ids of the rows already inserted, so a caller retrying one by
+   * one starts after them (or rolls back its savepoint).
    */
   insertMany(jobs: readonly NewJob[], states: readonly JobState[], now: number): string[] {
     const ids: string[] = new Array(jobs.length);
@@ -256,9 +259,16 @@ export class JobStore {
         args.push(job.queue, job.type, states[k], job.priority, job.payload, job.metadata, job.runAt, job.maxAttempts,
           job.retry, job.leaseTimeoutMs, job.dedupKey, job.groupKey, now, now, job.inherits);
       }
-      // One writer and no AUTOINCREMENT: each row takes max(seq) + 1, so a statement's rows
-      // get consecutive seqs ending at the last inserted one.
-      const last = Number(stmt.run(args).lastInsertRowid);
+      let last: number;
+      try {
+        // One writer and no AUTOINCREMENT: each row takes max(seq) + 1, so a statement's rows
+        // get consecutive seqs ending at the last inserted one.
+        last = Number(stmt.run(args).lastInsertRowid);
+      } catch (error) {
+        // The failed statement undid itself; the ones before it stay (no savepoint here: it would
+        // cost every multi-statement insert, to serve only the rare failure).
+        throw new PartialInsertError(error, ids.slice(0, i));
+      }
       for (let k = 0; k < size; k++) ids[i + k] = formatJobId(last - size + 1 + k, now);
       i += size;
     }

@@ -3,6 +3,7 @@ import type {
   AckCommand, ClaimCommand, EnqueueCommand, EnqueueOutcome, ExtendCommand, FailCommand, FlushBatch, FlushResult, ReleaseCommand,
 } from './flush-batch.js';
 import type { JobStore } from './job-store.js';
+import { PartialInsertError } from './store-errors.js';
 import type { ClaimedJob, CompletedJob, ReleasedJob } from './types.js';
 
 /**
@@ -104,16 +105,15 @@ export class SqliteFlushExecutor {
       const batch = run;
       run = [];
       let ids: string[];
-      const insert = () => store.insertMany(batch.map((i) => jobs[i]!), batch.map((i) => states[i]!), now);
       try {
-        // insertMany runs one statement per chunk (32, 8, then single rows) and a failed one undoes
-        // only itself: the chunks before it stay. Outside an atomic command's savepoint it gets one
-        // of its own, so a failure leaves nothing and the row-by-row retry inserts each job once
-        // (broker.ts insertJobs lacks it: its retry inserts the rows of the earlier chunks again).
-        ids = atomic ? insert() : store.db.transaction(insert)();
+        ids = store.insertMany(batch.map((i) => jobs[i]!), batch.map((i) => states[i]!), now);
       } catch (error) {
-        if (atomic) throw error;
-        for (const i of batch) out[i] = this.insertOne(i, jobs, states, now);
+        // Atomic: the command's savepoint undoes the chunks that went through.
+        if (atomic) throw error instanceof PartialInsertError ? error.cause : error;
+        // insertMany runs one statement per chunk (32, 8, then single rows); a failed one undoes
+        // only itself and the chunks before it stay: those jobs are in, the rest go one by one.
+        const done = error instanceof PartialInsertError ? error.insertedIds : [];
+        batch.forEach((i, k) => (out[i] = k < done.length ? { id: done[k]!, state: states[i]!, deduplicated: false } : this.insertOne(i, jobs, states, now)));
         return;
       }
       batch.forEach((i, k) => (out[i] = { id: ids[k]!, state: states[i]!, deduplicated: false }));

@@ -14,3 +14,18 @@ export function storeErrorToDomain(error: unknown): SluiceError | undefined {
   if (isDiskFull(error)) return resourceExhausted(DISK_FULL_MESSAGE);
   return undefined;
 }
+
+/**
+ * JobStore.insertMany failed part-way: the statement that failed changed nothing, and the rows
+ * of the statements before it are in the transaction (`insertedIds`, in input order). `cause` is
+ * SQLite's error (SQLITE_FULL, a constraint).
+ */
+export class PartialInsertError extends Error {
+  override readonly name = 'PartialInsertError';
+  constructor(
+    override readonly cause: unknown,
+    readonly insertedIds: readonly string[],
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
