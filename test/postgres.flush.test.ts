@@ -228,19 +228,47 @@ if (postgresRequired()) {
       expect(await jobsOf(schema)).toHaveLength(2);
     });
 
-    test('a connection that breaks fails the flush, says the commit is unknown, and commits nothing', async () => {
+    test('a connection lost while a flush is in flight: the flush fails and says the commit is unknown; nothing of it committed', async () => {
+      const schema = await db.freshSchema();
+      const { exec, client } = await executor(schema);
+      const seed = await exec.execute({ ...emptyBatch(T0), newQueues: ['alpha'], enqueues: [{ jobs: [newJob()], states: pending(1), atomic: true }], claims: [{ queue: 'alpha', slots: slots(1) }] });
+      const job = seed.claims[0]![0]!;
+      const [row] = await queryRows<{ pid: number }>(client, 'SELECT pg_backend_pid() AS pid');
+      const pid = row!.pid;
+      // Another session holds the job's row: the flush's ack waits on it, with its COMMIT already written.
+      const holder = await db.connect();
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM ${quoteIdent(schema)}.jobs WHERE seq = $1 FOR UPDATE`, [job.seq]);
+      const flush = exec
+        .execute({ ...emptyBatch(T0 + 1), acks: [{ id: job.id, leaseId: job.lease_id, result: null }], enqueues: [{ jobs: [newJob({ type: 'next' })], states: pending(1), atomic: true }] })
+        .then(() => undefined, (e: unknown) => e);
+      await expect
+        .poll(async () => (await queryRows<{ n: number }>(db.admin, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [pid]))[0]!.n, { timeout: 20_000 })
+        .toBe(1);
+      await db.admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      const error = await flush;
+      await holder.query('ROLLBACK');
+      expect(error).toBeInstanceOf(FlushFailedError);
+      // The COMMIT had been written to the socket and its answer never came: the executor cannot know it was not applied.
+      expect((error as FlushFailedError).maybeCommitted).toBe(true);
+      expect(exec.usable).toBe(false);
+      expect((await jobsOf(schema)).map((j) => j.state)).toEqual(['active']);
+    });
+
+    test('a connection already lost: the next flush is not sent, fails at once and says nothing committed', async () => {
       const schema = await db.freshSchema();
       const { exec, client } = await executor(schema);
       await exec.execute({ ...emptyBatch(T0), newQueues: ['alpha'] });
       const [row] = await queryRows<{ pid: number }>(client, 'SELECT pg_backend_pid() AS pid');
-      const pid = row!.pid;
-      await db.admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+      await db.admin.query('SELECT pg_terminate_backend($1)', [row!.pid]);
+      await ended;
+      expect(exec.usable).toBe(false);
       const error = await exec
-        .execute({ ...emptyBatch(T0 + 1), enqueues: [{ jobs: [newJob()], states: pending(1), atomic: true }], claims: [{ queue: 'alpha', slots: slots(1) }] })
+        .execute({ ...emptyBatch(T0 + 1), enqueues: [{ jobs: [newJob()], states: pending(1), atomic: true }] })
         .then(() => undefined, (e: unknown) => e);
       expect(error).toBeInstanceOf(FlushFailedError);
-      // The COMMIT had been written to the socket: the executor cannot know it was not applied.
-      expect((error as FlushFailedError).maybeCommitted).toBe(true);
+      expect((error as FlushFailedError).maybeCommitted).toBe(false);
       expect(await jobsOf(schema)).toEqual([]);
     });
 
