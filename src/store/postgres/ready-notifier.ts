@@ -156,7 +156,7 @@ export class ReadyListenerClosedError extends Error {
 }
 
 /** What is logged of a connection error: code and message only (never the settings it connected with). */
-function describeError(error: unknown): { code?: string; message: string } {
+export function describeError(error: unknown): { code?: string; message: string } {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return typeof code === 'string' ? { code, message: error.message } : { message: error.message };
