@@ -29,7 +29,11 @@ import { queryRows, schemaPrefix, STORE_TYPES, type PgQueryable } from './sql.js
  *   `isReplayConflict`) instead of skipping the row: the caller's transaction is aborted and
  *   the replay can be run again.
  * - deleteQueue's preceding count (`lockQueueCounts`) locks the queue's counts rows, so an
- *   enqueue of another broker committed meanwhile is seen (SQLite has one writer).
+ *   enqueue of another broker still open when it reads is waited for and counted (SQLite has
+ *   one writer). Only rows that exist are locked: an open enqueue whose state has no counts row
+ *   for the queue yet (say the first scheduled job of a queue with only pending ones) is not
+ *   seen; nor is a broker that still believes in the queue after it is deleted kept from
+ *   inserting into it. Both are the several-brokers questions of steps 6-7, not this module's.
  */
 
 interface Schema {
