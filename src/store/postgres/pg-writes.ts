@@ -331,7 +331,7 @@ const RELEASED_STATE = `CASE WHEN r.counts AND jobs.attempt >= jobs.max_attempts
  * worker_id and started_at stay (the history names them), and the history gets the attempt
  * entry with the outcome, the reason and the state it left the job in.
  */
-const RELEASE_SET = `state = ${RELEASED_STATE},
+export const RELEASE_SET = `state = ${RELEASED_STATE},
            ${appendHistory(attemptEntry(jsonText('r.outcome'), [jsonText('r.reason'), jsonText(RELEASED_STATE)]))},
            attempt = CASE WHEN r.counts THEN jobs.attempt ELSE greatest(jobs.attempt - 1, 0) END,
            last_error = CASE WHEN r.counts THEN r.reason ELSE jobs.last_error END,
@@ -342,7 +342,7 @@ const RELEASE_SET = `state = ${RELEASED_STATE},
            finished_at = CASE WHEN r.counts AND jobs.attempt >= jobs.max_attempts THEN clock.now_ms END,
            lease_id = NULL, lease_expires_at = NULL, updated_at = clock.now_ms`;
 
-const RELEASED_RETURNING = 'jobs.state, jobs.queue, jobs.type, jobs.attempt, jobs.metadata';
+export const RELEASED_RETURNING = 'jobs.state, jobs.queue, jobs.type, jobs.attempt, jobs.metadata';
 
 /** First input per (job, lease) wins: the release guard is the lease alone, so later repeats miss, as on SQLite. */
 function releaseSql(q: string): string {
