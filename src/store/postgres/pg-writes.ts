@@ -1,6 +1,6 @@
 import { JobState } from '../../domain/job-state.js';
 import { formatJobId, parseJobId, type JobKey } from '../../domain/job-id.js';
-import type { ExtendCommand, FailCommand, ReleaseCommand } from '../flush-batch.js';
+import type { ExpiredLease, ExtendCommand, FailCommand, PromotedJob, ReleaseCommand } from '../flush-batch.js';
 import type { JobRow, NewJob, ReleasedJob } from '../types.js';
 import { appendHistory, appendJsonArray, attemptEntry, jsonText } from './pg-history.js';
 import {
@@ -390,12 +390,8 @@ export interface ExpireLeasesOptions extends Schema {
   reason: string;
 }
 
-export interface ExpiredLease {
-  id: string;
-  /** The lease that expired. */
-  leaseId: string;
-  released: ReleasedJob;
-}
+/** The types of flush-batch.ts (one definition for every backend). */
+export type { ExpiredLease, PromotedJob };
 
 /**
  * JobStore.expiredLeases + release(counts, 'expired') of each, in one statement: the pick and
@@ -422,8 +418,8 @@ function expireSql(q: string): string {
 }
 
 /**
- * Up to `limit` expired leases released as attempts (the job dies on its last). Returns them in
- * expiry order; fewer than `limit` means no other expired lease was free to take.
+ * Up to `limit` expired leases (taken in expiry order) released as attempts (the job dies on its last). Returns them in
+ * seq order; fewer than `limit` means no other expired lease was free to take.
  */
 export async function expireLeases(db: PgQueryable, options: ExpireLeasesOptions): Promise<ExpiredLease[]> {
   const rows = await queryRows<ReleasedJob & { seq: number; created_at: number; lease_id: string }>(db, expireSql(schemaPrefix(options.schema)), [
@@ -448,13 +444,6 @@ function rowLimit(n: number): number {
 
 export interface PromoteDueOptions extends Schema {
   limit: number;
-}
-
-export interface PromotedJob {
-  id: string;
-  queue: string;
-  type: string;
-  attempt: number;
 }
 
 /**
