@@ -10,7 +10,8 @@
  * release of one lease in one flush (the ack wins); a release and a claim in one flush (the
  * released job claimed again); dedup within a command, across commands and against stored jobs;
  * jobs the database refuses (CHECK max_attempts >= 1) in atomic and non-atomic commands; a paused
- * queue claims nothing. The SQLite expectations (the answers are right by themselves) always run;
+ * queue claims nothing; the timers: promotion of due jobs and lease expiry, each up to its limit,
+ * in the batch's order (after settles, before enqueues and claims). The SQLite expectations (the answers are right by themselves) always run;
  * the comparison with PostgreSQL is registered only where postgresRequired().
  *
  * What is normalized before comparing, and why:
@@ -45,7 +46,7 @@ import pg from 'pg';
 import { JobState } from '../src/domain/job-state.js';
 import { formatJobId, parseJobId } from '../src/domain/job-id.js';
 import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
-import { emptyBatch, type ClaimSlot, type FlushBatch, type FlushResult } from '../src/store/flush-batch.js';
+import { emptyBatch, LEASE_EXPIRED_REASON, type ClaimSlot, type FlushBatch, type FlushResult } from '../src/store/flush-batch.js';
 import { JobStore } from '../src/store/job-store.js';
 import { postgresFlushStatements } from '../src/store/postgres/flush-statements.js';
 import { PostgresFlushExecutor } from '../src/store/postgres/pg-flush.js';
@@ -325,6 +326,131 @@ const SCENARIOS: Scenario[] = [
       {
         batch: () => ({ ...emptyBatch(at(1)), claims: [{ queue: 'alpha', slots: slots(5, 'b1.2.') }] }),
         check: (r, [first]) => expect(r.claims[0]!.map((j) => j.id)).toEqual([0, 2, 4].map((k) => idOf(first!.enqueues[2]![k]))),
+      },
+    ],
+  },
+  {
+    name: 'promote: due jobs oldest run_at first up to the limit (ties by seq), claimed by the same flush; a job enqueued by the flush is not promoted by it',
+    steps: [
+      {
+        batch: () => ({
+          ...emptyBatch(at(0)),
+          newQueues: ['alpha'],
+          enqueues: [
+            {
+              jobs: [
+                newJob({ runAt: at(0) + 600, payload: '{"s":0}' }), newJob({ runAt: at(0) + 500, payload: '{"s":1}' }),
+                newJob({ runAt: at(0) + 500, payload: '{"s":2}', type: 'sms' }), newJob({ runAt: at(0) + 500, payload: '{"s":3}' }),
+                newJob({ runAt: at(0) + 60_000, payload: '{"s":4}' }),
+              ],
+              states: new Array<JobState>(5).fill(JobState.Scheduled),
+              atomic: false,
+            },
+          ],
+          // Nothing due yet.
+          promote: { limit: 10 },
+        }),
+        check: (r) => expect(r.promoted).toEqual([]),
+      },
+      {
+        batch: () => ({
+          ...emptyBatch(at(1)),
+          enqueues: [{ jobs: [newJob({ runAt: at(1) + 1, payload: '{"s":5}' })], states: [JobState.Scheduled], atomic: false }],
+          promote: { limit: 2 },
+          claims: [{ queue: 'alpha', slots: slots(5, 'b1.1.') }],
+        }),
+        check: (r, [first], store) => {
+          const s = first!.enqueues[0]!.map(idOf);
+          // Four are due (run_at +600, +500, +500, +500); the limit takes two of the three at +500, by seq.
+          expect(r.promoted).toEqual([
+            { id: s[1], queue: 'alpha', type: 'email', attempt: 0 },
+            { id: s[2], queue: 'alpha', type: 'sms', attempt: 0 },
+          ]);
+          expect(r.claims[0]!.map((j) => j.id)).toEqual([s[1], s[2]]);
+        },
+      },
+      {
+        batch: () => ({
+          ...emptyBatch(at(2)),
+          // Scheduled with a run_at already past, the earliest of all (the broker would enqueue it
+          // pending): promotion runs before the enqueues, so it stays scheduled until the next promote.
+          enqueues: [{ jobs: [newJob({ runAt: at(0), payload: '{"s":6}' })], states: [JobState.Scheduled], atomic: false }],
+          promote: { limit: 3 },
+        }),
+        check: (r, [first, second], store) => {
+          const s = first!.enqueues[0]!.map(idOf);
+          expect(r.promoted.map((p) => p.id)).toEqual([s[0], s[3], idOf(second!.enqueues[0]![0])]);
+          expect(store.get(idOf(r.enqueues[0]![0]))!.state).toBe(JobState.Scheduled);
+        },
+      },
+    ],
+  },
+  {
+    name: 'expire: leases past the deadline released as attempts (dead on the last), earliest first up to the limit; the flush\'s ack and heartbeat of a lease win over its expiry',
+    steps: [
+      {
+        batch: () => ({
+          ...emptyBatch(at(0)),
+          newQueues: ['alpha'],
+          enqueues: [
+            {
+              jobs: [
+                newJob({ leaseTimeoutMs: 500, payload: '{"e":0}' }), newJob({ leaseTimeoutMs: 500, payload: '{"e":1}' }),
+                newJob({ leaseTimeoutMs: 500, payload: '{"e":2}', maxAttempts: 1 }), newJob({ leaseTimeoutMs: 500, payload: '{"e":3}' }),
+                newJob({ leaseTimeoutMs: 500, payload: '{"e":4}' }), newJob({ leaseTimeoutMs: 1_500, payload: '{"e":5}' }),
+                newJob({ leaseTimeoutMs: 30_000, payload: '{"e":6}' }),
+              ],
+              states: pending(7),
+              atomic: false,
+            },
+          ],
+          claims: [{ queue: 'alpha', slots: slots(7, 'b1.1.') }],
+          expire: { limit: 10 },
+        }),
+        check: (r) => {
+          expect(r.claims[0]).toHaveLength(7);
+          // Claimed after the expiry ran: nothing was past its deadline.
+          expect(r.expired).toEqual([]);
+        },
+      },
+      {
+        batch: ([e]) => {
+          const L = (i: number) => claimed(e!, 0, i);
+          return {
+            ...emptyBatch(at(1)),
+            acks: [{ id: L(0).id, leaseId: L(0).lease_id, result: null }],
+            extends: [{ id: L(1).id, leaseId: L(1).lease_id, extendMs: 5_000, progress: null }],
+            // 2, 3 and 4 are past their deadline (+500), 5 is not (+1,500): the limit takes 2 and 3.
+            expire: { limit: 2 },
+            claims: [{ queue: 'alpha', slots: slots(3, 'b1.2.') }],
+          };
+        },
+        check: (r, [e], store) => {
+          const L = (i: number) => claimed(e!, 0, i);
+          expect(r.acks.map((a) => a?.attempt)).toEqual([1]);
+          expect(r.extends).toEqual([{ deadline: at(1) + 5_000, attempt: 1 }]);
+          expect(r.expired).toEqual([
+            { id: L(2).id, leaseId: L(2).lease_id, released: { state: JobState.Dead, queue: 'alpha', type: 'email', attempt: 1, metadata: null } },
+            { id: L(3).id, leaseId: L(3).lease_id, released: { state: JobState.Pending, queue: 'alpha', type: 'email', attempt: 1, metadata: null } },
+          ]);
+          expect(store.get(L(3).id)).toMatchObject({ last_error: LEASE_EXPIRED_REASON });
+          // The expired job is claimed again by the same flush (attempt 2, lease deadline at(1) + 500).
+          expect(r.claims[0]!.map((j) => [j.id, j.attempt])).toEqual([[L(3).id, 2]]);
+        },
+      },
+      {
+        batch: () => ({ ...emptyBatch(at(2)), expire: { limit: 10, reason: 'lease expired (custom reason)' } }),
+        check: (r, [e, second], store) => {
+          const L = (i: number) => claimed(e!, 0, i);
+          // 3 again (its second lease), 4, and 5; 1 was extended, 6 is not due.
+          expect(r.expired.map((x) => [x.id, x.leaseId, x.released.state, x.released.attempt])).toEqual([
+            [L(3).id, claimed(second!, 0, 0).lease_id, JobState.Pending, 2],
+            [L(4).id, L(4).lease_id, JobState.Pending, 1],
+            [L(5).id, L(5).lease_id, JobState.Pending, 1],
+          ]);
+          expect(store.get(L(4).id)).toMatchObject({ last_error: 'lease expired (custom reason)' });
+          expect(store.get(L(1).id)).toMatchObject({ state: JobState.Active });
+        },
       },
     ],
   },

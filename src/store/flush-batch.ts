@@ -7,9 +7,16 @@ import type { ClaimedJob, CompletedJob, NewJob, ReleasedJob, StoredJobError } fr
  * credit. A backend runs a batch as one transaction: SQLite synchronously with its statements,
  * PostgreSQL as one set-based statement per kind, pipelined, in one round trip. Order inside
  * the transaction is fixed: new queues; the workers' settles (acks, fails, extends); releases
- * (a worker handing a job back, a lost stream, an expired lease); enqueues; then claims. Settles
- * before releases: an ack and the loss of its stream in one flush complete the job, as the ack
- * came first. Releases and enqueues before claims: a job released or enqueued in a flush can be
+ * (a worker handing a job back, a lost stream, an expired lease); the timers (expire, then
+ * promote); enqueues; then claims. Settles before releases: an ack and the loss of its stream in
+ * one flush complete the job, as the ack came first. The timers after the settles and releases:
+ * a lease is its worker's until the flush commits, so an ack, nack, heartbeat or release that
+ * reached the flush wins over the expiry of the same lease (a heartbeat moves the deadline past
+ * now, the others end the lease), instead of the worker's settle missing a lease the flush took
+ * from it. Promotion before the enqueues: a job enqueued scheduled in this flush (run_at after
+ * the broker's now) is never promoted by it, even where the statement's clock is the database's
+ * now() and runs a little ahead of the broker's (PostgreSQL, 3.7). Releases, timers and enqueues
+ * before claims: a job released, expired back to pending, promoted or enqueued in a flush can be
  * claimed by it (as on SQLite today, where the dispatcher claims last, in `beforeCommit`).
  *
  * Every command is written so a stale input matches nothing instead of failing (guards by lease
@@ -65,6 +72,44 @@ export interface ReleaseCommand {
   outcome?: 'expired' | 'released';
 }
 
+/**
+ * Promote due jobs (scheduled -> pending, run_at reached): up to `limit`, oldest run_at first.
+ * The broker's scheduled timer asks for it; a result of `limit` jobs means more may be due.
+ */
+export interface PromoteCommand {
+  limit: number;
+}
+
+/** The reason an expired lease gets when the command names none (the broker's today). */
+export const LEASE_EXPIRED_REASON = 'lease expired: no heartbeat within the lease timeout';
+
+/**
+ * Expire leases past their deadline: up to `limit`, earliest deadline first, each released as an
+ * attempt (dead on the last one) with outcome 'expired'. The deadline is compared with the
+ * statement's clock: batch.now on SQLite, the database's now() on PostgreSQL (3.7).
+ */
+export interface ExpireCommand {
+  limit: number;
+  /** Written as the job's last_error and in its history; default LEASE_EXPIRED_REASON. */
+  reason?: string;
+}
+
+/** A job a promote command made pending. */
+export interface PromotedJob {
+  id: string;
+  queue: string;
+  type: string;
+  attempt: number;
+}
+
+/** A lease an expire command ended, and the job as released. */
+export interface ExpiredLease {
+  id: string;
+  /** The lease that expired. */
+  leaseId: string;
+  released: ReleasedJob;
+}
+
 /** The lease prefix of design 3.6, `<brokerId>.<counter>.`, and the worker, of one delivery slot. */
 export interface ClaimSlot {
   prefix: string;
@@ -89,6 +134,9 @@ export interface FlushBatch {
   fails: readonly FailCommand[];
   extends: readonly ExtendCommand[];
   releases: readonly ReleaseCommand[];
+  /** Timer commands, absent when the timer is not due: at most one of each per flush. */
+  promote?: PromoteCommand;
+  expire?: ExpireCommand;
   claims: readonly ClaimCommand[];
   /** Queues that gained ready jobs in this flush: other brokers are told at commit (3.5). */
   ready: readonly string[];
@@ -103,6 +151,10 @@ export interface FlushResult {
   fails: boolean[];
   extends: ({ deadline: number; attempt: number } | undefined)[];
   releases: (ReleasedJob | undefined)[];
+  /** The jobs the promote command made pending, in seq order; empty without one. */
+  promoted: PromotedJob[];
+  /** The leases the expire command ended, in seq order; empty without one. */
+  expired: ExpiredLease[];
   /** The jobs each claim got, in slot order; fewer than its slots: the queue had no more. */
   claims: ClaimedJob[][];
 }
@@ -114,6 +166,6 @@ export function emptyBatch(now: number): FlushBatch {
 export function isEmptyBatch(b: FlushBatch): boolean {
   return (
     b.newQueues.length === 0 && b.enqueues.length === 0 && b.acks.length === 0 && b.fails.length === 0 && b.extends.length === 0 &&
-    b.releases.length === 0 && b.claims.length === 0 && b.ready.length === 0
+    b.releases.length === 0 && b.promote === undefined && b.expire === undefined && b.claims.length === 0 && b.ready.length === 0
   );
 }

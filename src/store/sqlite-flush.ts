@@ -1,6 +1,9 @@
 import { JobState } from '../domain/job-state.js';
-import type {
-  AckCommand, ClaimCommand, EnqueueCommand, EnqueueOutcome, ExtendCommand, FailCommand, FlushBatch, FlushResult, ReleaseCommand,
+import { parseJobId } from '../domain/job-id.js';
+import {
+  LEASE_EXPIRED_REASON,
+  type AckCommand, type ClaimCommand, type EnqueueCommand, type EnqueueOutcome, type ExpireCommand, type ExpiredLease, type ExtendCommand,
+  type FailCommand, type FlushBatch, type FlushResult, type PromoteCommand, type PromotedJob, type ReleaseCommand,
 } from './flush-batch.js';
 import type { JobStore } from './job-store.js';
 import { PartialInsertError } from './store-errors.js';
@@ -10,7 +13,7 @@ import type { ClaimedJob, CompletedJob, ReleasedJob } from './types.js';
  * A FlushBatch run on SQLite: the SQLite side of step 2 (docs/design/postgres-store.md, 3.2 and
  * section 4), with the semantics of PostgresFlushExecutor (pg-flush.ts) and built from JobStore's
  * existing statements, in the batch's fixed order (new queues, acks, fails, extends, releases,
- * enqueues, claims). Synchronous, and run inside the caller's transaction (the group commit's
+ * expire, promote, enqueues, claims). Synchronous, and run inside the caller's transaction (the group commit's
  * flush): it opens none of its own except a savepoint per atomic enqueue command. Not wired into
  * the broker yet: the broker still runs its closures (broker.ts insertJobs, settle, releaseLeases;
  * dispatcher.ts claim); test/store.flush-conformance.test.ts runs the same batches through both
@@ -33,9 +36,31 @@ export class SqliteFlushExecutor {
     const fails = batch.fails.map((f) => this.fail(f, now));
     const extends_ = batch.extends.map((e) => this.extend(e, now));
     const releases = batch.releases.map((r) => this.release(r, now));
+    const expired = batch.expire ? this.expire(batch.expire, now) : [];
+    const promoted = batch.promote ? this.promote(batch.promote, now) : [];
     const enqueues = batch.enqueues.map((command) => this.enqueue(command, now));
     const claims = batch.claims.map((claim) => this.claim(claim, now));
-    return { enqueues, acks, fails, extends: extends_, releases, claims };
+    return { enqueues, acks, fails, extends: extends_, releases, promoted, expired, claims };
+  }
+
+  /**
+   * The broker's lease timer as one command: expiredLeases (deadline <= now, earliest first, ties
+   * by seq as its index orders them), then release each as an attempt with outcome 'expired'.
+   * One writer, so every lease found is released; in seq order, as pg-writes' expireLeases answers.
+   */
+  private expire(e: ExpireCommand, now: number): ExpiredLease[] {
+    const reason = e.reason ?? LEASE_EXPIRED_REASON;
+    const out: ExpiredLease[] = [];
+    for (const { id, lease_id } of this.store.expiredLeases(now, rowLimit(e.limit))) {
+      const released = this.store.release(id, lease_id, reason, true, now, 'expired');
+      if (released) out.push({ id, leaseId: lease_id, released });
+    }
+    return bySeq(out);
+  }
+
+  /** JobStore.promoteDue (run_at <= now, oldest first), in seq order as pg-writes' promoteDue answers. */
+  private promote(p: PromoteCommand, now: number): PromotedJob[] {
+    return bySeq(this.store.promoteDue(now, rowLimit(p.limit)));
   }
 
   private acks(acks: readonly AckCommand[], now: number): (CompletedJob | undefined)[] {
@@ -174,4 +199,14 @@ export class SqliteFlushExecutor {
     }
     return out;
   }
+}
+
+function rowLimit(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`not a row count: ${n}`);
+  return n;
+}
+
+function bySeq<T extends { id: string }>(rows: T[]): T[] {
+  const seq = (id: string) => parseJobId(id)?.seq ?? 0;
+  return rows.sort((a, b) => seq(a.id) - seq(b.id));
 }

@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { EnqueueCommand } from '../flush-batch.js';
+import { LEASE_EXPIRED_REASON, type EnqueueCommand } from '../flush-batch.js';
 import type { NewJob } from '../types.js';
 import { claimForSlots, completeMany } from './pg-claims.js';
 import type { FlushStatements } from './pg-flush.js';
-import { DedupRaceError, enqueueMany, extendMany, failMany, releaseMany } from './pg-writes.js';
+import { DedupRaceError, enqueueMany, expireLeases, extendMany, failMany, promoteDue, releaseMany } from './pg-writes.js';
 import { readyNotifyStatement } from './ready-notifier.js';
 import { schemaPrefix, storableKey, UnstorableKeyError } from './sql.js';
 
@@ -41,6 +41,8 @@ export function postgresFlushStatements(schema?: string): FlushStatements {
     fails: (db, fails) => failMany(db, { schema, fails }),
     extends: (db, extends_) => extendMany(db, { schema, extends: extends_ }),
     releases: (db, releases) => releaseMany(db, { schema, releases }),
+    expire: (db, expire) => expireLeases(db, { schema, limit: expire.limit, reason: expire.reason ?? LEASE_EXPIRED_REASON }),
+    promote: (db, promote) => promoteDue(db, { schema, limit: promote.limit }),
     claim: (db, claim) => claimForSlots(db, { schema, queue: claim.queue, slots: claim.slots, ...(claim.types ? { types: claim.types } : {}) }),
     notify: (db: pg.ClientBase, queues) => {
       const statement = readyNotifyStatement(queues, schema === undefined ? {} : { schema });

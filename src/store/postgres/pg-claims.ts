@@ -23,6 +23,12 @@ export interface ClaimForSlotsOptions {
   slots: readonly ClaimSlot[];
   /** Only jobs of these types (as JobStore.peekReady's types); empty or absent: any type. */
   types?: readonly string[];
+  /**
+   * The claiming broker's id (its `brokers` row, design 3.6): set, the claim takes nothing once
+   * that row is gone, so a broker declared dead hands out no lease that the takeover would then
+   * have to find. Absent: no check (one broker, or tests of the claim alone).
+   */
+  brokerId?: string;
 }
 
 export interface CompleteManyOptions {
@@ -50,7 +56,10 @@ type ClaimedRow = Omit<ClaimedJob, 'id'> & { slot: number };
  * claimers never wait on each other and never get the same job); `ranked` numbers the picked rows
  * in the same order and the UPDATE joins rank i to slot i. A paused queue picks nothing (one PK
  * probe of queues, evaluated once): on SQLite the dispatcher skips paused queues from its mirror,
- * with several brokers the statement must see the committed flag itself (3.4). The row lock is
+ * with several brokers the statement must see the committed flag itself (3.4). With a broker id, the
+ * claimer's own `brokers` row is probed the same way (3.6's fencing of the claimer): once another
+ * broker's sweep deleted it, nothing is claimed (a deletion committed after this statement's
+ * snapshot is not seen: those leases are released by the takeover's next run, pg-takeover.ts). The row lock is
  * re-checked against the newest row version (READ COMMITTED), so a job claimed and committed by
  * another broker after this statement's snapshot is dropped, not claimed twice. SKIP LOCKED spares
  * waits on job rows only: the count triggers of migration 2 also update the queue's queue_counts
@@ -58,12 +67,15 @@ type ClaimedRow = Omit<ClaimedJob, 'id'> & { slot: number };
  * uncommitted claim (a flush in flight) makes other claimers of that queue wait for its commit
  * (the delta ledger of step 7, design 3.4, removes the shared rows).
  */
-function claimSql(q: string, typed: boolean): string {
+function claimSql(q: string, typed: boolean, ownRow: number | undefined): string {
   const returning = CLAIMED_COLUMNS.map((c) => `jobs.${c}`).join(', ');
   return `WITH pick AS (
       SELECT seq, priority FROM ${q}jobs
        WHERE queue = $1 AND state = 'pending'${typed ? ' AND type = ANY($5::text[])' : ''}
-         AND NOT EXISTS (SELECT 1 FROM ${q}queues WHERE name = $1 AND paused = 1)
+         AND NOT EXISTS (SELECT 1 FROM ${q}queues WHERE name = $1 AND paused = 1)${
+           ownRow === undefined ? '' : `
+         AND EXISTS (SELECT 1 FROM ${q}brokers WHERE id = $${ownRow})`
+         }
        ORDER BY priority DESC, seq
        LIMIT $4
        FOR UPDATE SKIP LOCKED
@@ -95,7 +107,9 @@ export async function claimForSlots(db: PgQueryable, options: ClaimForSlotsOptio
   const typed = options.types !== undefined && options.types.length > 0;
   const values: unknown[] = [options.queue, slots.map((s) => s.prefix), slots.map((s) => s.workerId), slots.length];
   if (typed) values.push(options.types);
-  const rows = await queryRows<ClaimedRow>(db, claimSql(schemaPrefix(options.schema), typed), values);
+  let ownRow: number | undefined;
+  if (options.brokerId !== undefined) ownRow = values.push(options.brokerId);
+  const rows = await queryRows<ClaimedRow>(db, claimSql(schemaPrefix(options.schema), typed, ownRow), values);
   // RETURNING has no order: slot order is restored here.
   rows.sort((a, b) => a.slot - b.slot);
   return rows.map((r) => ({

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type {
-  AckCommand, ClaimCommand, EnqueueCommand, EnqueueOutcome, ExtendCommand, FailCommand, FlushBatch, FlushResult, ReleaseCommand,
+  AckCommand, ClaimCommand, EnqueueCommand, EnqueueOutcome, ExpireCommand, ExpiredLease, ExtendCommand, FailCommand, FlushBatch, FlushResult,
+  PromoteCommand, PromotedJob, ReleaseCommand,
 } from '../flush-batch.js';
 import type { ClaimedJob, CompletedJob, NewJob, ReleasedJob } from '../types.js';
 
@@ -24,6 +25,10 @@ export interface FlushStatements {
   fails(db: pg.ClientBase, fails: readonly FailCommand[], now: number): Promise<boolean[]>;
   extends(db: pg.ClientBase, extends_: readonly ExtendCommand[], now: number): Promise<({ deadline: number; attempt: number } | undefined)[]>;
   releases(db: pg.ClientBase, releases: readonly ReleaseCommand[], now: number): Promise<(ReleasedJob | undefined)[]>;
+  /** Leases past the database's now, released as attempts with outcome 'expired' (one statement). */
+  expire(db: pg.ClientBase, expire: ExpireCommand): Promise<ExpiredLease[]>;
+  /** Due scheduled jobs made pending (one statement). */
+  promote(db: pg.ClientBase, promote: PromoteCommand): Promise<PromotedJob[]>;
   claim(db: pg.ClientBase, claim: ClaimCommand): Promise<ClaimedJob[]>;
   /** The NOTIFY of 3.5 for queues that gained ready jobs. */
   notify(db: pg.ClientBase, queues: readonly string[]): Promise<unknown>;
@@ -131,7 +136,7 @@ export class PostgresFlushExecutor {
     if (this.broken) throw new FlushFailedError(`flush not run: the connection to PostgreSQL broke (${messageOf(this.broken)})`, this.broken, false);
     this.stats.flushes++;
     const prepared = batch.enqueues.map((command) => this.prepare(command));
-    const result: FlushResult = { enqueues: prepared.map((p) => p.outcomes), acks: [], fails: [], extends: [], releases: [], claims: [] };
+    const result: FlushResult = { enqueues: prepared.map((p) => p.outcomes), acks: [], fails: [], extends: [], releases: [], promoted: [], expired: [], claims: [] };
     let included = prepared.flatMap((p, i) => (p.sent.length > 0 ? [i] : []));
     const isolated: number[] = [];
     for (let conflicts = 0; ; ) {
@@ -192,6 +197,9 @@ export class PostgresFlushExecutor {
     if (batch.fails.length > 0) steps.push({ promise: s.fails(db, batch.fails, now), apply: (v) => (result.fails = v as boolean[]) });
     if (batch.extends.length > 0) steps.push({ promise: s.extends(db, batch.extends, now), apply: (v) => (result.extends = v as FlushResult['extends']) });
     if (batch.releases.length > 0) steps.push({ promise: s.releases(db, batch.releases, now), apply: (v) => (result.releases = v as FlushResult['releases']) });
+    // The timers in flush-batch.ts's order: after the settles and releases, before enqueues and claims.
+    if (batch.expire) steps.push({ promise: s.expire(db, batch.expire), apply: (v) => (result.expired = v as ExpiredLease[]) });
+    if (batch.promote) steps.push({ promise: s.promote(db, batch.promote), apply: (v) => (result.promoted = v as PromotedJob[]) });
     let followUps = false;
     for (const i of included) {
       const p = prepared[i]!;
@@ -277,7 +285,7 @@ export class PostgresFlushExecutor {
       // nothing): the ready queues it writes to are notified again, at its own commit.
       const ready = batch.ready.filter((queue) => part.command.jobs.some((job) => job.queue === queue));
       const alone: FlushBatch = { now: batch.now, newQueues: batch.newQueues, enqueues: [part.command], acks: [], fails: [], extends: [], releases: [], claims: [], ready };
-      const r: FlushResult = { enqueues: [p.outcomes], acks: [], fails: [], extends: [], releases: [], claims: [] };
+      const r: FlushResult = { enqueues: [p.outcomes], acks: [], fails: [], extends: [], releases: [], promoted: [], expired: [], claims: [] };
       const failed = await this.runTransaction(alone, [part], [0], r);
       // Refused alone: its error for each of its jobs (an atomic command: all of them).
       if (failed) for (const j of part.sent) p.outcomes[j] = { error: failed.error };

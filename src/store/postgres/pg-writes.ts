@@ -1,6 +1,6 @@
 import { JobState } from '../../domain/job-state.js';
 import { formatJobId, parseJobId, type JobKey } from '../../domain/job-id.js';
-import type { ExtendCommand, FailCommand, ReleaseCommand } from '../flush-batch.js';
+import type { ExpiredLease, ExtendCommand, FailCommand, PromotedJob, ReleaseCommand } from '../flush-batch.js';
 import type { JobRow, NewJob, ReleasedJob } from '../types.js';
 import { appendHistory, appendJsonArray, attemptEntry, jsonText } from './pg-history.js';
 import {
@@ -331,7 +331,7 @@ const RELEASED_STATE = `CASE WHEN r.counts AND jobs.attempt >= jobs.max_attempts
  * worker_id and started_at stay (the history names them), and the history gets the attempt
  * entry with the outcome, the reason and the state it left the job in.
  */
-const RELEASE_SET = `state = ${RELEASED_STATE},
+export const RELEASE_SET = `state = ${RELEASED_STATE},
            ${appendHistory(attemptEntry(jsonText('r.outcome'), [jsonText('r.reason'), jsonText(RELEASED_STATE)]))},
            attempt = CASE WHEN r.counts THEN jobs.attempt ELSE greatest(jobs.attempt - 1, 0) END,
            last_error = CASE WHEN r.counts THEN r.reason ELSE jobs.last_error END,
@@ -342,7 +342,7 @@ const RELEASE_SET = `state = ${RELEASED_STATE},
            finished_at = CASE WHEN r.counts AND jobs.attempt >= jobs.max_attempts THEN clock.now_ms END,
            lease_id = NULL, lease_expires_at = NULL, updated_at = clock.now_ms`;
 
-const RELEASED_RETURNING = 'jobs.state, jobs.queue, jobs.type, jobs.attempt, jobs.metadata';
+export const RELEASED_RETURNING = 'jobs.state, jobs.queue, jobs.type, jobs.attempt, jobs.metadata';
 
 /** First input per (job, lease) wins: the release guard is the lease alone, so later repeats miss, as on SQLite. */
 function releaseSql(q: string): string {
@@ -390,12 +390,8 @@ export interface ExpireLeasesOptions extends Schema {
   reason: string;
 }
 
-export interface ExpiredLease {
-  id: string;
-  /** The lease that expired. */
-  leaseId: string;
-  released: ReleasedJob;
-}
+/** The types of flush-batch.ts (one definition for every backend). */
+export type { ExpiredLease, PromotedJob };
 
 /**
  * JobStore.expiredLeases + release(counts, 'expired') of each, in one statement: the pick and
@@ -422,8 +418,8 @@ function expireSql(q: string): string {
 }
 
 /**
- * Up to `limit` expired leases released as attempts (the job dies on its last). Returns them in
- * expiry order; fewer than `limit` means no other expired lease was free to take.
+ * Up to `limit` expired leases (taken in expiry order) released as attempts (the job dies on its last). Returns them in
+ * seq order; fewer than `limit` means no other expired lease was free to take.
  */
 export async function expireLeases(db: PgQueryable, options: ExpireLeasesOptions): Promise<ExpiredLease[]> {
   const rows = await queryRows<ReleasedJob & { seq: number; created_at: number; lease_id: string }>(db, expireSql(schemaPrefix(options.schema)), [
@@ -448,13 +444,6 @@ function rowLimit(n: number): number {
 
 export interface PromoteDueOptions extends Schema {
   limit: number;
-}
-
-export interface PromotedJob {
-  id: string;
-  queue: string;
-  type: string;
-  attempt: number;
 }
 
 /**
