@@ -235,21 +235,42 @@ if (postgresRequired()) {
       await b.loop.stop(); // idempotent
       expect(() => b.loop.start()).toThrow(/stopped/);
 
-      // Real timers: the loop holds exactly one Timeout while it runs, none after stop().
-      const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      // Real timers (the default setTimeout path): the loop holds exactly one pending timer while it
+      // runs and none after stop(). Counted on the timers created while it runs, not process-wide:
+      // other Timeouts of the test process (the runner's, the driver's) come and go on their own.
+      const pending = new Set<unknown>();
+      const realSetTimeout = globalThis.setTimeout;
+      const realClearTimeout = globalThis.clearTimeout;
+      const tracking = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+        const handle: unknown = realSetTimeout(() => {
+          pending.delete(handle);
+          fn(...args);
+        }, ms);
+        pending.add(handle);
+        return handle;
+      }) as unknown as typeof setTimeout;
       const realRegistry = new BrokerRegistry(await db.connect(), { schema, heartbeatTimeoutMs: 40 });
       await realRegistry.register();
-      const before = timeouts();
       const real = new BrokerHeartbeat({ registry: realRegistry, subscribed: () => [], logger });
       loops.push(real);
-      real.start();
-      expect(timeouts()).toBe(before + 1);
-      for (let i = 0; i < 2; i++) {
-        const [o] = (await once(real, 'tick', { signal: AbortSignal.timeout(DEADLINE_MS) })) as [TickOutcome];
-        expect(o.heartbeat).toBe('alive');
+      globalThis.setTimeout = tracking;
+      globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
+        pending.delete(handle);
+        realClearTimeout(handle);
+      }) as typeof clearTimeout;
+      try {
+        real.start();
+        expect(pending.size).toBe(1);
+        for (let i = 0; i < 2; i++) {
+          const [o] = (await once(real, 'tick', { signal: AbortSignal.timeout(DEADLINE_MS) })) as [TickOutcome];
+          expect(o.heartbeat).toBe('alive');
+        }
+        await real.stop();
+        expect(pending.size).toBe(0);
+      } finally {
+        globalThis.setTimeout = realSetTimeout;
+        globalThis.clearTimeout = realClearTimeout;
       }
-      await real.stop();
-      expect(timeouts()).toBe(before);
     });
   });
 }
