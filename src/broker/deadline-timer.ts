@@ -1,4 +1,4 @@
-import type { Clock } from '../domain/clock.js';
+import { startTimer, type Clock } from '../domain/clock.js';
 
 /** Node timers overflow past 2^31-1 ms; longer waits are re-armed on wake-up. */
 const MAX_TIMEOUT_MS = 2_147_483_647;
@@ -28,13 +28,7 @@ export class DeadlineTimer {
       this.armedAt = undefined;
       this.onFire();
     };
-    if (this.clock.setTimer) {
-      this.cancel = this.clock.setTimer(fire, delay);
-    } else {
-      const handle = setTimeout(fire, delay);
-      handle.unref();
-      this.cancel = () => clearTimeout(handle);
-    }
+    this.cancel = startTimer(this.clock, fire, delay, { unref: true });
   }
 
   stop(): void {

@@ -12,3 +12,15 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * Calls `fn` once after `ms` on the clock's own timers when it has them (a test clock), on real
+ * ones otherwise; returns the function that cancels it. `unref`: a real timer does not keep the
+ * process alive (a timer that only matters while something else runs).
+ */
+export function startTimer(clock: Clock | undefined, fn: () => void, ms: number, options: { unref?: boolean } = {}): () => void {
+  if (clock?.setTimer) return clock.setTimer(fn, ms);
+  const handle = setTimeout(fn, ms);
+  if (options.unref) handle.unref();
+  return () => clearTimeout(handle);
+}

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Clock } from '../../domain/clock.js';
+import { startTimer, type Clock } from '../../domain/clock.js';
 import type { Logger } from '../../log.js';
 import { BrokerNotRegisteredError, type BrokerRegistry, type HeartbeatResult } from './broker-registry.js';
 import type { ClockSample } from './db-clock.js';
@@ -123,13 +123,7 @@ export class BrokerHeartbeat extends EventEmitter<BrokerHeartbeatEvents> {
       });
       this.running = run;
     };
-    const clock = this.options.clock;
-    if (clock?.setTimer) {
-      this.cancelTimer = clock.setTimer(fire, this.intervalMs);
-    } else {
-      const handle = setTimeout(fire, this.intervalMs);
-      this.cancelTimer = () => clearTimeout(handle);
-    }
+    this.cancelTimer = startTimer(this.options.clock, fire, this.intervalMs);
   }
 
   /** Heartbeat, then clock sample, then sweep; each failure logged, none thrown. */

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import pg from 'pg';
-import type { Clock } from '../../domain/clock.js';
+import { startTimer, type Clock } from '../../domain/clock.js';
 import { backoffDelayMs, type RetryPolicy } from '../../domain/backoff.js';
 import type { Logger } from '../../log.js';
 import type { FlushBatch, FlushResult } from '../flush-batch.js';
@@ -379,13 +379,7 @@ export class PostgresStore extends EventEmitter<PostgresStoreEvents> {
         },
       );
     };
-    const clock = this.options.clock;
-    if (clock?.setTimer) {
-      this.cancelRetry = clock.setTimer(retry, delayMs);
-    } else {
-      const handle = setTimeout(retry, delayMs);
-      this.cancelRetry = () => clearTimeout(handle);
-    }
+    this.cancelRetry = startTimer(this.options.clock, retry, delayMs);
     this.emit('lost', { attempt, delayMs });
   }
 }

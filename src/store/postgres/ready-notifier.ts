@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import type { Clock } from '../../domain/clock.js';
+import { startTimer, type Clock } from '../../domain/clock.js';
 import { backoffDelayMs, type RetryPolicy } from '../../domain/backoff.js';
 import type { Logger } from '../../log.js';
 import { quoteIdent } from './sql.js';
@@ -292,13 +292,7 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
         this.scheduleRetry();
       });
     };
-    const clock = this.options.clock;
-    if (clock?.setTimer) {
-      this.cancelRetry = clock.setTimer(retry, delayMs);
-    } else {
-      const handle = setTimeout(retry, delayMs);
-      this.cancelRetry = () => clearTimeout(handle);
-    }
+    this.cancelRetry = startTimer(this.options.clock, retry, delayMs);
     this.emit('lost', { attempt, delayMs });
   }
 
