@@ -6,13 +6,10 @@
  * and the results and every column of every row (jobs, queues, both counts tables) compared.
  * Needs PostgreSQL: not registered where it is not required.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
 import { JobState } from '../src/domain/job-state.js';
-import { formatJobId, parseJobId } from '../src/domain/job-id.js';
-import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
+import { formatJobId } from '../src/domain/job-id.js';
 import { JobStore } from '../src/store/job-store.js';
 import {
   applyQueueDefaults,
@@ -36,36 +33,12 @@ import {
 import { enqueueMany } from '../src/store/postgres/pg-writes.js';
 import { queryRows, quoteIdent } from '../src/store/postgres/sql.js';
 import { INHERITS_LEASE_TIMEOUT, INHERITS_MAX_ATTEMPTS, type DeadLetterSelection, type NewJob } from '../src/store/types.js';
-import { tempDir } from './helpers/broker.js';
-import { dumpPostgres, dumpSqlite, seedPostgres } from './helpers/pg-seed.js';
+import { decoded, expectSameCounts, newJob, seededSchema, seqOf, SqliteFiles, T0, waitingOnLock } from './helpers/pg-fixtures.js';
+import { dumpPostgres, dumpSqlite } from './helpers/pg-seed.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-/** A broker time in the past of any test run (Nov 2025). */
-const T0 = 1_764_000_000_000;
 /** A year after the run: jobs scheduled for it stay scheduled. */
 const FAR = Date.now() + 365 * 86_400_000;
-
-function newJob(over: Partial<NewJob>): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
-
-const seqOf = (id: string) => parseJobId(id)!.seq;
-
-/**
- * History and errors decoded: better-sqlite3 binds a JS number as a REAL, so SQLite's
- * json_array writes the bound now as `1764000000030.0` where PostgreSQL writes the bigint (the
- * claims and writes tests' difference). Every other column is compared as stored.
- */
-function decoded(rows: Record<string, unknown>[]): Record<string, unknown>[] {
-  return rows.map((r) => ({
-    ...r,
-    history: typeof r.history === 'string' ? JSON.parse(`[${r.history}]`) : r.history,
-    errors: typeof r.errors === 'string' ? JSON.parse(r.errors) : r.errors,
-  }));
-}
 
 /** Creates one job in the given state on SQLite, through JobStore's own transitions; returns its id. */
 function jobIn(store: JobStore, state: JobState, over: Partial<NewJob>, at: number, n: number): string {
@@ -91,8 +64,7 @@ if (postgresRequired()) {
     let db: TestDatabase;
     let admin: pg.Client;
     let c: pg.Client;
-    const dirs: string[] = [];
-    const sqliteDbs: Db[] = [];
+    const sqlite = new SqliteFiles();
 
     beforeAll(async () => {
       db = await testDatabase('admin');
@@ -102,42 +74,21 @@ if (postgresRequired()) {
 
     afterAll(async () => {
       await db?.close();
-      for (const d of sqliteDbs) closeDatabase(d);
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      sqlite.close();
     });
 
-    function sqliteStore(): JobStore {
-      const dir = tempDir();
-      dirs.push(dir);
-      const { db } = openDatabase(join(dir, 'sluice.db'), 'NORMAL');
-      sqliteDbs.push(db);
-      return new JobStore(db);
-    }
+    const sqliteStore = () => new JobStore(sqlite.open());
 
     /** The SQLite store's rows in a fresh schema; the identity continues after the copied seqs. */
-    async function seededFrom(store: JobStore): Promise<string> {
-      const schema = await db.freshSchema();
-      await seedPostgres(admin, schema, dumpSqlite(store.db));
-      const jobs = `${quoteIdent(schema)}.jobs`;
-      await admin.query(`SELECT setval(pg_get_serial_sequence($1, 'seq'), coalesce((SELECT max(seq) FROM ${jobs}), 0) + 1, false)`, [jobs]);
-      return schema;
-    }
+    const seededFrom = (store: JobStore) => seededSchema(db, store.db, ['jobs']);
 
-    /**
-     * Every column of every job and queue, and both counts tables. Counts rows at zero are left
-     * out of queue_counts: SQLite keeps a (queue, state) row once its count went back to 0, and
-     * the seeder does not copy the counts tables (PostgreSQL's triggers count the copied jobs).
-     */
+    /** Every column of every job and queue, and both counts tables (expectSameCounts: queue_counts rows at zero left out). */
     async function expectSameRows(schema: string, store: JobStore): Promise<void> {
       const pgDump = await dumpPostgres(admin, schema);
       const sqDump = dumpSqlite(store.db);
       expect(decoded(pgDump.jobs)).toEqual(decoded(sqDump.jobs));
       expect(pgDump.queues).toEqual(sqDump.queues);
-      const s = quoteIdent(schema);
-      const counts = await queryRows(admin, `SELECT queue, state, n FROM ${s}.queue_counts WHERE n > 0 ORDER BY queue, state`);
-      expect(counts).toEqual(store.db.prepare(`SELECT queue, state, n FROM queue_counts WHERE n > 0 ORDER BY queue, state`).all());
-      const groups = await queryRows(admin, `SELECT queue, group_key, n FROM ${s}.group_counts ORDER BY queue, group_key`);
-      expect(groups).toEqual(store.db.prepare(`SELECT queue, group_key, n FROM group_counts ORDER BY queue, group_key`).all());
+      await expectSameCounts(admin, schema, store.db);
     }
 
     /** Runs `work` on `client` inside one transaction, as the broker's transaction() would. */
@@ -153,14 +104,6 @@ if (postgresRequired()) {
       }
     }
 
-    /** Resolves once `pid`'s backend waits on a lock (an event of the server, polled; no fixed delay). */
-    async function waitingOnLock(pid: number): Promise<void> {
-      for (;;) {
-        const [row] = await queryRows<{ w: string | null }>(admin, `SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1`, [pid]);
-        if (row?.w === 'Lock') return;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
     const backendPid = (client: pg.Client) => (client as unknown as { processID: number }).processID;
 
     test('queue settings: ensure (new, existing), pause both ways, retention kept or set, defaults set / kept / cleared, limits set and removed', async () => {
@@ -378,7 +321,7 @@ if (postgresRequired()) {
         (rows) => ({ rows }),
         (error: unknown) => ({ error }),
       );
-      await waitingOnLock(backendPid(c));
+      await waitingOnLock(admin, backendPid(c));
       await other.query('COMMIT');
       const outcome = await replay;
       await c.query('ROLLBACK');
@@ -480,7 +423,7 @@ if (postgresRequired()) {
       await enqueueMany(other, { schema, jobs: [newJob({})], states: [JobState.Pending], now: T0 + 1 });
       await c.query('BEGIN');
       const counts = lockQueueCounts(c, 'alpha', { schema });
-      await waitingOnLock(backendPid(c));
+      await waitingOnLock(admin, backendPid(c));
       await other.query('COMMIT');
       expect(await counts).toEqual([
         { state: 'completed', n: 1 },

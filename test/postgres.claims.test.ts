@@ -9,31 +9,17 @@
  * seeding helper (test/helpers/pg-seed.ts), except the 10,000-job backlog, inserted by one
  * test-only INSERT ... SELECT. Needs PostgreSQL: not registered where it is not required.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
 import { JobState } from '../src/domain/job-state.js';
 import { formatJobId } from '../src/domain/job-id.js';
-import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
 import { JobStore } from '../src/store/job-store.js';
 import { claimForSlots, completeMany, type ClaimSlot } from '../src/store/postgres/pg-claims.js';
 import { queryRows, quoteIdent } from '../src/store/postgres/sql.js';
-import type { ClaimedJob, JobRow, NewJob } from '../src/store/types.js';
-import { tempDir } from './helpers/broker.js';
-import { dumpPostgres, dumpSqlite, seedPostgres } from './helpers/pg-seed.js';
+import type { ClaimedJob, JobRow } from '../src/store/types.js';
+import { newJob, seededSchema, seqOf, SqliteFiles, T0 } from './helpers/pg-fixtures.js';
+import { dumpPostgres, dumpSqlite } from './helpers/pg-seed.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
-
-const T0 = 1_764_000_000_000;
-
-function newJob(over: Partial<NewJob>): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
-
-const seqOf = (id: string) => Number.parseInt(id.slice(-12), 16);
 
 /**
  * Jobs rows with the history column decoded (job-history.ts parses it the same way). The texts
@@ -58,8 +44,7 @@ if (postgresRequired()) {
   describe('PostgreSQL claims and acks', () => {
     let db: TestDatabase;
     let admin: pg.Client;
-    const dirs: string[] = [];
-    const sqliteDbs: Db[] = [];
+    const sqlite = new SqliteFiles();
 
     beforeAll(async () => {
       db = await testDatabase('claims');
@@ -68,28 +53,17 @@ if (postgresRequired()) {
 
     afterAll(async () => {
       await db?.close();
-      for (const db of sqliteDbs) closeDatabase(db);
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      sqlite.close();
     });
 
     const connect = () => db.connect();
     // A migrated schema per test, so tests never see each other's jobs.
     const freshSchema = () => db.freshSchema();
 
-    function sqliteStore(): JobStore {
-      const dir = tempDir();
-      dirs.push(dir);
-      const { db } = openDatabase(join(dir, 'sluice.db'), 'NORMAL');
-      sqliteDbs.push(db);
-      return new JobStore(db);
-    }
+    const sqliteStore = () => new JobStore(sqlite.open());
 
     /** The SQLite store's rows copied into a fresh schema. */
-    async function seededFrom(store: JobStore): Promise<string> {
-      const schema = await freshSchema();
-      await seedPostgres(admin, schema, dumpSqlite(store.db));
-      return schema;
-    }
+    const seededFrom = (store: JobStore) => seededSchema(db, store.db);
 
     async function jobRows(schema: string): Promise<Record<string, unknown>[]> {
       return (await dumpPostgres(admin, schema)).jobs;

@@ -15,20 +15,10 @@ import { postgresFlushStatements } from '../src/store/postgres/flush-statements.
 import { FlushFailedError, PostgresFlushExecutor } from '../src/store/postgres/pg-flush.js';
 import { ReadyListener } from '../src/store/postgres/ready-notifier.js';
 import { queryRows, quoteIdent } from '../src/store/postgres/sql.js';
-import type { NewJob } from '../src/store/types.js';
 import { createLogger } from '../src/log.js';
+import { newJob, pending, T0 } from './helpers/pg-fixtures.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-const T0 = 1_764_000_000_000;
-
-function newJob(over: Partial<NewJob> = {}): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
-
-const pending = (n: number) => new Array<JobState>(n).fill(JobState.Pending);
 const slots = (n: number, prefix = 'b1.1.') => Array.from({ length: n }, () => ({ prefix, workerId: 'w1' }));
 
 /**

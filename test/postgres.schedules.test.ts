@@ -19,14 +19,12 @@
  * Times are injected `now` values; nothing waits on the wall clock. Needs PostgreSQL: not
  * registered where it is not required.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
 import { planFires, nextFireTime } from '../src/broker/schedule-plan.js';
 import { compileCron } from '../src/domain/cron.js';
 import { JobState } from '../src/domain/job-state.js';
-import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
+import type { Db } from '../src/store/database.js';
 import { JobStore } from '../src/store/job-store.js';
 import {
   advanceSchedule,
@@ -48,21 +46,13 @@ import {
   isDuplicateName as isDuplicateNameSqlite,
   ScheduleStore,
 } from '../src/store/schedule-store.js';
-import type { NewJob, NewRun, ScheduleRow } from '../src/store/types.js';
-import { tempDir } from './helpers/broker.js';
-import { dumpPostgres, dumpSqlite, seedPostgres, type TableDump } from './helpers/pg-seed.js';
+import type { NewRun, ScheduleRow } from '../src/store/types.js';
+import { newJob, seededSchema, seqOf, SqliteFiles, T0, waitingOnLock } from './helpers/pg-fixtures.js';
+import { dumpPostgres, dumpSqlite, type TableDump } from './helpers/pg-seed.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-/** A whole second, so per-second cron times fall on T0 + k * 1000. */
-const T0 = 1_764_000_000_000;
+/** T0 (pg-fixtures.ts) is a whole second, so per-second cron times fall on T0 + k * SECOND. */
 const SECOND = 1000;
-
-function newJob(over: Partial<NewJob> = {}): NewJob {
-  return {
-    queue: 'alpha', type: 'cron', payload: '{}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
 
 function schedule(id: string, name: string, over: Partial<ScheduleRow> = {}): ScheduleRow {
   return {
@@ -71,8 +61,6 @@ function schedule(id: string, name: string, over: Partial<ScheduleRow> = {}): Sc
     next_fire_at: T0 + SECOND, last_fire_at: null, created_at: T0, updated_at: T0, ...over,
   };
 }
-
-const seqOf = (id: string) => Number.parseInt(id.slice(-12), 16);
 
 /** The error a call throws (both backends must throw: a call that returns fails the test). */
 async function thrown(work: () => unknown): Promise<unknown> {
@@ -88,8 +76,7 @@ if (postgresRequired()) {
   describe('PostgreSQL schedules', () => {
     let db: TestDatabase;
     let admin: pg.Client;
-    const dirs: string[] = [];
-    const sqliteDbs: Db[] = [];
+    const sqlite = new SqliteFiles();
 
     beforeAll(async () => {
       db = await testDatabase('schedules');
@@ -98,15 +85,11 @@ if (postgresRequired()) {
 
     afterAll(async () => {
       await db?.close();
-      for (const d of sqliteDbs) closeDatabase(d);
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      sqlite.close();
     });
 
     function sqliteStores(): { jobs: JobStore; schedules: ScheduleStore } {
-      const dir = tempDir();
-      dirs.push(dir);
-      const { db: sdb } = openDatabase(join(dir, 'sluice.db'), 'NORMAL');
-      sqliteDbs.push(sdb);
+      const sdb = sqlite.open();
       return { jobs: new JobStore(sdb), schedules: new ScheduleStore(sdb) };
     }
 
@@ -115,17 +98,7 @@ if (postgresRequired()) {
      * copied seqs (the seeding helper leaves them at 1), so PostgreSQL's next run seq is
      * SQLite's max(seq) + 1.
      */
-    async function seededFrom(sdb: Db): Promise<string> {
-      const schema = await db.freshSchema();
-      await seedPostgres(admin, schema, dumpSqlite(sdb));
-      const q = quoteIdent(schema);
-      for (const table of ['jobs', 'schedule_runs']) {
-        await admin.query(`SELECT setval(pg_get_serial_sequence($1, 'seq'), coalesce((SELECT max(seq) FROM ${q}.${table}), 0) + 1, false)`, [
-          `${q}.${table}`,
-        ]);
-      }
-      return schema;
-    }
+    const seededFrom = (sdb: Db) => seededSchema(db, sdb, ['jobs', 'schedule_runs']);
 
     /** Test-only job insert (the enqueue command is not this module's): one pending job for a fire. */
     async function insertTestJob(c: pg.ClientBase, schema: string, queue: string, payload: string, now: number): Promise<{ seq: number; created_at: number }> {
@@ -263,7 +236,7 @@ if (postgresRequired()) {
       jobs.ensureQueue('alpha', T0);
       // Jobs in every state a run's job can be in: unfinished (scheduled, pending, active) and finished.
       const ids = jobs.insertMany(
-        Array.from({ length: 8 }, (_, i) => newJob({ payload: `{"i":${i}}` })),
+        Array.from({ length: 8 }, (_, i) => newJob({ type: 'cron', payload: `{"i":${i}}` })),
         [JobState.Pending, JobState.Pending, JobState.Scheduled, JobState.Pending, JobState.Pending, JobState.Pending, JobState.Pending, JobState.Pending],
         T0,
       );
@@ -542,7 +515,7 @@ if (postgresRequired()) {
       await aHasFired;
       const sPid = await backendPid(s);
       const sDone = testFire(s, schema, T0 + 2 * SECOND, { rows: staleAgain, queue: 'q-stale' });
-      await waitUntilBlocked(sPid, 'schedule_runs');
+      await waitingOnLock(admin, sPid, 'schedule_runs');
       releaseA();
       expect((await aDone).fired.map((f) => f.fireTime)).toEqual([T0 + 2 * SECOND]);
       expect(await sDone).toEqual({ fired: [], duplicates: 1, stale: 1 });
@@ -561,7 +534,7 @@ if (postgresRequired()) {
       });
       await aHasFired3;
       const sDone3 = testFire(s, schema, T0 + 3 * SECOND, { rows: staleThird, queue: 'q-stale' });
-      await waitUntilBlocked(sPid, 'schedule_runs');
+      await waitingOnLock(admin, sPid, 'schedule_runs');
       failA();
       await expect(aDone3).rejects.toThrow('broker gave up');
       expect((await sDone3).fired.map((f) => f.fireTime)).toEqual([T0 + 3 * SECOND]);
@@ -582,18 +555,6 @@ if (postgresRequired()) {
     async function backendPid(c: pg.ClientBase): Promise<number> {
       const [row] = await queryRows<{ pid: number }>(c, 'SELECT pg_backend_pid() AS pid');
       return row!.pid;
-    }
-
-    /**
-     * Resolves once the backend waits on a lock (another transaction's uncommitted rows) in a
-     * statement that names `table`: polled, no fixed sleep.
-     */
-    async function waitUntilBlocked(pid: number, table: string): Promise<void> {
-      for (;;) {
-        const [row] = await queryRows<{ w: string | null; query: string }>(admin, `SELECT wait_event_type AS w, query FROM pg_stat_activity WHERE pid = $1`, [pid]);
-        if (row?.w === 'Lock' && row.query.includes(table)) return;
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
     }
 
     test('a firer killed mid-transaction leaves nothing; another firer then fires that time', async () => {

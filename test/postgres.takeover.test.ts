@@ -17,17 +17,11 @@ import { releaseOrphanedLeases, type OrphanedLease } from '../src/store/postgres
 import { enqueueMany } from '../src/store/postgres/pg-writes.js';
 import { queryRows, quoteIdent } from '../src/store/postgres/sql.js';
 import type { ClaimedJob, NewJob } from '../src/store/types.js';
+import { newJob as jobAtT0, T0 } from './helpers/pg-fixtures.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-/** A broker time in the past of any run (Nov 2025): jobs run_at it are ready. */
-const T0 = 1_764_000_000_000;
-
-function newJob(over: Partial<NewJob> = {}): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 600_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
+/** The fixtures' job (ready at T0) with a 10-minute lease timeout, longer than any test here. */
+const newJob = (over: Partial<NewJob> = {}): NewJob => jobAtT0({ leaseTimeoutMs: 600_000, ...over });
 
 if (postgresRequired()) {
   describe('PostgreSQL takeover of a lapsed broker\'s leases', () => {

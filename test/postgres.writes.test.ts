@@ -7,13 +7,10 @@
  * rows, the U+0000 rule of sql.ts, and three connections promoting and expiring thousands of rows
  * at once (each row taken exactly once). Needs PostgreSQL: not registered where it is not required.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
 import { JobState } from '../src/domain/job-state.js';
 import { formatJobId, parseJobId } from '../src/domain/job-id.js';
-import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
 import { JobStore } from '../src/store/job-store.js';
 import { claimForSlots } from '../src/store/postgres/pg-claims.js';
 import {
@@ -31,37 +28,12 @@ import {
 } from '../src/store/postgres/pg-writes.js';
 import { DB_TRANSACTION_NOW_MS, queryRows, quoteIdent, storableText, UnstorableKeyError } from '../src/store/postgres/sql.js';
 import type { ClaimedJob, JobRow, NewJob } from '../src/store/types.js';
-import { tempDir } from './helpers/broker.js';
-import { dumpPostgres, dumpSqlite, seedPostgres } from './helpers/pg-seed.js';
+import { decoded, expectSameCounts, newJob, seededSchema, seqOf, SqliteFiles, T0, waitingOnLock } from './helpers/pg-fixtures.js';
+import { dumpPostgres, dumpSqlite } from './helpers/pg-seed.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-/** A broker time in the past of any test run (Nov 2025): run_at and leases from it are due. */
-const T0 = 1_764_000_000_000;
 /** A year after the run: jobs and leases from it are not due. */
 const FAR = Date.now() + 365 * 86_400_000;
-
-function newJob(over: Partial<NewJob>): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
-
-const seqOf = (id: string) => parseJobId(id)!.seq;
-
-/**
- * Rows with the JSON text columns that hold numbers the statements bind (history, errors)
- * decoded: better-sqlite3 binds a JS number as a REAL, so SQLite's json_array/json_object write
- * the bound now as `1764000000030.0` where PostgreSQL writes the bigint `1764000000030` (the
- * claims test's difference). Same values once parsed; every other column is compared as stored.
- */
-function decoded(rows: Record<string, unknown>[]): Record<string, unknown>[] {
-  return rows.map((r) => ({
-    ...r,
-    history: typeof r.history === 'string' ? JSON.parse(`[${r.history}]`) : r.history,
-    errors: typeof r.errors === 'string' ? JSON.parse(r.errors) : r.errors,
-  }));
-}
 
 /** SQLite's enqueue as the broker runs it (broker.ts insertJobs, without admission): runs of keyless jobs by insertMany, a keyed job looked up then inserted alone. */
 function sqliteEnqueue(store: JobStore, jobs: NewJob[], states: JobState[], now: number): EnqueuedJob[] {
@@ -109,8 +81,7 @@ if (postgresRequired()) {
     let db: TestDatabase;
     let admin: pg.Client;
     let c: pg.Client;
-    const dirs: string[] = [];
-    const sqliteDbs: Db[] = [];
+    const sqlite = new SqliteFiles();
 
     beforeAll(async () => {
       db = await testDatabase('writes');
@@ -120,43 +91,22 @@ if (postgresRequired()) {
 
     afterAll(async () => {
       await db?.close();
-      for (const d of sqliteDbs) closeDatabase(d);
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      sqlite.close();
     });
 
-    function sqliteStore(): JobStore {
-      const dir = tempDir();
-      dirs.push(dir);
-      const { db } = openDatabase(join(dir, 'sluice.db'), 'NORMAL');
-      sqliteDbs.push(db);
-      return new JobStore(db);
-    }
+    const sqliteStore = () => new JobStore(sqlite.open());
 
     /** The SQLite store's rows in a fresh schema; the identity continues after the copied seqs (the seeder leaves it at 1). */
-    async function seededFrom(store: JobStore): Promise<string> {
-      const schema = await db.freshSchema();
-      await seedPostgres(admin, schema, dumpSqlite(store.db));
-      const jobs = `${quoteIdent(schema)}.jobs`;
-      await admin.query(`SELECT setval(pg_get_serial_sequence($1, 'seq'), coalesce((SELECT max(seq) FROM ${jobs}), 0) + 1, false)`, [jobs]);
-      return schema;
-    }
+    const seededFrom = (store: JobStore) => seededSchema(db, store.db, ['jobs']);
 
     const pgJobs = async (schema: string) => (await dumpPostgres(admin, schema)).jobs;
     const sqliteJobs = (store: JobStore) => dumpSqlite(store.db).jobs;
 
-    /**
-     * Every column of every job, and the counts. Counts rows at zero are left out: SQLite keeps a
-     * (queue, state) row once a count went back to 0, and the seeder does not copy the count
-     * tables (PostgreSQL's triggers count the copied jobs), so those rows are the fixture's
-     * history, not a result of the statement under test.
-     */
+    /** Every column of every job, and the counts (expectSameCounts: rows at zero left out). */
     async function expectSameRows(schema: string, store: JobStore): Promise<void> {
       const rows = await pgJobs(schema);
       expect(decoded(rows)).toEqual(decoded(sqliteJobs(store)));
-      const counts = (await queryRows(admin, `SELECT queue, state, n FROM ${quoteIdent(schema)}.queue_counts WHERE n > 0 ORDER BY queue, state`)) as object[];
-      expect(counts).toEqual(store.db.prepare(`SELECT queue, state, n FROM queue_counts WHERE n > 0 ORDER BY queue, state`).all());
-      const groups = (await queryRows(admin, `SELECT queue, group_key, n FROM ${quoteIdent(schema)}.group_counts ORDER BY queue, group_key`)) as object[];
-      expect(groups).toEqual(store.db.prepare(`SELECT queue, group_key, n FROM group_counts ORDER BY queue, group_key`).all());
+      await expectSameCounts(admin, schema, store.db);
     }
 
     /** Runs `work` in a transaction, given the database's now() of it (the time every statement of the transaction writes). */
@@ -248,10 +198,7 @@ if (postgresRequired()) {
 
       const rows = (await pgJobs(schema)).map((r) => ({ ...r, seq: toSqlite.get(r.seq as number) ?? r.seq }));
       expect(decoded(rows)).toEqual(decoded(sqliteJobs(store)));
-      const counts = (await queryRows(admin, `SELECT queue, state, n FROM ${quoteIdent(schema)}.queue_counts WHERE n > 0 ORDER BY queue, state`)) as object[];
-      expect(counts).toEqual(store.db.prepare(`SELECT queue, state, n FROM queue_counts WHERE n > 0 ORDER BY queue, state`).all());
-      const groups = (await queryRows(admin, `SELECT queue, group_key, n FROM ${quoteIdent(schema)}.group_counts ORDER BY queue, group_key`)) as object[];
-      expect(groups).toEqual(store.db.prepare(`SELECT queue, group_key, n FROM group_counts ORDER BY queue, group_key`).all());
+      await expectSameCounts(admin, schema, store.db);
 
       // Again: every keyed job is now deduplicated against the first call's rows; keyless ones are inserted.
       const again = await enqueueMany(c, { schema, jobs: jobs.slice(0, 12), states: states.slice(0, 12), now });
@@ -525,13 +472,7 @@ if (postgresRequired()) {
       const pid = (await queryRows<{ pid: number }>(b, `SELECT pg_backend_pid() AS pid`))[0]!.pid;
       const states = [JobState.Pending, JobState.Pending, JobState.Scheduled];
       /** Resolves once b waits on a lock (its insert met a's uncommitted row of the key). */
-      const bWaits = async () => {
-        for (;;) {
-          const [row] = await queryRows<{ w: string | null }>(admin, `SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1`, [pid]);
-          if (row?.w === 'Lock') return;
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      };
+      const bWaits = () => waitingOnLock(admin, pid);
       for (const end of ['COMMIT', 'ROLLBACK'] as const) {
         const jobs = [newJob({ dedupKey: `k1-${end}` }), newJob({}), newJob({ dedupKey: `k2-${end}`, runAt: FAR })];
         await a.query('BEGIN');

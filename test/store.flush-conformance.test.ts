@@ -39,39 +39,26 @@
  * or group key holding U+0000 is refused by PostgreSQL (refusedJob) where SQLite stores it.
  * `ready` is PostgreSQL's alone (SQLite has one broker): postgres.flush.test.ts tests it.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
 import { JobState } from '../src/domain/job-state.js';
 import { formatJobId, parseJobId } from '../src/domain/job-id.js';
-import { closeDatabase, openDatabase, type Db } from '../src/store/database.js';
 import { emptyBatch, LEASE_EXPIRED_REASON, type ClaimSlot, type FlushBatch, type FlushResult } from '../src/store/flush-batch.js';
 import { JobStore } from '../src/store/job-store.js';
 import { postgresFlushStatements } from '../src/store/postgres/flush-statements.js';
 import { PostgresFlushExecutor } from '../src/store/postgres/pg-flush.js';
 import { queryRows, quoteIdent, storableText } from '../src/store/postgres/sql.js';
 import { SqliteFlushExecutor } from '../src/store/sqlite-flush.js';
-import type { ClaimedJob, NewJob } from '../src/store/types.js';
-import { tempDir } from './helpers/broker.js';
+import type { ClaimedJob } from '../src/store/types.js';
+import { decoded as decodedJobs, newJob, pending, seqOf, SqliteFiles, T0 } from './helpers/pg-fixtures.js';
 import { dumpPostgres, dumpSqlite, type TableDump } from './helpers/pg-seed.js';
 import { postgresRequired, testDatabase, type TestDatabase } from './helpers/postgres.js';
 
-/** Broker times of the batches (Nov 2025): flush k runs at T0 + k * 1000. */
-const T0 = 1_764_000_000_000;
+/** Broker times of the batches (T0: Nov 2025): flush k runs at T0 + (k + 1) * 1000. */
 const at = (k: number) => T0 + (k + 1) * 1_000;
-
-function newJob(over: Partial<NewJob> = {}): NewJob {
-  return {
-    queue: 'alpha', type: 'email', payload: '{"n":1}', metadata: null, priority: 2, runAt: T0, maxAttempts: 3, retry: null,
-    leaseTimeoutMs: 30_000, dedupKey: null, groupKey: null, inherits: 0, ...over,
-  };
-}
 
 const slot = (prefix: string, workerId = `w-${prefix}`): ClaimSlot => ({ prefix, workerId });
 const slots = (n: number, prefix: string): ClaimSlot[] => Array.from({ length: n }, () => slot(prefix));
-const pending = (n: number): JobState[] => new Array<JobState>(n).fill(JobState.Pending);
-const seqOf = (id: string) => parseJobId(id)!.seq;
 
 function idOf(o: FlushResult['enqueues'][number][number] | undefined): string {
   if (!o || 'error' in o) throw new Error(`not an enqueued job: ${String(o && 'error' in o ? o.error : o)}`);
@@ -476,18 +463,11 @@ const SCENARIOS: Scenario[] = [
 
 // --- the SQLite side ------------------------------------------------------------------------
 
-const dirs: string[] = [];
-const sqliteDbs: Db[] = [];
-afterAll(() => {
-  for (const d of sqliteDbs) closeDatabase(d);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const sqlite = new SqliteFiles();
+afterAll(() => sqlite.close());
 
 function sqliteSide(): { store: JobStore; run(batch: FlushBatch): FlushResult } {
-  const dir = tempDir();
-  dirs.push(dir);
-  const { db } = openDatabase(join(dir, 'sluice.db'), 'NORMAL');
-  sqliteDbs.push(db);
+  const db = sqlite.open();
   const store = new JobStore(db);
   const exec = new SqliteFlushExecutor(store);
   return { store, run: (batch) => db.transaction(() => exec.execute(batch))() };
@@ -571,14 +551,9 @@ function storable<T>(value: T): T {
   return walk(value) as T;
 }
 
-/** Rows with history and errors parsed (SQLite writes a bound number as a REAL: `….0`). */
+/** The dump with its jobs' history and errors parsed (pg-fixtures' decoded: SQLite writes a bound number as a REAL, `….0`). */
 function decoded(dump: TableDump): TableDump {
-  const jobs = dump.jobs.map((r) => ({
-    ...r,
-    history: typeof r.history === 'string' ? JSON.parse(`[${r.history}]`) : r.history,
-    errors: typeof r.errors === 'string' ? JSON.parse(r.errors) : r.errors,
-  }));
-  return { ...dump, jobs };
+  return { ...dump, jobs: decodedJobs(dump.jobs) };
 }
 
 /** Enqueue outcomes with errors reduced to "an error" (the classes differ by store). */

@@ -8,7 +8,8 @@
  * (OVERRIDING SYSTEM VALUE: the identity columns are GENERATED ALWAYS). Not copied: the count
  * tables, which PostgreSQL's own triggers fill from the inserted jobs; comparing them with
  * SQLite's is part of what the tests check. The identity sequences are not advanced past the
- * copied seqs, so a seeded schema must not take ordinary inserts afterwards.
+ * copied seqs, so a seeded schema must not take ordinary inserts afterwards, unless
+ * continueIdentities has moved them on.
  */
 import type pg from 'pg';
 import type { Db } from '../../src/store/database.js';
@@ -57,5 +58,16 @@ export async function seedPostgres(client: pg.ClientBase, schema: string, dump: 
   } catch (error) {
     await client.query('ROLLBACK');
     throw error;
+  }
+}
+
+/**
+ * Moves the identity of each table past its rows (the next seq is max(seq) + 1, or 1 when empty),
+ * so a seeded schema can take ordinary inserts: PostgreSQL's next seq is then SQLite's.
+ */
+export async function continueIdentities(client: pg.ClientBase, schema: string, tables: readonly ('jobs' | 'schedule_runs')[]): Promise<void> {
+  for (const table of tables) {
+    const target = `${quoteIdent(schema)}.${table}`;
+    await client.query(`SELECT setval(pg_get_serial_sequence($1, 'seq'), coalesce((SELECT max(seq) FROM ${target}), 0) + 1, false)`, [target]);
   }
 }

@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import pg from 'pg';
-import { startTimer, type Clock } from '../../domain/clock.js';
-import { backoffDelayMs, type RetryPolicy } from '../../domain/backoff.js';
+import type { Clock } from '../../domain/clock.js';
+import type { RetryPolicy } from '../../domain/backoff.js';
 import type { Logger } from '../../log.js';
 import type { FlushBatch, FlushResult } from '../flush-batch.js';
 import { postgresFlushStatements } from './flush-statements.js';
@@ -9,6 +9,7 @@ import { migratePostgres, SchemaTooNewError, type MigrateResult } from './migrat
 import { PostgresFlushExecutor, type FlushStatements } from './pg-flush.js';
 import { PostgresReads } from './pg-reads.js';
 import { DEFAULT_LISTEN_RECONNECT, describeError, ReadyListener, type ReadyListenerOptions } from './ready-notifier.js';
+import { Reconnector } from './reconnector.js';
 import { STORE_TYPES } from './sql.js';
 
 /**
@@ -207,13 +208,11 @@ export class PostgresStore extends EventEmitter<PostgresStoreEvents> {
   private readonly writeSettings: pg.ClientConfig;
   private readonly listenSettings: pg.ClientConfig;
   private readonly statements: FlushStatements;
-  private readonly policy: RetryPolicy;
+  private readonly reconnector: Reconnector;
   private readonly readyListeners = new Set<ReadyListener>();
   private writer: Writer | undefined;
   /** Why the last write connection was lost, for the unavailable error's message. */
   private lastLoss: unknown;
-  private attempt = 0;
-  private cancelRetry: (() => void) | undefined;
   /** The connect in progress and its client, so close() can end it and wait. */
   private connecting: Promise<void> | undefined;
   private connectingClient: pg.Client | undefined;
@@ -239,7 +238,21 @@ export class PostgresStore extends EventEmitter<PostgresStoreEvents> {
     this.writeSettings = parts.writeSettings;
     this.listenSettings = parts.listenSettings;
     this.statements = postgresFlushStatements(parts.schema);
-    this.policy = parts.options.reconnect ?? DEFAULT_WRITE_RECONNECT;
+    this.reconnector = new Reconnector({
+      policy: parts.options.reconnect ?? DEFAULT_WRITE_RECONNECT,
+      clock: parts.options.clock,
+      random: parts.options.random,
+      connect: () => this.track(this.connectWriter()),
+      onScheduled: (attempt, delayMs) => this.emit('lost', { attempt, delayMs }),
+      onConnected: (attempts) => {
+        this.options.logger.info({ attempts }, 'PostgreSQL store: write connection re-opened');
+        this.emit('reconnected', { attempts });
+      },
+      onFailed: (error, attempt) => {
+        this.lastLoss = error;
+        this.options.logger.warn({ err: describeError(error), attempt }, 'PostgreSQL store: could not re-open the write connection; retrying');
+      },
+    });
   }
 
   /** The first write connection; fails (PostgresStoreOpenError) rather than retrying. */
@@ -291,8 +304,7 @@ export class PostgresStore extends EventEmitter<PostgresStoreEvents> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      this.cancelRetry?.();
-      this.cancelRetry = undefined;
+      this.reconnector.close();
       // An attempt in flight fails at once (its socket is ended) rather than after the connect timeout.
       void this.connectingClient?.end().catch(() => {});
       await this.connecting?.catch(() => {});
@@ -353,33 +365,6 @@ export class PostgresStore extends EventEmitter<PostgresStoreEvents> {
     this.ending.add(ended);
     if (this.closed) return;
     this.options.logger.warn({ err: describeError(this.lastLoss) }, 'PostgreSQL store: write connection lost; reconnecting');
-    this.scheduleRetry();
-  }
-
-  private scheduleRetry(): void {
-    if (this.closed) return;
-    this.attempt += 1;
-    const attempt = this.attempt;
-    const delayMs = backoffDelayMs(this.policy, attempt, this.options.random);
-    const retry = () => {
-      this.cancelRetry = undefined;
-      if (this.closed) return;
-      this.track(this.connectWriter()).then(
-        () => {
-          const attempts = this.attempt;
-          this.attempt = 0;
-          this.options.logger.info({ attempts }, 'PostgreSQL store: write connection re-opened');
-          this.emit('reconnected', { attempts });
-        },
-        (error: unknown) => {
-          if (this.closed) return;
-          this.lastLoss = error;
-          this.options.logger.warn({ err: describeError(error), attempt }, 'PostgreSQL store: could not re-open the write connection; retrying');
-          this.scheduleRetry();
-        },
-      );
-    };
-    this.cancelRetry = startTimer(this.options.clock, retry, delayMs);
-    this.emit('lost', { attempt, delayMs });
+    this.reconnector.schedule();
   }
 }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { startTimer, type Clock } from '../../domain/clock.js';
-import { backoffDelayMs, type RetryPolicy } from '../../domain/backoff.js';
+import type { Clock } from '../../domain/clock.js';
+import type { RetryPolicy } from '../../domain/backoff.js';
 import type { Logger } from '../../log.js';
+import { Reconnector } from './reconnector.js';
 import { quoteIdent } from './sql.js';
 
 /**
@@ -173,10 +174,8 @@ export function describeError(error: unknown): { code?: string; message: string 
 export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
   readonly channel: string;
   private readonly settings: pg.ClientConfig;
-  private readonly policy: RetryPolicy;
+  private readonly reconnector: Reconnector;
   private client: pg.Client | undefined;
-  private attempt = 0;
-  private cancelRetry: (() => void) | undefined;
   /** The connect in progress (start or a retry) and its client, so close() can end it and wait. */
   private connecting: Promise<void> | undefined;
   private connectingClient: pg.Client | undefined;
@@ -189,7 +188,16 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
     this.channel = readyChannel(options.schema);
     const base = typeof options.connection === 'string' ? { connectionString: options.connection } : options.connection;
     this.settings = { application_name: 'sluice-ready-listener', keepAlive: true, ...base };
-    this.policy = options.reconnect ?? DEFAULT_LISTEN_RECONNECT;
+    this.reconnector = new Reconnector({
+      policy: options.reconnect ?? DEFAULT_LISTEN_RECONNECT,
+      clock: options.clock,
+      random: options.random,
+      connect: () => this.track(this.connectOnce()),
+      onScheduled: (attempt, delayMs) => this.emit('lost', { attempt, delayMs }),
+      onFailed: (error, attempt) => {
+        this.options.logger.warn({ err: describeError(error), attempt }, 'ready listener could not reconnect; retrying');
+      },
+    });
   }
 
   /** True while LISTEN is in effect on a live connection. */
@@ -215,8 +223,7 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      this.cancelRetry?.();
-      this.cancelRetry = undefined;
+      this.reconnector.close();
       // An attempt in flight fails at once (its socket is ended) rather than after a connect timeout.
       void this.connectingClient?.end().catch(() => {});
       await this.connecting?.catch(() => {});
@@ -261,7 +268,6 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
     });
     client.on('end', () => this.lost(client));
     this.client = client;
-    this.attempt = 0;
     this.options.logger.debug({ channel: this.channel }, 'listening for ready notifications');
     // After LISTEN, not before: whatever commits from here on is delivered, whatever committed
     // earlier (while disconnected) is covered by the resync.
@@ -275,25 +281,7 @@ export class ReadyListener extends EventEmitter<ReadyListenerEvents> {
     this.client = undefined;
     if (this.closed) return;
     this.options.logger.warn({ channel: this.channel }, 'ready listener connection lost; reconnecting');
-    this.scheduleRetry();
-  }
-
-  private scheduleRetry(): void {
-    if (this.closed) return;
-    this.attempt += 1;
-    const attempt = this.attempt;
-    const delayMs = backoffDelayMs(this.policy, attempt, this.options.random);
-    const retry = () => {
-      this.cancelRetry = undefined;
-      if (this.closed) return;
-      void this.track(this.connectOnce()).catch((error: unknown) => {
-        if (this.closed) return;
-        this.options.logger.warn({ err: describeError(error), attempt }, 'ready listener could not reconnect; retrying');
-        this.scheduleRetry();
-      });
-    };
-    this.cancelRetry = startTimer(this.options.clock, retry, delayMs);
-    this.emit('lost', { attempt, delayMs });
+    this.reconnector.schedule();
   }
 
   /** A callback that throws must not take the connection's event handling down with it. */
