@@ -50,10 +50,10 @@ describe('enqueue requests that share a flush', () => {
   it('an atomic request refused by the cap leaves room for the requests after it in the same flush', async () => {
     b = await startTestBroker();
     await b.api.updateQueue({ queue: 'capped', maxQueued: 3, createIfMissing: true });
-    const [big, small] = await inOneFlush(b, [
+    const [big, small] = (await inOneFlush(b, [
       { jobs: [1, 2, 3, 4].map((n) => job('capped', n)), atomic: true },
       { jobs: [5, 6, 7].map((n) => job('capped', n)), atomic: false },
-    ]);
+    ])) as [PromiseSettledResult<EnqueueOutcome[]>, PromiseSettledResult<EnqueueOutcome[]>];
     expect(big.status).toBe('rejected');
     expect((big as PromiseRejectedResult).reason).toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
     expect(errorCodes((small as PromiseFulfilledResult<EnqueueOutcome[]>).value)).toEqual([undefined, undefined, undefined]);
