@@ -1,7 +1,8 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GroupCommit, type LogSync } from '../src/broker/group-commit.js';
+import { GroupCommit, type FlushExecutor, type LogSync } from '../src/broker/group-commit.js';
+import type { FlushBatch, FlushResult } from '../src/store/flush-batch.js';
 import { openDatabase, type Db } from '../src/store/database.js';
 import { systemClock } from '../src/domain/clock.js';
 import { tempDir } from './helpers/broker.js';
@@ -145,5 +146,97 @@ describe('group commit with the fsync off the event loop', () => {
     await expect(commits.run(() => 1)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     expect(failures.map((e) => e.message)).toEqual(['EIO: i/o error, fsync']);
     expect(events).not.toContain('durable');
+  });
+});
+
+/**
+ * A FlushExecutor on the test's table: each ack command inserts a row `ack:<id>` (one statement
+ * per command, so a failed batch could leave some behind without its savepoint); an id 'poison'
+ * makes the statement fail. Counts the batches it ran.
+ */
+class TableExecutor implements FlushExecutor {
+  readonly batches: FlushBatch[] = [];
+  constructor(private readonly db: Db) {}
+  execute(batch: FlushBatch): FlushResult {
+    this.batches.push({ ...batch, acks: [...batch.acks] });
+    const insert = this.db.prepare('INSERT INTO t (v) VALUES (?)');
+    const acks = batch.acks.map((a) => {
+      if (a.id === 'poison') throw new Error('the store refused the poison ack');
+      insert.run(`ack:${a.id}`);
+      return { attempt: 1, queue: 'q', started_at: 0, metadata: null };
+    });
+    return { enqueues: [], acks, fails: [], extends: [], releases: [], promoted: [], expired: [], claims: [] };
+  }
+}
+
+function ack(commits: GroupCommit, ...ids: string[]): Promise<string[]> {
+  return commits.runPlanned((batch) => {
+    const at = ids.map((id) => batch.addAck({ id, leaseId: 'l', result: null }));
+    return (result) => at.map((i, k) => `${ids[k]}:${result.acks[i] ? 'acked' : 'missed'}`);
+  });
+}
+
+describe('group commit with command ops', () => {
+  function setupCommands() {
+    const s = setup();
+    const executor = new TableExecutor(s.db);
+    s.commits.setExecutor(executor);
+    const rows = () => (s.db.prepare('SELECT v FROM t ORDER BY rowid').all() as { v: string }[]).map((r) => r.v);
+    return { ...s, executor, rows };
+  }
+
+  it('runs the commands of consecutive ops as one batch and answers each op from its slice', async () => {
+    const { commits, sync, executor, rows } = setupCommands();
+    const a = ack(commits, 'a1', 'a2');
+    const b = ack(commits, 'b1');
+    commits.flush();
+    sync.finish();
+    expect(await a).toEqual(['a1:acked', 'a2:acked']);
+    expect(await b).toEqual(['b1:acked']);
+    expect(executor.batches.map((x) => x.acks.map((c) => c.id))).toEqual([['a1', 'a2', 'b1']]);
+    expect(rows()).toEqual(['ack:a1', 'ack:a2', 'ack:b1']);
+  });
+
+  it('keeps the submission order around a closure op: the batch before it runs first', async () => {
+    const { db, commits, sync, executor, rows } = setupCommands();
+    const a = ack(commits, 'a');
+    const mid = insert(commits, db, 'closure', []);
+    const b = ack(commits, 'b');
+    commits.flush();
+    sync.finish();
+    await Promise.all([a, mid, b]);
+    expect(rows()).toEqual(['ack:a', 'closure', 'ack:b']);
+    expect(executor.batches).toHaveLength(2);
+    expect(commits.stats.commits).toBe(1); // one transaction all the same
+  });
+
+  it("a failing batch of several ops is taken back and each op runs alone: only the failing op's answer is an error", async () => {
+    const { commits, sync, executor, rows } = setupCommands();
+    const good = ack(commits, 'g1', 'g2');
+    const bad = ack(commits, 'x', 'poison');
+    const after = ack(commits, 'h');
+    commits.flush();
+    sync.finish();
+    expect(await good).toEqual(['g1:acked', 'g2:acked']);
+    await expect(bad).rejects.toThrow('the store refused the poison ack');
+    expect(await after).toEqual(['h:acked']);
+    // The shared batch wrote g1, g2 and x before the poison failed; its savepoint took them back,
+    // so no op's row is there twice and the bad op's x is not there at all.
+    expect(rows()).toEqual(['ack:g1', 'ack:g2', 'ack:h']);
+    expect(executor.batches.map((x) => x.acks.length)).toEqual([5, 2, 2, 1]);
+  });
+
+  it('a plan that throws adds none of its commands and fails only its op', async () => {
+    const { commits, sync, executor } = setupCommands();
+    const good = ack(commits, 'g');
+    const thrown = commits.runPlanned((batch) => {
+      batch.addAck({ id: 'half', leaseId: 'l', result: null });
+      throw new Error('invalid settle');
+    });
+    commits.flush();
+    sync.finish();
+    expect(await good).toEqual(['g:acked']);
+    await expect(thrown).rejects.toThrow('invalid settle');
+    expect(executor.batches.map((x) => x.acks.map((c) => c.id))).toEqual([['g']]);
   });
 });

@@ -42,10 +42,40 @@ function refused(message: string, retryAfterMs: number): SluiceError {
   return new SluiceError('RESOURCE_EXHAUSTED', message, retryAfterMs);
 }
 
-/** Counts seen and added within one enqueue request (which runs inside one transaction). */
+/**
+ * Counts seen and added by the enqueues planned into one flush batch. A request counts into its
+ * own tally, on top of the batch's (`parent`), and `commit`s into it once it is planned whole:
+ * a later request of the batch sees the jobs the earlier ones will insert, and an atomic request
+ * refused part-way adds nothing.
+ */
 export class AdmissionTally {
-  readonly queues = new Map<string, number>();
-  readonly groups = new Map<string, number>();
+  private readonly queues = new Map<string, number>();
+  private readonly groups = new Map<string, number>();
+
+  constructor(private readonly parent?: AdmissionTally) {}
+
+  queued(queue: string): number | undefined {
+    return this.queues.get(queue) ?? this.parent?.queued(queue);
+  }
+
+  queuedInGroup(key: string): number | undefined {
+    return this.groups.get(key) ?? this.parent?.queuedInGroup(key);
+  }
+
+  setQueued(queue: string, n: number): void {
+    this.queues.set(queue, n);
+  }
+
+  setQueuedInGroup(key: string, n: number): void {
+    this.groups.set(key, n);
+  }
+
+  /** This request is planned: its jobs count for the batch's later requests. */
+  commit(): void {
+    if (!this.parent) return;
+    for (const [queue, n] of this.queues) this.parent.setQueued(queue, n);
+    for (const [key, n] of this.groups) this.parent.setQueuedInGroup(key, n);
+  }
 }
 
 export class Admission {
@@ -98,30 +128,37 @@ export class Admission {
     if (this.diskProblem) throw refused(this.diskProblem, this.config.admissionRetryAfterMs);
   }
 
+  /** Whether a cap applies to a job of this queue and group (else `admit` reads and refuses nothing). */
+  capped(groupKey: string | null, caps: QueueCaps | undefined): boolean {
+    const maxQueue = caps?.maxQueued ?? this.config.maxQueuedPerQueue;
+    const maxGroup = groupKey === null ? 0 : (caps?.maxQueuedPerGroup ?? this.config.maxQueuedPerGroup);
+    return maxQueue > 0 || maxGroup > 0;
+  }
+
   /** Inside the enqueue transaction, before inserting one job: the queue and group caps. */
   admit(tally: AdmissionTally, queue: string, groupKey: string | null, caps: QueueCaps | undefined): void {
     const maxQueue = caps?.maxQueued ?? this.config.maxQueuedPerQueue;
     const maxGroup = groupKey === null ? 0 : (caps?.maxQueuedPerGroup ?? this.config.maxQueuedPerGroup);
     if (maxQueue > 0) {
-      const queued = tally.queues.get(queue) ?? this.store.queuedInQueue(queue);
+      const queued = tally.queued(queue) ?? this.store.queuedInQueue(queue);
       if (queued >= maxQueue) {
         throw refused(
           `queue ${echo(queue)} holds ${queued} queued jobs (pending + scheduled), its limit (max_queued ${maxQueue}); retry once workers have taken some`,
           this.config.admissionRetryAfterMs,
         );
       }
-      tally.queues.set(queue, queued + 1);
+      tally.setQueued(queue, queued + 1);
     }
     if (maxGroup > 0 && groupKey !== null) {
       const key = `${queue}\u0000${groupKey}`;
-      const queued = tally.groups.get(key) ?? this.store.queuedInGroup(queue, groupKey);
+      const queued = tally.queuedInGroup(key) ?? this.store.queuedInGroup(queue, groupKey);
       if (queued >= maxGroup) {
         throw refused(
           `group ${echo(groupKey)} of queue ${echo(queue)} holds ${queued} queued jobs, its limit (max_queued_per_group ${maxGroup}); retry once workers have taken some`,
           this.config.admissionRetryAfterMs,
         );
       }
-      tally.groups.set(key, queued + 1);
+      tally.setQueuedInGroup(key, queued + 1);
     }
   }
 

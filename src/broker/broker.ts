@@ -16,7 +16,9 @@ import { ConsumeSession, type Outgoing, type SettleOutcome, type Subscription } 
 import { JobWatchers, type JobChange, type JobListener } from './job-watchers.js';
 import { WriteHealth } from './write-health.js';
 import { Admission, AdmissionTally } from './admission.js';
-import { isDiskFull, PartialInsertError, storeErrorToDomain } from '../store/store-errors.js';
+import { FlushBatchBuilder, type FlushResult } from '../store/flush-batch.js';
+import { SqliteFlushExecutor } from '../store/sqlite-flush.js';
+import { isDiskFull, storeErrorToDomain } from '../store/store-errors.js';
 
 /** Test seams, like the clock. */
 export interface BrokerOptions {
@@ -51,13 +53,6 @@ export interface EnqueueInput {
   metadata: Record<string, string> | undefined;
   dedupKey: string | undefined;
   groupKey: string | undefined;
-}
-
-/** A job ready to insert, with its place in the request. */
-interface PreparedJob {
-  index: number;
-  job: NewJob;
-  state: JobState;
 }
 
 export type EnqueueOutcome = { id: string; deduplicated: boolean; state: JobState } | { error: SluiceError };
@@ -157,6 +152,10 @@ export class Broker {
   /** Watch events produced inside the current flush; sent only once it is durable. */
   private uncommittedChanges: JobChange[] = [];
   private backupInFlight: Promise<unknown> | undefined;
+  /** Runs the flushes' commands (the group commit's, and cron's jobs inside its closures). */
+  private readonly executor: SqliteFlushExecutor;
+  /** The admission counts of the enqueues planned into each batch (see AdmissionTally). */
+  private readonly flushTallies = new WeakMap<FlushBatchBuilder, AdmissionTally>();
 
   constructor(
     readonly config: BrokerConfig,
@@ -179,6 +178,8 @@ export class Broker {
       walSync,
       (error) => this.onSyncFailure(error),
     );
+    this.executor = new SqliteFlushExecutor(this.store);
+    this.commits.setExecutor(this.executor);
     this.dispatcher = new Dispatcher(
       this.store,
       this.queues,
@@ -331,11 +332,7 @@ export class Broker {
   async enqueue(inputs: readonly EnqueueInput[], atomic: boolean, committed?: (outcomes: EnqueueOutcome[]) => void): Promise<EnqueueOutcome[]> {
     this.assertAccepting();
     this.admission.checkDisk();
-    const outcomes = await this.commits.run((now) => {
-      // Atomic: a savepoint, so any failure undoes this batch only, not the other ops in the flush.
-      if (atomic) return this.db.transaction(() => this.insertJobs(inputs, now, true))();
-      return this.insertJobs(inputs, now, false);
-    }, committed);
+    const outcomes = await this.commits.runPlanned((batch, now) => this.planEnqueue(batch, inputs, now, atomic), committed);
     // Counted once committed: an atomic batch that failed inserted nothing.
     if (this.log.isLevelEnabled('debug')) {
       for (let i = 0; i < outcomes.length; i++) {
@@ -358,66 +355,45 @@ export class Broker {
   }
 
   /**
-   * Jobs without a dedup key are inserted many rows per statement; a job with one is looked
-   * up and inserted alone, after the rows before it, so a batch may deduplicate against
-   * itself. Not atomic: each job gets its own outcome. Atomic: the first error is thrown.
+   * One Enqueue request as one enqueue command of the flush (store/flush-batch.ts): queue
+   * defaults and admission applied here, the inserts and dedup lookups by the store's
+   * executor, which deduplicates a job against the rows before it, the batch's included. Not
+   * atomic: a job refused here or by the store gets its own error. Atomic: the first error is
+   * thrown (from the plan, nothing of the request is added; from the store, its savepoint took
+   * the request back).
    */
-  private insertJobs(inputs: readonly EnqueueInput[], now: number, atomic: boolean): EnqueueOutcome[] {
+  private planEnqueue(batch: FlushBatchBuilder, inputs: readonly EnqueueInput[], now: number, atomic: boolean): (result: FlushResult) => EnqueueOutcome[] {
     const out: EnqueueOutcome[] = new Array(inputs.length);
-    const tally = new AdmissionTally();
-    let rows: PreparedJob[] = [];
-    const insertRows = () => {
-      if (rows.length === 0) return;
-      const batch = rows;
-      rows = [];
-      let ids: string[];
-      try {
-        ids = this.store.insertMany(
-          batch.map((r) => r.job),
-          batch.map((r) => r.state),
-          now,
-        );
-      } catch (error) {
-        // Atomic: the caller's savepoint undoes the statements that went through.
-        if (atomic) throw error instanceof PartialInsertError ? error.cause : error;
-        // The failed statement undid itself, the ones before it stay: those jobs are in; insert
-        // the rest one by one so each gets its own outcome (never a second copy of a job).
-        const done = error instanceof PartialInsertError ? error.insertedIds : [];
-        for (let k = 0; k < done.length; k++) out[batch[k]!.index] = this.inserted(batch[k]!, done[k]!);
-        for (let k = done.length; k < batch.length; k++) {
-          const r = batch[k]!;
-          try {
-            out[r.index] = this.inserted(r, this.store.insert(r.job, r.state, now));
-          } catch (e) {
-            out[r.index] = { error: toSluiceError(e) };
-          }
-        }
-        return;
-      }
-      for (let k = 0; k < batch.length; k++) out[batch[k]!.index] = this.inserted(batch[k]!, ids[k]!);
-    };
+    let parent = this.flushTallies.get(batch);
+    if (!parent) this.flushTallies.set(batch, (parent = new AdmissionTally()));
+    const tally = new AdmissionTally(parent);
+    const jobs: NewJob[] = [];
+    const states: JobState[] = [];
+    const index: number[] = [];
     for (let i = 0; i < inputs.length; i++) {
-      const input = inputs[i]!;
       try {
-        if (!input.dedupKey) {
-          rows.push(this.prepareJob(input, i, now, tally));
-          continue;
-        }
-        insertRows();
-        const existing = this.store.findUnfinishedByDedupKey(input.queue, input.dedupKey);
-        if (existing) {
-          out[i] = { id: existing.id, deduplicated: true, state: existing.state };
-          continue;
-        }
-        const r = this.prepareJob(input, i, now, tally);
-        out[i] = this.inserted(r, this.store.insert(r.job, r.state, now));
+        const { job, state } = this.prepareJob(inputs[i]!, now, tally, batch);
+        jobs.push(job), states.push(state), index.push(i);
       } catch (error) {
         if (atomic) throw error;
         out[i] = { error: toSluiceError(error) };
       }
     }
-    insertRows();
-    return out;
+    tally.commit();
+    if (jobs.length === 0) return () => out;
+    const command = batch.addEnqueue({ jobs, states, atomic });
+    return (result) => {
+      const stored = result.enqueues[command]!;
+      if (atomic) for (const o of stored) if ('error' in o) throw o.error;
+      for (let k = 0; k < stored.length; k++) {
+        const o = stored[k]!;
+        const i = index[k]!;
+        if ('error' in o) out[i] = { error: toSluiceError(o.error) };
+        else if (o.deduplicated) out[i] = { id: o.id, deduplicated: true, state: o.state };
+        else out[i] = this.inserted(jobs[k]!, o.state, o.id);
+      }
+      return out;
+    };
   }
 
   /**
@@ -426,15 +402,24 @@ export class Broker {
    * a bad job, so the caller's savepoint takes back what it wrote with it.
    */
   insertJobInFlush(input: EnqueueInput, now: number): { id: string; deduplicated: boolean } {
-    const outcome = this.insertJobs([input], now, true)[0]!;
+    const batch = new FlushBatchBuilder(now);
+    const read = this.planEnqueue(batch, [input], now, true);
+    const outcome = read(this.executor.execute(batch.build()))[0]!;
     if ('error' in outcome) throw outcome.error;
     return outcome;
   }
 
-  private prepareJob(input: EnqueueInput, index: number, now: number, tally: AdmissionTally): PreparedJob {
-    this.queues.ensure(input.queue, now);
+  private prepareJob(input: EnqueueInput, now: number, tally: AdmissionTally, batch: FlushBatchBuilder): { job: NewJob; state: JobState } {
+    if (!this.queues.has(input.queue)) batch.addQueue(input.queue);
     const queue = this.queues.get(input.queue);
-    this.admission.admit(tally, input.queue, input.groupKey ?? null, queue);
+    const capGroup = input.groupKey ?? null;
+    // A job the store will deduplicate (against a job of this batch, or one stored) takes no
+    // room: admit only the others. The lookup runs only where a cap applies.
+    const deduplicated =
+      !!input.dedupKey &&
+      this.admission.capped(capGroup, queue) &&
+      (batch.plansKey(input.queue, input.dedupKey) || this.store.findUnfinishedByDedupKey(input.queue, input.dedupKey) !== undefined);
+    if (!deduplicated) this.admission.admit(tally, input.queue, capGroup, queue);
     const runAt = input.runAt ?? now + input.delayMs;
     const state = runAt > now ? JobState.Scheduled : JobState.Pending;
     const job: NewJob = {
@@ -447,15 +432,15 @@ export class Broker {
       maxAttempts: input.maxAttempts ?? queue?.maxAttempts ?? this.config.defaultMaxAttempts,
       retry: input.retry ? JSON.stringify(input.retry) : null,
       leaseTimeoutMs: input.leaseTimeoutMs ?? queue?.leaseTimeoutMs ?? this.config.defaultLeaseTimeoutMs,
-      dedupKey: input.dedupKey ?? null,
+      dedupKey: input.dedupKey || null,
       // '': the group of jobs without a key, in a queue that dispatches by group (migration 5).
       groupKey: input.groupKey ?? (this.queues.hasGroupPolicy(input.queue) ? '' : null),
       inherits: (input.maxAttempts === undefined ? INHERITS_MAX_ATTEMPTS : 0) | (input.leaseTimeoutMs === undefined ? INHERITS_LEASE_TIMEOUT : 0),
     };
-    return { index, job, state };
+    return { job, state };
   }
 
-  private inserted({ job, state }: PreparedJob, id: string): { id: string; deduplicated: boolean; state: JobState } {
+  private inserted(job: NewJob, state: JobState, id: string): { id: string; deduplicated: boolean; state: JobState } {
     // Hints and timers are safe to set before the commit: at worst they cause a wasted look.
     if (state === JobState.Pending) this.dispatcher.markReady(job.queue, job.type);
     else this.scheduledTimer.armAt(job.runAt);
@@ -539,20 +524,23 @@ export class Broker {
 
   private releaseLeases(session: ConsumeSession, leases: [string, string][], reason: string, countsAsAttempt: boolean): void {
     this.commits.submit({
-      work: (now) =>
-        leases.map(([jobId, leaseId]) => {
-          const released = this.store.release(jobId, leaseId, reason, countsAsAttempt, now);
-          if (released) {
-            this.limits.leaseEnded(jobId, false);
-            if (countsAsAttempt) this.countLostAttempt(released);
-            if (this.log.isLevelEnabled('debug')) {
-              this.log.debug({ ...jobLogFields(jobId, released.queue, released.metadata), leaseId, state: released.state, reason }, 'job released');
+      plan: (batch, now) => {
+        const at = leases.map(([id, leaseId]) => batch.addRelease({ id, leaseId, reason, countsAsAttempt }));
+        return (result) =>
+          leases.map(([jobId, leaseId], k) => {
+            const released = result.releases[at[k]!];
+            if (released) {
+              this.limits.leaseEnded(jobId, false);
+              if (countsAsAttempt) this.countLostAttempt(released);
+              if (this.log.isLevelEnabled('debug')) {
+                this.log.debug({ ...jobLogFields(jobId, released.queue, released.metadata), leaseId, state: released.state, reason }, 'job released');
+              }
+              if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
+              this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
             }
-            if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
-            this.recordChange({ jobId, state: released.state, attempt: released.attempt, error: reason, at: now });
-          }
-          return { jobId, leaseId };
-        }),
+            return { jobId, leaseId };
+          });
+      },
       done: (error, results) => {
         if (error || !results) return;
         for (const { jobId, leaseId } of results) {
@@ -572,7 +560,7 @@ export class Broker {
 
   settle(session: ConsumeSession, { acks, nacks, extends: extends_, releases }: Settles): void {
     this.commits.submit<{ outcomes: SettleOutcome[]; owners: (ConsumeSession | undefined)[] }>({
-      work: (now) => {
+      plan: (batch, now) => {
         // A lease id is a fencing token, not a bearer token: only the stream the job was
         // delivered to may settle or extend it. Anything else is answered without a write.
         const refused: SettleOutcome[] = [];
@@ -586,15 +574,21 @@ export class Broker {
             return false;
           });
         };
-        const heldAcks = held('ack', acks);
-        const out: SettleOutcome[] = heldAcks.length > 0 ? this.ackMany(heldAcks, now) : [];
-        for (const n of held('nack', nacks)) out.push(this.nackOne(n, now));
-        for (const e of held('extend', extends_)) out.push(this.extendOne(e, now));
-        for (const r of held('release', releases)) out.push(this.releaseOne(r, now));
-        for (const r of refused) out.push(r);
-        // The owners now: a released job may be leased again before this commit is durable.
-        // (The lease may belong to another stream of the same worker after a reconnect.)
-        return { outcomes: out, owners: out.map((o) => this.leaseOwners.get(o.jobId)) };
+        const readers: ((result: FlushResult) => SettleOutcome)[] = [];
+        for (const a of held('ack', acks)) readers.push(this.planAck(batch, a, now));
+        for (const n of held('nack', nacks)) readers.push(this.planNack(batch, n, now));
+        for (const e of held('extend', extends_)) readers.push(this.planExtend(batch, e, now));
+        for (const r of held('release', releases)) readers.push(this.planRelease(batch, r, now));
+        return (result) => {
+          const out = readers.map((read) => read(result));
+          let acked = 0;
+          for (const o of out) if (o.kind === 'ack' && !o.errorCode) acked++;
+          if (acked > 0) this.throughput.record(now, acked, 0);
+          for (const r of refused) out.push(r);
+          // The owners now: a released job may be leased again before this commit is durable.
+          // (The lease may belong to another stream of the same worker after a reconnect.)
+          return { outcomes: out, owners: out.map((o) => this.leaseOwners.get(o.jobId)) };
+        };
       },
       done: (error, settled) => {
         if (error || !settled) {
@@ -636,10 +630,12 @@ export class Broker {
     if (this.leaseOwners.get(job.id) === session) this.leaseOwners.delete(job.id);
     this.log.error({ jobId: job.id, queue: job.queue, streamId: session.id, reason }, 'delivery cannot be encoded: job dead-lettered');
     this.commits.submit({
-      work: (now) => {
+      plan: (batch, now) => {
         const error = { attempt: job.attempt, message: reason, at: now, nonRetryable: true };
-        const r = this.store.fail(job.id, job.lease_id, { state: JobState.Dead, runAt: now, error }, now);
-        if (r.ok) this.recordChange({ jobId: job.id, state: JobState.Dead, attempt: job.attempt, error: reason, at: now });
+        const at = batch.addFail({ id: job.id, leaseId: job.lease_id, attempt: job.attempt, maxAttempts: job.max_attempts, state: JobState.Dead, runAt: now, error });
+        return (result) => {
+          if (result.fails[at]) this.recordChange({ jobId: job.id, state: JobState.Dead, attempt: job.attempt, error: reason, at: now });
+        };
       },
       done: () => this.checkLeasesEmpty(),
     });
@@ -661,72 +657,83 @@ export class Broker {
     return staleLease(kind, jobId, leaseId, current);
   }
 
-  /** All acks of one message in one statement (the common case: a worker acks what it was sent). */
-  private ackMany(acks: readonly AckInput[], now: number): SettleOutcome[] {
-    const completed = this.store.completeMany(
-      acks.map((a) => ({ id: a.jobId, leaseId: a.leaseId, result: a.result })),
-      now,
-    );
-    const debug = this.log.isLevelEnabled('debug');
-    let acked = 0;
-    const outcomes = acks.map((a, i): SettleOutcome => {
-      const job = completed[i];
+  /**
+   * The settles of every message in the flush go to the store together, one statement per kind
+   * (the common case, a worker acking what it was sent, is one statement for all its acks).
+   * Each plan adds its command; its reader answers from the result. A settle that matched
+   * nothing is answered from the job's state now, read in the same transaction.
+   */
+  private planAck(batch: FlushBatchBuilder, a: AckInput, now: number): (result: FlushResult) => SettleOutcome {
+    const at = batch.addAck({ id: a.jobId, leaseId: a.leaseId, result: a.result });
+    return (result) => {
+      const job = result.acks[at];
       if (job === undefined) return staleLease('ack', a.jobId, a.leaseId, this.store.stateAndLease(a.jobId));
-      acked++;
       this.limits.leaseEnded(a.jobId, false);
       this.metrics.tally(job.queue).completed++;
       this.metrics.observeRun(job.queue, now - job.started_at);
-      if (debug) this.log.debug({ ...jobLogFields(a.jobId, job.queue, job.metadata), attempt: job.attempt, leaseId: a.leaseId }, 'job acked');
+      if (this.log.isLevelEnabled('debug')) this.log.debug({ ...jobLogFields(a.jobId, job.queue, job.metadata), attempt: job.attempt, leaseId: a.leaseId }, 'job acked');
       this.recordChange({ jobId: a.jobId, state: JobState.Completed, attempt: job.attempt, result: a.result, at: now });
       return { kind: 'ack', jobId: a.jobId, leaseId: a.leaseId, state: JobState.Completed };
-    });
-    this.throughput.record(now, acked, 0);
-    return outcomes;
+    };
   }
 
-  private nackOne(n: NackInput, now: number): SettleOutcome {
+  /**
+   * The retry-or-dead decision needs the job's attempt, max_attempts and retry policy: read here,
+   * in the flush's transaction (SQLite). The fail command carries the attempt and max_attempts it
+   * was decided from and changes nothing if either moved.
+   */
+  private planNack(batch: FlushBatchBuilder, n: NackInput, now: number): (result: FlushResult) => SettleOutcome {
     const ctx = this.store.failureContext(n.jobId, n.leaseId);
-    if (!ctx) return staleLease('nack', n.jobId, n.leaseId, this.store.stateAndLease(n.jobId));
+    if (!ctx) return () => staleLease('nack', n.jobId, n.leaseId, this.store.stateAndLease(n.jobId));
     const dies = n.nonRetryable || ctx.attempt >= ctx.max_attempts;
     const policy = this.retryPolicy(ctx.queue, ctx.retry ? (JSON.parse(ctx.retry) as PartialRetryPolicy) : undefined);
     const delay = n.retryAfterMs > 0 ? n.retryAfterMs : backoffDelayMs(policy, ctx.attempt);
     const state = dies ? JobState.Dead : JobState.Scheduled;
     const runAt = dies ? now : now + delay;
     const message = n.error || '(no error message)';
-    const r = this.store.fail(n.jobId, n.leaseId, { state, runAt, error: { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable } }, now);
-    if (!r.ok) return staleLease('nack', n.jobId, n.leaseId, r.current);
-    this.limits.leaseEnded(n.jobId, !dies);
-    if (!dies) this.scheduledTimer.armAt(runAt);
-    const tally = this.metrics.tally(ctx.queue);
-    if (dies) tally.deadLettered++;
-    else tally.retried++;
-    if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ ...jobLogFields(n.jobId, ctx.queue, ctx.metadata), attempt: ctx.attempt, leaseId: n.leaseId, error: message, state }, 'job nacked');
-    }
-    this.throughput.record(now, 0, 1);
-    this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
-    return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
+    const error = { attempt: ctx.attempt, message, at: now, nonRetryable: n.nonRetryable };
+    const at = batch.addFail({ id: n.jobId, leaseId: n.leaseId, attempt: ctx.attempt, maxAttempts: ctx.max_attempts, state, runAt, error });
+    return (result) => {
+      if (!result.fails[at]) return staleLease('nack', n.jobId, n.leaseId, this.store.stateAndLease(n.jobId));
+      this.limits.leaseEnded(n.jobId, !dies);
+      if (!dies) this.scheduledTimer.armAt(runAt);
+      const tally = this.metrics.tally(ctx.queue);
+      if (dies) tally.deadLettered++;
+      else tally.retried++;
+      if (this.log.isLevelEnabled('debug')) {
+        this.log.debug({ ...jobLogFields(n.jobId, ctx.queue, ctx.metadata), attempt: ctx.attempt, leaseId: n.leaseId, error: message, state }, 'job nacked');
+      }
+      this.throughput.record(now, 0, 1);
+      this.recordChange({ jobId: n.jobId, state, attempt: ctx.attempt, error: message, at: now });
+      return { kind: 'nack', jobId: n.jobId, leaseId: n.leaseId, state };
+    };
   }
 
-  private extendOne(e: ExtendInput, now: number): SettleOutcome {
-    const r = this.store.extend(e.jobId, e.leaseId, e.extendMs, e.progress, now);
-    if (!r.ok) return staleLease('extend', e.jobId, e.leaseId, r.current);
-    if (e.progress !== null) this.recordChange({ jobId: e.jobId, state: JobState.Active, attempt: r.value.attempt, progress: e.progress, at: now });
-    return { kind: 'extend', jobId: e.jobId, leaseId: e.leaseId, state: JobState.Active, deadline: r.value.deadline };
+  private planExtend(batch: FlushBatchBuilder, e: ExtendInput, now: number): (result: FlushResult) => SettleOutcome {
+    const at = batch.addExtend({ id: e.jobId, leaseId: e.leaseId, extendMs: e.extendMs, progress: e.progress });
+    return (result) => {
+      const extended = result.extends[at];
+      if (!extended) return staleLease('extend', e.jobId, e.leaseId, this.store.stateAndLease(e.jobId));
+      if (e.progress !== null) this.recordChange({ jobId: e.jobId, state: JobState.Active, attempt: extended.attempt, progress: e.progress, at: now });
+      return { kind: 'extend', jobId: e.jobId, leaseId: e.leaseId, state: JobState.Active, deadline: extended.deadline };
+    };
   }
 
   /** A worker gives a job back unrun (or abandons it while closing): the attempt is refunded. */
-  private releaseOne(r: ReleaseInput, now: number): SettleOutcome {
+  private planRelease(batch: FlushBatchBuilder, r: ReleaseInput, now: number): (result: FlushResult) => SettleOutcome {
     const reason = r.reason || 'released by the worker';
-    const released = this.store.release(r.jobId, r.leaseId, reason, false, now);
-    if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
-    this.limits.leaseEnded(r.jobId, false);
-    this.dispatcher.markReady(released.queue, released.type);
-    if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ ...jobLogFields(r.jobId, released.queue, released.metadata), leaseId: r.leaseId, state: released.state, reason }, 'job released');
-    }
-    this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
-    return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
+    const at = batch.addRelease({ id: r.jobId, leaseId: r.leaseId, reason, countsAsAttempt: false });
+    return (result) => {
+      const released = result.releases[at];
+      if (!released) return staleLease('release', r.jobId, r.leaseId, this.store.stateAndLease(r.jobId));
+      this.limits.leaseEnded(r.jobId, false);
+      this.dispatcher.markReady(released.queue, released.type);
+      if (this.log.isLevelEnabled('debug')) {
+        this.log.debug({ ...jobLogFields(r.jobId, released.queue, released.metadata), leaseId: r.leaseId, state: released.state, reason }, 'job released');
+      }
+      this.recordChange({ jobId: r.jobId, state: released.state, attempt: released.attempt, at: now });
+      return { kind: 'release', jobId: r.jobId, leaseId: r.leaseId, state: released.state };
+    };
   }
 
   /** Watch events are sent only after the commit that made them true. */
@@ -797,14 +804,19 @@ export class Broker {
 
   private promoteDueJobs(): void {
     this.commits.submit({
-      work: (now) => {
-        const promoted = this.store.promoteDue(now, TIMER_BATCH);
-        for (const { id, queue, type, attempt } of promoted) {
-          this.limits.retryEnded(id);
-          this.dispatcher.markReady(queue, type);
-          this.recordChange({ jobId: id, state: JobState.Pending, attempt, at: now });
-        }
-        return promoted.length === TIMER_BATCH ? now : this.store.nextRunAt();
+      plan: (batch, now) => {
+        const owner = batch.addPromote({ limit: TIMER_BATCH });
+        return (result) => {
+          const { promoted } = result;
+          if (owner) {
+            for (const { id, queue, type, attempt } of promoted) {
+              this.limits.retryEnded(id);
+              this.dispatcher.markReady(queue, type);
+              this.recordChange({ jobId: id, state: JobState.Pending, attempt, at: now });
+            }
+          }
+          return promoted.length === TIMER_BATCH ? now : this.store.nextRunAt();
+        };
       },
       done: (error, next) => {
         if (error) return this.scheduledTimer.armAt(this.clock.now() + 1000);
@@ -815,22 +827,22 @@ export class Broker {
 
   private expireLeases(): void {
     this.commits.submit({
-      work: (now) => {
-        const expired = this.store.expiredLeases(now, TIMER_BATCH);
-        const results = expired.map(({ id, lease_id }) => {
-          const released = this.store.release(id, lease_id, 'lease expired: no heartbeat within the lease timeout', true, now, 'expired');
-          if (released) {
+      plan: (batch, now) => {
+        const owner = batch.addExpire({ limit: TIMER_BATCH });
+        return (result) => {
+          const expired = owner ? result.expired : [];
+          const results = expired.map(({ id, leaseId, released }) => {
             this.limits.leaseEnded(id, false);
             this.countLostAttempt(released);
             this.throughput.record(now, 0, 1);
             if (released.state === JobState.Pending) this.dispatcher.markReady(released.queue, released.type);
             this.recordChange({ jobId: id, state: released.state, attempt: released.attempt, error: 'lease expired', at: now });
-          }
-          // The owner now: the job may be leased again before this commit is durable.
-          const owner = this.leaseOwners.get(id);
-          return { id, leaseId: lease_id, released, owner: owner?.leases.get(id) === lease_id ? owner : undefined };
-        });
-        return { results, next: expired.length === TIMER_BATCH ? now : this.store.nextLeaseExpiry() };
+            // The owner now: the job may be leased again before this commit is durable.
+            const holder = this.leaseOwners.get(id);
+            return { id, leaseId, released, owner: holder?.leases.get(id) === leaseId ? holder : undefined };
+          });
+          return { results, next: result.expired.length === TIMER_BATCH ? now : this.store.nextLeaseExpiry() };
+        };
       },
       done: (error, r) => {
         if (error || !r) return this.leaseTimer.armAt(this.clock.now() + 1000);
@@ -840,7 +852,7 @@ export class Broker {
             if (owner.leaseEnded(id, leaseId) && this.leaseOwners.get(id) === owner) this.leaseOwners.delete(id);
             owner.revoked({ jobId: id, leaseId, reason: 'lease_expired' });
           }
-          if (released && this.log.isLevelEnabled('debug')) {
+          if (this.log.isLevelEnabled('debug')) {
             this.log.debug({ ...jobLogFields(id, released.queue, released.metadata), leaseId, state: released.state }, 'job lease expired');
           }
         }

@@ -1,10 +1,38 @@
 import type { Db } from '../store/database.js';
 import type { Clock } from '../domain/clock.js';
 import { unavailable } from '../domain/errors.js';
+import { FlushBatchBuilder, type FlushBatch, type FlushResult } from '../store/flush-batch.js';
 
-/** A unit of work run inside a shared transaction. `done` is called once the commit is durable. */
-export interface WriteOp<T = unknown> {
+/**
+ * A unit of work run inside a shared transaction. `done` is called once the commit is durable.
+ * Either a closure (`work`) that runs its own statements, or commands (`plan`) that the flush
+ * runs together with every other op's, one statement per kind (store/flush-batch.ts).
+ */
+export type WriteOp<T = unknown> = ClosureOp<T> | CommandOp<T>;
+
+/** An op that runs its own statements inside the flush's transaction (rare writes, cron, admin). */
+export interface ClosureOp<T = unknown> extends OpAnswer<T> {
   work(now: number): T;
+  plan?: undefined;
+}
+
+/**
+ * An op made of commands (the hot path: enqueue, settles). `plan` adds them to the flush's
+ * batch and returns how to read its answer from the batch's result; both run inside the
+ * transaction. A plan that throws adds nothing (its commands are taken back) and fails only
+ * its op.
+ */
+export interface CommandOp<T = unknown> extends OpAnswer<T> {
+  plan(batch: FlushBatchBuilder, now: number): (result: FlushResult) => T;
+  work?: undefined;
+}
+
+/** Runs a batch of commands inside the caller's transaction (store/sqlite-flush.ts). */
+export interface FlushExecutor {
+  execute(batch: FlushBatch): FlushResult;
+}
+
+interface OpAnswer<T> {
   /**
    * The transaction holding `work` committed (visible, maybe not yet durable): the op may
    * prepare its answer now, while the fsync runs, and send it from `done`. Not called when
@@ -86,6 +114,9 @@ export class GroupCommit {
   private readonly runInTransaction: (ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[], now: number) => void;
   /** Set inside the transaction, so a failed COMMIT can still roll the hooks back. */
   private afterCommit: AfterCommit | undefined;
+  /** A batch runs in a savepoint (wrapped once, like the flush transaction). */
+  private readonly inSavepoint: (run: () => FlushResult) => FlushResult;
+  private executor: FlushExecutor | undefined;
 
   constructor(
     db: Db,
@@ -96,16 +127,82 @@ export class GroupCommit {
     private readonly onSyncFailure: (error: Error) => void = () => {},
   ) {
     this.runInTransaction = db.transaction((ops: WriteOp<any>[], results: { error?: Error; value?: unknown }[], now: number) => {
+      // Consecutive command ops share one batch; a closure op runs at its turn, after the batch
+      // before it, so the ops' writes keep the order in which they were submitted.
+      let segment: number[] | undefined;
       for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        if (op.plan) {
+          (segment ??= []).push(i);
+          continue;
+        }
+        if (segment) this.runSegment(ops, segment, results, now), (segment = undefined);
         try {
-          results[i] = { value: ops[i]!.work(now) };
+          results[i] = { value: op.work(now) };
         } catch (error) {
           // A failed statement rolls back only itself; multi-statement ops use savepoints.
           results[i] = { error: error as Error };
         }
       }
+      if (segment) this.runSegment(ops, segment, results, now);
       this.afterCommit = this.hooks?.beforeCommit(now);
     });
+    this.inSavepoint = db.transaction((run: () => FlushResult) => run());
+  }
+
+  /** Command ops run with this (set by the owner before the first flush). */
+  setExecutor(executor: FlushExecutor): void {
+    this.executor = executor;
+  }
+
+  /**
+   * Command ops `at` of `ops`: planned into one batch, run, and each answered from its slice.
+   * The batch runs in a savepoint, so an op answered with an error leaves none of its writes.
+   * If a batch of several ops fails, each op runs again alone, so one op's failure (a broker
+   * bug, a statement the store refuses) does not fail the others. Plans may therefore run
+   * twice, so they only read and compute; what an op changes in the broker's memory (hints,
+   * timers, metrics) its reader does, once, on the result.
+   */
+  private runSegment(ops: WriteOp<any>[], at: readonly number[], results: { error?: Error; value?: unknown }[], now: number): void {
+    const failure = this.runBatch(ops, at, results, now);
+    if (!failure) return;
+    if (at.length === 1) return void (results[at[0]!] = { error: failure });
+    for (const i of at) {
+      const alone = this.runBatch(ops, [i], results, now);
+      if (alone) results[i] = { error: alone };
+    }
+  }
+
+  /** The batch's error if it failed (its savepoint rolled back, no op answered); else every op has its result. */
+  private runBatch(ops: WriteOp<any>[], at: readonly number[], results: { error?: Error; value?: unknown }[], now: number): Error | undefined {
+    const batch = new FlushBatchBuilder(now);
+    const readers: { i: number; read: (result: FlushResult) => unknown }[] = [];
+    for (const i of at) {
+      const mark = batch.mark();
+      try {
+        readers.push({ i, read: (ops[i] as CommandOp).plan(batch, now) });
+      } catch (error) {
+        batch.reset(mark);
+        results[i] = { error: error as Error };
+      }
+    }
+    if (readers.length === 0) return undefined;
+    let result: FlushResult;
+    try {
+      const executor = this.executor;
+      if (!executor) throw new Error('GroupCommit: a command op was submitted before setExecutor');
+      result = this.inSavepoint(() => executor.execute(batch.build()));
+    } catch (error) {
+      return error as Error;
+    }
+    for (const { i, read } of readers) {
+      try {
+        results[i] = { value: read(result) };
+      } catch (error) {
+        results[i] = { error: error as Error };
+      }
+    }
+    return undefined;
   }
 
   setHooks(hooks: FlushHooks): void {
@@ -143,6 +240,13 @@ export class GroupCommit {
   run<T>(work: (now: number) => T, committed?: (value: T) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.submit<T>({ work, committed, done: (error, value) => (error ? reject(error) : resolve(value as T)) });
+    });
+  }
+
+  /** Promise form of a command op (CommandOp.plan). */
+  runPlanned<T>(plan: CommandOp<T>['plan'], committed?: (value: T) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.submit<T>({ plan, committed, done: (error, value) => (error ? reject(error) : resolve(value as T)) });
     });
   }
 

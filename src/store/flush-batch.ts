@@ -169,3 +169,108 @@ export function isEmptyBatch(b: FlushBatch): boolean {
     b.releases.length === 0 && b.promote === undefined && b.expire === undefined && b.claims.length === 0 && b.ready.length === 0
   );
 }
+
+/**
+ * A FlushBatch being filled by the ops of one flush (broker/group-commit.ts). Each op adds its
+ * commands and remembers their indices, which are its slice of the FlushResult. `mark`/`reset`
+ * take back what an op added before it threw, so a failed op leaves no half of its commands.
+ */
+export class FlushBatchBuilder {
+  readonly newQueues: string[] = [];
+  readonly enqueues: EnqueueCommand[] = [];
+  readonly acks: AckCommand[] = [];
+  readonly fails: FailCommand[] = [];
+  readonly extends: ExtendCommand[] = [];
+  readonly releases: ReleaseCommand[] = [];
+  readonly claims: ClaimCommand[] = [];
+  readonly ready: string[] = [];
+  promote: PromoteCommand | undefined;
+  expire: ExpireCommand | undefined;
+  /** Dedup keys (queue NUL key) of the jobs planned so far: a later job with one is deduplicated, not inserted. */
+  private keys: Set<string> | undefined;
+
+  constructor(readonly now: number) {}
+
+  /** A queue to create (with defaults) before the enqueues; once per batch. */
+  addQueue(name: string): void {
+    if (!this.newQueues.includes(name)) this.newQueues.push(name);
+  }
+
+  /** Returns the command's index into FlushResult.enqueues. */
+  addEnqueue(command: EnqueueCommand): number {
+    for (const job of command.jobs) if (job.dedupKey !== null) (this.keys ??= new Set()).add(dedupSlot(job.queue, job.dedupKey));
+    return this.enqueues.push(command) - 1;
+  }
+
+  /** Whether a job planned earlier in this batch holds the key (so this one will be deduplicated against it). */
+  plansKey(queue: string, key: string): boolean {
+    return this.keys?.has(dedupSlot(queue, key)) ?? false;
+  }
+
+  /** Returns the ack's index into FlushResult.acks (and so on for the others). */
+  addAck(command: AckCommand): number {
+    return this.acks.push(command) - 1;
+  }
+
+  addFail(command: FailCommand): number {
+    return this.fails.push(command) - 1;
+  }
+
+  addExtend(command: ExtendCommand): number {
+    return this.extends.push(command) - 1;
+  }
+
+  addRelease(command: ReleaseCommand): number {
+    return this.releases.push(command) - 1;
+  }
+
+  /** Asks for the promote command; false if an op of this batch already did (its reader owns the result). */
+  addPromote(command: PromoteCommand): boolean {
+    if (this.promote) return false;
+    this.promote = command;
+    return true;
+  }
+
+  /** Asks for the expire command; false if an op of this batch already did. */
+  addExpire(command: ExpireCommand): boolean {
+    if (this.expire) return false;
+    this.expire = command;
+    return true;
+  }
+
+  get isEmpty(): boolean {
+    return (
+      this.newQueues.length === 0 && this.enqueues.length === 0 && this.acks.length === 0 && this.fails.length === 0 &&
+      this.extends.length === 0 && this.releases.length === 0 && this.claims.length === 0 && !this.promote && !this.expire
+    );
+  }
+
+  /** What has been added so far, for `reset`. */
+  mark(): BuilderMark {
+    return [this.promote ? 1 : 0, this.expire ? 1 : 0,this.newQueues.length, this.enqueues.length, this.acks.length, this.fails.length, this.extends.length, this.releases.length, this.claims.length];
+  }
+
+  /** Takes back everything added since `mark` (the dedup keys are rebuilt from the enqueues kept). */
+  reset(mark: BuilderMark): void {
+    const lists = [this.newQueues, this.enqueues, this.acks, this.fails, this.extends, this.releases, this.claims] as unknown[][];
+    if (!mark[0]) this.promote = undefined;
+    if (!mark[1]) this.expire = undefined;
+    let dropped = false;
+    lists.forEach((list, k) => {
+      if (list.length > mark[k + 2]!) (list.length = mark[k + 2]!), (dropped = true);
+    });
+    if (!dropped || this.keys === undefined) return;
+    this.keys = undefined;
+    for (const command of this.enqueues) for (const job of command.jobs) if (job.dedupKey !== null) (this.keys ??= new Set()).add(dedupSlot(job.queue, job.dedupKey));
+  }
+
+  build(): FlushBatch {
+    return this;
+  }
+}
+
+export type BuilderMark = readonly number[];
+
+function dedupSlot(queue: string, key: string): string {
+  return `${queue}\u0000${key}`;
+}

@@ -108,9 +108,10 @@ export class SqliteFlushExecutor {
   private enqueue(command: EnqueueCommand, now: number): EnqueueOutcome[] {
     const { jobs, states } = command;
     if (jobs.length !== states.length) throw new RangeError(`${jobs.length} jobs but ${states.length} states`);
-    states.forEach((state, i) => {
-      if (state !== JobState.Pending && state !== JobState.Scheduled) throw new RangeError(`input ${i}: a new job is pending or scheduled, not ${state}`);
-    });
+    for (let i = 0; i < states.length; i++) {
+      const state = states[i];
+      if (state !== JobState.Pending && state !== JobState.Scheduled) throw new RangeError(`input ${i}: a new job is pending or scheduled, not ${String(state)}`);
+    }
     if (!command.atomic) return this.insertJobs(command, now, false);
     try {
       return this.store.db.transaction(() => this.insertJobs(command, now, true))();
@@ -131,7 +132,9 @@ export class SqliteFlushExecutor {
       run = [];
       let ids: string[];
       try {
-        ids = store.insertMany(batch.map((i) => jobs[i]!), batch.map((i) => states[i]!), now);
+        // The common case, a command without dedup keys, is one run of all its jobs: no copies.
+        const whole = batch.length === jobs.length;
+        ids = store.insertMany(whole ? jobs : batch.map((i) => jobs[i]!), whole ? states : batch.map((i) => states[i]!), now);
       } catch (error) {
         // Atomic: the command's savepoint undoes the chunks that went through.
         if (atomic) throw error instanceof PartialInsertError ? error.cause : error;
