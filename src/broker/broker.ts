@@ -404,7 +404,7 @@ export class Broker {
   insertJobInFlush(input: EnqueueInput, now: number): { id: string; deduplicated: boolean } {
     const batch = new FlushBatchBuilder(now);
     const read = this.planEnqueue(batch, [input], now, true);
-    const outcome = read(this.executor.execute(batch.build()))[0]!;
+    const outcome = read(this.executor.execute(batch))[0]!;
     if ('error' in outcome) throw outcome.error;
     return outcome;
   }

@@ -191,7 +191,7 @@ export class GroupCommit {
     try {
       const executor = this.executor;
       if (!executor) throw new Error('GroupCommit: a command op was submitted before setExecutor');
-      result = this.inSavepoint(() => executor.execute(batch.build()));
+      result = this.inSavepoint(() => executor.execute(batch));
     } catch (error) {
       return error as Error;
     }

@@ -175,7 +175,7 @@ export function isEmptyBatch(b: FlushBatch): boolean {
  * commands and remembers their indices, which are its slice of the FlushResult. `mark`/`reset`
  * take back what an op added before it threw, so a failed op leaves no half of its commands.
  */
-export class FlushBatchBuilder {
+export class FlushBatchBuilder implements FlushBatch {
   readonly newQueues: string[] = [];
   readonly enqueues: EnqueueCommand[] = [];
   readonly acks: AckCommand[] = [];
@@ -198,7 +198,7 @@ export class FlushBatchBuilder {
 
   /** Returns the command's index into FlushResult.enqueues. */
   addEnqueue(command: EnqueueCommand): number {
-    for (const job of command.jobs) if (job.dedupKey !== null) (this.keys ??= new Set()).add(dedupSlot(job.queue, job.dedupKey));
+    this.noteKeys(command);
     return this.enqueues.push(command) - 1;
   }
 
@@ -238,16 +238,9 @@ export class FlushBatchBuilder {
     return true;
   }
 
-  get isEmpty(): boolean {
-    return (
-      this.newQueues.length === 0 && this.enqueues.length === 0 && this.acks.length === 0 && this.fails.length === 0 &&
-      this.extends.length === 0 && this.releases.length === 0 && this.claims.length === 0 && !this.promote && !this.expire
-    );
-  }
-
   /** What has been added so far, for `reset`. */
   mark(): BuilderMark {
-    return [this.promote ? 1 : 0, this.expire ? 1 : 0,this.newQueues.length, this.enqueues.length, this.acks.length, this.fails.length, this.extends.length, this.releases.length, this.claims.length];
+    return [this.promote ? 1 : 0, this.expire ? 1 : 0, this.newQueues.length, this.enqueues.length, this.acks.length, this.fails.length, this.extends.length, this.releases.length, this.claims.length];
   }
 
   /** Takes back everything added since `mark` (the dedup keys are rebuilt from the enqueues kept). */
@@ -261,11 +254,11 @@ export class FlushBatchBuilder {
     });
     if (!dropped || this.keys === undefined) return;
     this.keys = undefined;
-    for (const command of this.enqueues) for (const job of command.jobs) if (job.dedupKey !== null) (this.keys ??= new Set()).add(dedupSlot(job.queue, job.dedupKey));
+    for (const command of this.enqueues) this.noteKeys(command);
   }
 
-  build(): FlushBatch {
-    return this;
+  private noteKeys(command: EnqueueCommand): void {
+    for (const job of command.jobs) if (job.dedupKey !== null) (this.keys ??= new Set()).add(dedupSlot(job.queue, job.dedupKey));
   }
 }
 

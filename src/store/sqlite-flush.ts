@@ -14,10 +14,10 @@ import type { ClaimedJob, CompletedJob, ReleasedJob } from './types.js';
  * section 4), with the semantics of PostgresFlushExecutor (pg-flush.ts) and built from JobStore's
  * existing statements, in the batch's fixed order (new queues, acks, fails, extends, releases,
  * expire, promote, enqueues, claims). Synchronous, and run inside the caller's transaction (the group commit's
- * flush): it opens none of its own except a savepoint per atomic enqueue command. Not wired into
- * the broker yet: the broker still runs its closures (broker.ts insertJobs, settle, releaseLeases;
- * dispatcher.ts claim); test/store.flush-conformance.test.ts runs the same batches through both
- * executors and compares every answer and row.
+ * flush): it opens none of its own except a savepoint per atomic enqueue command. The broker's
+ * command ops run through it (broker/group-commit.ts; the dispatcher still claims with its own
+ * closure); test/store.flush-conformance.test.ts runs the same batches through both executors and
+ * compares every answer and row.
  *
  * Where the two stores cannot agree (documented in the conformance test and the design): the
  * statement times (PostgreSQL's now(), SQLite's batch.now), seqs (identities skip values that
